@@ -1,0 +1,137 @@
+"""plugin-registry: entry-point discovery of PyTorch training plugins.
+
+::
+
+    import plugin_registry as pr
+
+    pr.list_plugins("precision")          # records; nothing imported
+    pr.get("bitsandbytes-nf4")            # one record
+    pr.load("bitsandbytes-nf4")           # the plugin instance
+    pr.load_plugins(["slurm", "precision/xla"])
+
+The module-level functions use one default :class:`Registry`, configured from
+the environment; a host program may build its own. Importing this package
+imports neither torch, pluggy, importlib-metadata nor any plugin.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from plugin_registry.errors import (
+    AmbiguousPluginError,
+    BrokenPluginError,
+    CacheWarning,
+    InvalidNameError,
+    InvalidRecordError,
+    PluginBlockedError,
+    PluginConflictError,
+    PluginLoadError,
+    PluginNotFoundError,
+    PluginRegistryError,
+    PluginUnavailableError,
+    PluginWarning,
+)
+from plugin_registry.records import KINDS, Kind, PluginInfo, Problem
+
+if TYPE_CHECKING:
+    from plugin_registry.hookspecs import hookimpl, hookspec
+    from plugin_registry.registry import Registry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KINDS",
+    "AmbiguousPluginError",
+    "BrokenPluginError",
+    "CacheWarning",
+    "InvalidNameError",
+    "InvalidRecordError",
+    "Kind",
+    "PluginBlockedError",
+    "PluginConflictError",
+    "PluginInfo",
+    "PluginLoadError",
+    "PluginNotFoundError",
+    "PluginRegistryError",
+    "PluginUnavailableError",
+    "PluginWarning",
+    "Problem",
+    "Registry",
+    "default_registry",
+    "get",
+    "hookimpl",
+    "hookspec",
+    "list_plugins",
+    "load",
+    "load_plugins",
+    "problems",
+    "register",
+    "set_default_registry",
+]
+
+_default: Registry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> Registry:
+    """The registry behind the module-level functions, built on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                from plugin_registry.registry import Registry
+
+                _default = Registry()
+    return _default
+
+
+def set_default_registry(registry: Registry | None) -> None:
+    """Replace the default registry (None: rebuild it from the environment)."""
+    global _default
+    _default = registry
+
+
+def list_plugins(kind: str | None = None) -> list[PluginInfo]:
+    """Every visible plugin record, ordered by kind, name and provider."""
+    return default_registry().list_plugins(kind)
+
+
+def get(name: str, kind: str | None = None) -> PluginInfo:
+    """The record ``name`` stands for (``[kind/][distribution:]name``)."""
+    return default_registry().get(name, kind)
+
+
+def load(name: str, kind: str | None = None, **overrides: Any) -> Any:
+    """Import and build the plugin ``name``; ``overrides`` win over its defaults."""
+    return default_registry().load(name, kind, **overrides)
+
+
+def load_plugins(plugins: Iterable[Any]) -> list[Any]:
+    """Build a ``plugins=[...]`` list: names are loaded, instances pass through."""
+    return default_registry().load_plugins(plugins)
+
+
+def register(plugin: Any, **fields: Any) -> PluginInfo:
+    """Register an unpackaged plugin in the default registry."""
+    return default_registry().register(plugin, **fields)
+
+
+def problems() -> list[Problem]:
+    """Broken plugin packages and name conflicts in the default registry."""
+    return default_registry().problems()
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import plugin_registry` stays free of pluggy and friends.
+    if name in ("hookimpl", "hookspec"):
+        from plugin_registry import hookspecs
+
+        return getattr(hookspecs, name)
+    if name == "Registry":
+        from plugin_registry.registry import Registry
+
+        return Registry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

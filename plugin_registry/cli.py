@@ -1,0 +1,245 @@
+"""The ``plugin-registry`` command: list, show, doctor, cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from plugin_registry.errors import PluginRegistryError, PluginWarning
+from plugin_registry.names import expand
+from plugin_registry.records import KINDS, PluginInfo, Problem
+
+_KIND_TITLES = {
+    "precision": "Precision plugins",
+    "checkpoint_io": "Checkpoint IO plugins",
+    "cluster_environment": "Cluster environments",
+}
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from plugin_registry.registry import Registry
+
+    return Registry(
+        cache=False if args.no_cache else None,
+        autoload=False if args.disable_autoload else None,
+    )
+
+
+def _names(record: PluginInfo) -> list[str]:
+    return [e.name for e in expand(record.name, record.aliases, record.name_parameters)]
+
+
+def _record_json(record: PluginInfo) -> dict[str, Any]:
+    return {**record.to_dict(), "names": _names(record)}
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 140)
+
+
+def _status(record: PluginInfo) -> str:
+    from rich.markup import escape
+
+    if record.available:
+        return "[green]available[/green]"
+    return f"[yellow]unavailable[/yellow]: {escape(record.unavailable_reason)}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    records = registry.list_plugins(args.kind)
+    problems: list[Problem] = registry.problems()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "plugins": [_record_json(r) for r in records],
+                    "problems": [p.to_dict() for p in problems],
+                    "skipped": registry.skipped(),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    for kind in KINDS:
+        of_kind = [r for r in records if r.kind == kind]
+        if not of_kind:
+            continue
+        table = Table(title=_KIND_TITLES[kind], title_justify="left", expand=False)
+        for column in ("name", "aliases", "provider", "status", "summary"):
+            table.add_column(column, overflow="fold")
+        for r in of_kind:
+            name = r.name
+            if r.name_parameters:
+                name += "\n" + "\n".join(
+                    f"  {k}: {' | '.join(v)}" for k, v in r.name_parameters.items()
+                )
+            table.add_row(
+                escape(name),
+                escape(", ".join(r.aliases)),
+                escape(r.provider),
+                _status(r),
+                escape(r.summary),
+            )
+        console.print(table)
+    if not records:
+        console.print("No plugins found: install a plugin package, or see 'plugin-registry doctor'")
+    if problems:
+        table = Table(title="Problems", title_justify="left")
+        for column in ("severity", "package", "entry point", "reason"):
+            table.add_column(column, overflow="fold")
+        for p in problems:
+            colour = "red" if p.severity == "error" else "yellow"
+            table.add_row(
+                f"[{colour}]{'broken' if p.severity == 'error' else p.severity}[/{colour}]",
+                escape(p.distribution or "-"),
+                escape(p.entry_point),
+                escape(p.reason),
+            )
+        console.print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    match = registry.find(args.name, args.kind)
+    record = match.record
+    data = {**_record_json(record), "requested_parameters": match.parameters}
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{record.kind}/{record.qualified_name}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in data.items():
+        if key in ("available", "unavailable_reason"):
+            continue
+        table.add_row(key, escape(json.dumps(value) if not isinstance(value, str) else value))
+    table.add_row("status", _status(record))
+    _console().print(table)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from plugin_registry import doctor
+
+    registry = _registry(args)
+    report = doctor.run(registry)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.ok else 1
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    times = Table(title="Registration modules", title_justify="left")
+    times.add_column("entry point")
+    times.add_column("import time", justify="right")
+    for key, seconds in sorted(report.import_times.items()):
+        times.add_row(escape(key), f"{seconds * 1000:.1f} ms")
+    console.print(times)
+    if report.findings:
+        table = Table(title="Findings", title_justify="left")
+        for column in ("severity", "subject", "problem", "way out"):
+            table.add_column(column, overflow="fold")
+        colours = {"error": "red", "warning": "yellow", "info": "blue"}
+        for f in report.findings:
+            c = colours[f.severity]
+            table.add_row(
+                f"[{c}]{f.severity}[/{c}]", escape(f.subject), escape(f.message), escape(f.fix)
+            )
+        console.print(table)
+    n_err = sum(f.severity == "error" for f in report.findings)
+    console.print(
+        "[green]No problems found.[/green]" if report.ok else f"[red]{n_err} error(s).[/red]"
+    )
+    return 0 if report.ok else 1
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from plugin_registry import cache
+
+    if args.action == "clear":
+        removed = cache.clear()
+        print(f"removed {removed} cache file(s) from {cache.default_dir()}")
+        return 0
+    registry = _registry(args)
+    registry.list_plugins()
+    stats = registry.stats
+    info = {
+        "directory": str(cache.default_dir()),
+        "enabled": registry.cache_enabled,
+        "file": stats.cache_file,
+        "last_listing": {
+            "rescanned_entry_points": stats.scanned,
+            "registration_modules_imported": stats.collected,
+            "results_reused": stats.reused,
+            "cache_written": stats.cache_written,
+            "seconds": round(stats.seconds, 6),
+        },
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plugin-registry",
+        description="List, inspect and check the installed PyTorch training plugins.",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="ignore the record cache")
+    parser.add_argument(
+        "--disable-autoload",
+        action="store_true",
+        help="load no third-party plugin package (as PLUGIN_REGISTRY_DISABLE_AUTOLOAD=1)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list plugins by kind")
+    p.add_argument("--kind", choices=KINDS)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="show one plugin record")
+    p.add_argument("name", help="[kind/][distribution:]name")
+    p.add_argument("--kind", choices=KINDS)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("doctor", help="import everything and report problems")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("cache", help="inspect or clear the record cache")
+    p.add_argument("action", choices=("info", "clear"))
+    p.set_defaults(func=cmd_cache)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # The listing shows broken packages itself; the warnings would repeat it.
+    warnings.simplefilter("ignore", PluginWarning)
+    try:
+        code: int = args.func(args)
+        return code
+    except PluginRegistryError as exc:
+        print(f"plugin-registry: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

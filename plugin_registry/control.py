@@ -1,0 +1,164 @@
+"""Which plugin packages are loaded and which plugins are visible.
+
+Patterns are shell-style (``fnmatch``) and compared in normalised form. A
+pattern without ``:`` matches plugin names; ``dist:name`` matches a plugin of
+one distribution; ``dist:*`` a whole distribution. Only whole-distribution
+patterns can keep a package's registration module from being imported at all:
+a bare-name pattern can only be checked once the records are known.
+
+========================================  =====================================
+``PLUGIN_REGISTRY_DISABLE_AUTOLOAD=1``     load no entry point except those of
+                                           ``PLUGIN_REGISTRY_ENABLE``
+``PLUGIN_REGISTRY_ENABLE=dist,...``        distributions still loaded with
+                                           autoload off (default:
+                                           ``plugin-registry``, the built-ins)
+``PLUGIN_REGISTRY_ALLOW=pattern,...``      only matching plugins are visible
+``PLUGIN_REGISTRY_BLOCK=pattern,...``      matching plugins are hidden
+``PLUGIN_REGISTRY_PIN=name=dist,...``      which provider wins a name two
+                                           distributions register (``kind/name``
+                                           narrows a pin to one kind)
+========================================  =====================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+from collections.abc import Iterable, Mapping
+
+from plugin_registry.errors import InvalidNameError
+from plugin_registry.names import normalize_distribution, normalize_kind, normalize_name
+
+ENV_DISABLE_AUTOLOAD = "PLUGIN_REGISTRY_DISABLE_AUTOLOAD"
+ENV_ENABLE = "PLUGIN_REGISTRY_ENABLE"
+ENV_ALLOW = "PLUGIN_REGISTRY_ALLOW"
+ENV_BLOCK = "PLUGIN_REGISTRY_BLOCK"
+ENV_PIN = "PLUGIN_REGISTRY_PIN"
+
+#: The distribution that ships the core and the built-in plugins. With autoload
+#: off it is still loaded unless ``enable`` says otherwise: turning off
+#: third-party code should not take away the plugins that come with the core.
+CORE_DISTRIBUTION = "plugin-registry"
+
+
+def _split(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    """``[dist:]name`` with shell wildcards, normalised."""
+
+    text: str
+    distribution: str | None
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> Pattern:
+        raw = text.strip()
+        if not raw:
+            raise InvalidNameError("an empty allow/block pattern")
+        if ":" in raw:
+            dist, name = raw.split(":", 1)
+            return cls(raw, normalize_distribution(dist), normalize_name(name) or "*")
+        return cls(raw, None, normalize_name(raw))
+
+    @property
+    def whole_distribution(self) -> bool:
+        return self.distribution is not None and self.name == "*"
+
+    def matches_distribution(self, distribution: str | None) -> bool:
+        if self.distribution is None:
+            return True
+        return fnmatch.fnmatchcase(distribution or "", self.distribution)
+
+    def matches(self, distribution: str | None, name: str) -> bool:
+        return self.matches_distribution(distribution) and fnmatch.fnmatchcase(name, self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Control:
+    """The policy one :class:`~plugin_registry.Registry` applies."""
+
+    autoload: bool = True
+    enable: frozenset[str] = frozenset({CORE_DISTRIBUTION})
+    allow: tuple[Pattern, ...] | None = None
+    block: tuple[Pattern, ...] = ()
+    pins: Mapping[tuple[str | None, str], str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        autoload: bool | None = None,
+        enable: Iterable[str] | None = None,
+        allow: Iterable[str] | None = None,
+        block: Iterable[str] | None = None,
+        pins: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Control:
+        """Arguments win; each one left as None is read from the environment."""
+        env = os.environ if environ is None else environ
+        if autoload is None:
+            autoload = not _truthy(env.get(ENV_DISABLE_AUTOLOAD))
+        if enable is None:
+            enable = _split(env[ENV_ENABLE]) if ENV_ENABLE in env else [CORE_DISTRIBUTION]
+        if allow is None and env.get(ENV_ALLOW, "").strip():
+            allow = _split(env[ENV_ALLOW])
+        if block is None:
+            block = _split(env.get(ENV_BLOCK))
+        if pins is None:
+            pins = dict(_parse_pin(item) for item in _split(env.get(ENV_PIN)))
+        parsed_pins: dict[tuple[str | None, str], str] = {}
+        for name, dist in pins.items():
+            kind: str | None = None
+            if "/" in name:
+                kind_part, name = name.split("/", 1)
+                kind = normalize_kind(kind_part)
+            parsed_pins[(kind, normalize_name(name))] = normalize_distribution(dist)
+        return cls(
+            autoload=autoload,
+            enable=frozenset(normalize_distribution(d) for d in enable),
+            allow=None if allow is None else tuple(Pattern.parse(p) for p in allow),
+            block=tuple(Pattern.parse(p) for p in block),
+            pins=parsed_pins,
+        )
+
+    def loads_distribution(self, distribution: str) -> str:
+        """'' when the distribution's entry points may be imported, else why not."""
+        if not self.autoload and distribution not in self.enable:
+            return f"autoload is off ({ENV_DISABLE_AUTOLOAD}) and it is not enabled ({ENV_ENABLE})"
+        for pattern in self.block:
+            if pattern.whole_distribution and pattern.matches_distribution(distribution):
+                return f"blocked by pattern {pattern.text!r}"
+        if self.allow is not None and not any(
+            p.matches_distribution(distribution) for p in self.allow
+        ):
+            return "no allow pattern names it"
+        return ""
+
+    def hides(self, distribution: str | None, name: str) -> str:
+        """'' when the plugin name is visible, else the rule that hides it."""
+        for pattern in self.block:
+            if pattern.matches(distribution, name):
+                return f"blocked by pattern {pattern.text!r}"
+        if self.allow is not None and not any(p.matches(distribution, name) for p in self.allow):
+            return "not matched by any allow pattern"
+        return ""
+
+    def pinned(self, kind: str, name: str) -> str | None:
+        return self.pins.get((kind, name)) or self.pins.get((None, name))
+
+
+def _parse_pin(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise InvalidNameError(
+            f"{ENV_PIN} entry {item!r} is not name=distribution (e.g. 'xla=acme-xla')"
+        )
+    name, dist = item.split("=", 1)
+    return name.strip(), dist.strip()

@@ -1,0 +1,207 @@
+"""Entry points -> records, with every plugin package isolated from the others.
+
+Discovery is two steps, as in stevedore: :func:`scan` finds the entry points of
+the ``plugin_registry`` group without importing anything, and :func:`collect`
+imports one registration module and asks its hooks for records. Whatever goes
+wrong in one package becomes a :class:`~plugin_registry.records.Problem` of that
+package; nothing propagates to the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import importlib_metadata
+import pluggy
+
+from plugin_registry import hookspecs
+from plugin_registry.errors import InvalidRecordError
+from plugin_registry.names import did_you_mean, expand, normalize_distribution
+from plugin_registry.records import (
+    KINDS,
+    Collected,
+    EntryPointRef,
+    Kind,
+    PluginInfo,
+    Problem,
+    validate_record,
+)
+
+
+def mtime_ns(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def scan(group: str = hookspecs.ENTRY_POINT_GROUP) -> list[EntryPointRef]:
+    """Every entry point of ``group`` on ``sys.path``, first distribution wins.
+
+    Distributions are taken in ``sys.path`` order and deduplicated by normalised
+    name, as importlib-metadata's own ``entry_points()`` does.
+    """
+    # A substring test before parsing: most distributions have no entry point
+    # of ours, and parsing their entry_points.txt is most of what a scan costs.
+    header = f"[{group}]"
+    seen: set[str] = set()
+    found: list[EntryPointRef] = []
+    for dist in importlib_metadata.distributions():
+        norm = getattr(dist, "_normalized_name", None) or normalize_distribution(dist.name or "")
+        if norm in seen:
+            continue
+        seen.add(norm)
+        text = dist.read_text("entry_points.txt")
+        if not text or header not in text:
+            continue
+        path = getattr(dist, "_path", None)
+        metadata_dir = str(path) if path is not None else None
+        name = normalize_distribution(dist.name or norm)
+        version = dist.version or ""
+        for ep in dist.entry_points.select(group=group):
+            found.append(EntryPointRef(name, version, ep.name, ep.value, metadata_dir))
+    return found
+
+
+def collect(
+    ref: EntryPointRef, manager: pluggy.PluginManager | None = None
+) -> tuple[Collected, object | None]:
+    """Import one registration module and gather its records, never raising.
+
+    Returns the result and the loaded plugin object (None when it failed), which
+    the caller may keep registered in ``manager`` for later hooks.
+    """
+    started = time.time()
+    deps: dict[str, int | None] = {}
+    if ref.metadata_dir:
+        ep_file = os.path.join(ref.metadata_dir, "entry_points.txt")
+        deps[ep_file] = mtime_ns(ep_file)
+    problems: list[Problem] = []
+
+    def problem(reason: str, exc: BaseException | None, **kw: Any) -> Problem:
+        detail = "".join(traceback.format_exception(exc)) if exc is not None else ""
+        p = Problem(ref.distribution, ref.name, reason, detail=detail, exception=exc, **kw)
+        problems.append(p)
+        return p
+
+    before = set(sys.modules)
+    try:
+        plugin = importlib_metadata.EntryPoint(
+            name=ref.name, value=ref.value, group=hookspecs.ENTRY_POINT_GROUP
+        ).load()
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a third party's import
+        problem(
+            f"entry point {ref.name} = {ref.value!r} failed to load: {type(exc).__name__}: {exc}",
+            exc,
+        )
+        _track_modules(ref, before, deps)
+        return Collected([], problems, deps, started), None
+    _track_modules(ref, before, deps)
+
+    manager = manager or new_manager()
+    plugin_name = ref.key
+    try:
+        manager.register(plugin, name=plugin_name)
+    except Exception as exc:  # noqa: BLE001 - pluggy validation of a third party's hooks
+        problem(f"its hook implementations are invalid: {exc}", exc)
+        return Collected([], problems, deps, started), None
+    for caller in manager.get_hookcallers(plugin) or ():
+        if caller.spec is None:
+            problem(
+                f"unknown hook {caller.name!r}"
+                + did_you_mean(caller.name, hookspecs.HOOK_FOR_KIND.values()),
+                None,
+                severity="warning",
+            )
+
+    records: list[PluginInfo] = []
+    for kind in KINDS:
+        hook_name = hookspecs.HOOK_FOR_KIND[kind]
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            if impl.plugin_name != plugin_name:
+                continue
+            records.extend(_call_hook(ref, kind, impl.function, problem))
+    return Collected(_dedupe(ref, records, problem), problems, deps, started), plugin
+
+
+def new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def _call_hook(ref: EntryPointRef, kind: Kind, function: Any, problem: Any) -> list[PluginInfo]:
+    where = f"{hookspecs.HOOK_FOR_KIND[kind]}()"
+    try:
+        returned = function()
+    except Exception as exc:  # noqa: BLE001 - a third party's hook
+        problem(f"{where} raised {type(exc).__name__}: {exc}", exc, kind=kind)
+        return []
+    if returned is None:
+        return []
+    if isinstance(returned, (str, bytes, Mapping)) or not isinstance(returned, Iterable):
+        problem(
+            f"{where} returned {type(returned).__name__}, not a list of PluginInfo",
+            None,
+            kind=kind,
+        )
+        return []
+    good: list[PluginInfo] = []
+    for item in returned:
+        try:
+            record = validate_record(item, kind)
+        except InvalidRecordError as exc:
+            name = getattr(item, "name", None)
+            problem(
+                f"{where} returned an invalid record: {exc}",
+                exc,
+                kind=kind,
+                names=(name,) if isinstance(name, str) else (),
+            )
+            continue
+        good.append(dataclasses.replace(record, distribution=ref.distribution, version=ref.version))
+    return good
+
+
+def _dedupe(ref: EntryPointRef, records: list[PluginInfo], problem: Any) -> list[PluginInfo]:
+    """Drop a record whose name repeats one the same package already declared."""
+    owner: dict[tuple[str, str], str] = {}
+    kept: list[PluginInfo] = []
+    for record in records:
+        names = {e.name for e in expand(record.name, record.aliases, record.name_parameters)}
+        clash = sorted(n for n in names if (record.kind, n) in owner)
+        if clash:
+            problem(
+                f"{record.kind} name(s) {clash} of {record.name!r} repeat "
+                f"{owner[(record.kind, clash[0])]!r} in the same package; the second is ignored",
+                None,
+                kind=record.kind,
+                names=(record.name,),
+            )
+            continue
+        for n in names:
+            owner[(record.kind, n)] = record.name
+        kept.append(record)
+    return kept
+
+
+def _track_modules(ref: EntryPointRef, before: set[str], deps: dict[str, int | None]) -> None:
+    """Note the files of the registration module's own package that were imported.
+
+    An edited registration module (an editable install under development) must
+    invalidate the cached records even though no distribution changed.
+    """
+    module_name = ref.value.split(":", 1)[0].strip()
+    top = module_name.split(".", 1)[0]
+    names = {m for m in set(sys.modules) - before if m == top or m.startswith(top + ".")}
+    names.add(module_name)
+    for name in names:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file:
+            deps[file] = mtime_ns(file)

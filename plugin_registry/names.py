@@ -1,0 +1,133 @@
+"""How a plugin is spelled: normalising, templates, qualified forms, suggestions.
+
+A name is matched case-insensitively with ``_`` and ``-`` equivalent. The full
+spelling of a request is ``[kind/][distribution:]name``::
+
+    bitsandbytes-nf4                      a bare name
+    precision/xla                         the precision plugin named xla
+    plugin-registry:torch                 torch, as provided by plugin-registry
+    checkpoint_io/plugin-registry:xla     both
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import NamedTuple
+
+from plugin_registry.errors import InvalidNameError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+_FIELD_RE = re.compile(r"\{(\w+)\}")
+_DIST_RE = re.compile(r"[-_.]+")
+
+_KIND_SPELLINGS = {
+    "precision": "precision",
+    "checkpoint_io": "checkpoint_io",
+    "cluster_environment": "cluster_environment",
+}
+
+
+def normalize_name(name: str) -> str:
+    """The form names are compared in: lower case, ``_`` as ``-``, trimmed."""
+    return name.strip().lower().replace("_", "-")
+
+
+def normalize_distribution(name: str) -> str:
+    """PEP 503 normalisation, as pip and importlib-metadata compare names."""
+    return _DIST_RE.sub("-", name.strip()).lower()
+
+
+def normalize_kind(kind: str) -> str:
+    """The canonical kind for ``kind``; InvalidNameError lists the valid ones."""
+    key = kind.strip().lower().replace("-", "_")
+    try:
+        return _KIND_SPELLINGS[key]
+    except KeyError:
+        raise InvalidNameError(
+            f"unknown plugin kind {kind!r}; choose one of {', '.join(_KIND_SPELLINGS)}"
+            + did_you_mean(key, _KIND_SPELLINGS)
+        ) from None
+
+
+def template_fields(spelled: str) -> set[str]:
+    """The ``{field}`` placeholders in a name or alias."""
+    return set(_FIELD_RE.findall(spelled))
+
+
+class Expansion(NamedTuple):
+    """One concrete name a record answers to, and the parameters it implies."""
+
+    name: str
+    parameters: dict[str, str]
+    is_alias: bool
+
+
+def expand(
+    name: str, aliases: Iterable[str], choices: Mapping[str, Iterable[str]]
+) -> Iterator[Expansion]:
+    """Every concrete, normalised name of a record, in declaration order."""
+    for index, spelled in enumerate((name, *aliases)):
+        fields = sorted(template_fields(spelled))
+        if not fields:
+            yield Expansion(normalize_name(spelled), {}, index > 0)
+            continue
+        for combo in itertools.product(*(tuple(choices[f]) for f in fields)):
+            params = dict(zip(fields, combo, strict=True))
+            concrete = spelled
+            for field, value in params.items():
+                concrete = concrete.replace("{" + field + "}", value)
+            yield Expansion(normalize_name(concrete), params, index > 0)
+
+
+class Spec(NamedTuple):
+    """A parsed request: ``[kind/][distribution:]name``."""
+
+    kind: str | None
+    distribution: str | None
+    name: str
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.distribution:
+            out = f"{self.distribution}:{out}"
+        if self.kind:
+            out = f"{self.kind}/{out}"
+        return out
+
+
+def parse_spec(spec: str, kind: str | None = None) -> Spec:
+    """Split and normalise a request; ``kind`` is the caller's separate kind."""
+    if not isinstance(spec, str):
+        raise InvalidNameError(f"a plugin name must be a string, got {type(spec).__name__}")
+    text = spec.strip()
+    spec_kind: str | None = None
+    if "/" in text:
+        kind_part, text = text.split("/", 1)
+        spec_kind = normalize_kind(kind_part)
+    wanted = normalize_kind(kind) if kind is not None else None
+    if spec_kind and wanted and spec_kind != wanted:
+        raise InvalidNameError(f"{spec!r} names kind {spec_kind!r} but kind={kind!r} was given")
+    dist: str | None = None
+    if ":" in text:
+        dist_part, text = text.split(":", 1)
+        dist = normalize_distribution(dist_part)
+    name = normalize_name(text)
+    if not NAME_RE.match(name) or (dist is not None and not dist):
+        raise InvalidNameError(
+            f"{spec!r} is not a plugin name; write [kind/][distribution:]name, "
+            "e.g. 'bitsandbytes-nf4', 'precision/xla' or 'plugin-registry:torch'"
+        )
+    return Spec(spec_kind or wanted, dist, name)
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
+    """`` Did you mean 'a' or 'b'?`` or an empty string."""
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=n, cutoff=0.6)
+    if not close:
+        return ""
+    quoted = [repr(c) for c in close]
+    joined = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f". Did you mean {joined}?"

@@ -1,0 +1,617 @@
+"""Registry: discovery, names and control, behind the module-level functions.
+
+A name travels one way: :meth:`Registry.load` parses it (names), finds the
+visible record (control, conflicts, pins), imports ``record.target`` and calls
+it with the record's parameters, the parameters the name implies, and the
+caller's overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from plugin_registry import cache as cache_mod
+from plugin_registry.control import Control
+from plugin_registry.errors import (
+    AmbiguousPluginError,
+    BrokenPluginError,
+    InvalidNameError,
+    PluginBlockedError,
+    PluginConflictError,
+    PluginLoadError,
+    PluginNotFoundError,
+    PluginUnavailableError,
+    PluginWarning,
+)
+from plugin_registry.kinds import base_class
+from plugin_registry.names import (
+    Spec,
+    did_you_mean,
+    expand,
+    normalize_distribution,
+    normalize_kind,
+    normalize_name,
+    parse_spec,
+)
+from plugin_registry.records import (
+    ENTRY_POINT_GROUP,
+    KINDS,
+    Collected,
+    EntryPointRef,
+    PluginInfo,
+    Problem,
+    validate_record,
+)
+
+IN_PROCESS = "<in-process>"
+_warned: set[tuple[Any, ...]] = set()
+
+
+class Match(NamedTuple):
+    """A record found for a request, and the parameters its spelling implies."""
+
+    record: PluginInfo
+    parameters: dict[str, str]
+    is_alias: bool
+
+
+@dataclasses.dataclass
+class DiscoveryStats:
+    """How the last discovery went; ``plugin-registry cache info`` shows it."""
+
+    scanned: bool = False
+    collected: int = 0
+    reused: int = 0
+    cache_written: bool = False
+    cache_file: str | None = None
+    seconds: float = 0.0
+
+
+class Registry:
+    """Plugins found through entry points, plus those registered in-process.
+
+    Each argument left as None is read from the environment (see
+    :mod:`plugin_registry.control` and :mod:`plugin_registry.cache`), so a host
+    program can keep a registry of its own with its own policy.
+    """
+
+    def __init__(
+        self,
+        *,
+        group: str = ENTRY_POINT_GROUP,
+        autoload: bool | None = None,
+        enable: Iterable[str] | None = None,
+        allow: Iterable[str] | None = None,
+        block: Iterable[str] | None = None,
+        pins: Mapping[str, str] | None = None,
+        cache: bool | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.group = group
+        self.control = Control.build(
+            autoload=autoload, enable=enable, allow=allow, block=block, pins=pins
+        )
+        self.cache_enabled = cache_mod.enabled_by_env() if cache is None else cache
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_mod.default_dir()
+        self.stats = DiscoveryStats()
+        self._lock = threading.RLock()
+        self._discovered = False
+        self._records: list[PluginInfo] = []
+        self._problems: list[Problem] = []
+        self._skipped: dict[str, str] = {}
+        self._refs: list[EntryPointRef] = []
+        self._manager: Any = None
+        self._in_process: list[PluginInfo] = []
+        self._objects: dict[tuple[str, str], Any] = {}
+        self._overrides: set[tuple[str, str]] = set()
+        self._index: dict[tuple[str, str], list[Match]] | None = None
+
+    # -- discovery -------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Forget what was discovered; the next call discovers again."""
+        with self._lock:
+            self._discovered = False
+            self._index = None
+
+    def _ensure(self) -> None:
+        if self._discovered:
+            return
+        with self._lock:
+            if not self._discovered:
+                self._discover()
+                self._discovered = True
+                self._index = None
+                self._warn_problems()
+
+    def _discover(self) -> None:
+        started = time.perf_counter()
+        stats = DiscoveryStats()
+        store = cache_mod.RecordCache(self.cache_dir, self.group) if self.cache_enabled else None
+        stats.cache_file = str(store.path) if store else None
+        data = store.read() if store else None
+        paths = cache_mod.path_snapshot(cache_mod.search_path())
+        if data and data.get("paths") == paths and data.get("paths_trusted"):
+            refs = [EntryPointRef.from_list(item) for item in data["entry_points"]]
+        else:
+            from plugin_registry.discovery import scan
+
+            refs = scan(self.group)
+            stats.scanned = True
+        old: dict[str, Any] = data.get("results", {}) if data else {}
+        results: dict[str, Collected] = {}
+        skipped: dict[str, str] = {}
+        for ref in refs:
+            why = self.control.loads_distribution(ref.distribution)
+            if why:
+                skipped[ref.key] = why
+            entry = old.get(ref.key)
+            if (
+                entry is not None
+                and entry["ref"] == ref.to_list()
+                and entry["trusted"]
+                and cache_mod.deps_unchanged(entry["deps"])
+            ):
+                collected = Collected.from_dict(entry)
+                if stats.scanned:  # what else is installed may have changed
+                    from plugin_registry.requirements import with_availability
+
+                    collected.records = with_availability(collected.records)
+                results[ref.key] = collected
+                stats.reused += 1
+            elif not why:
+                from plugin_registry.discovery import collect, new_manager
+                from plugin_registry.requirements import with_availability
+
+                if self._manager is None:
+                    self._manager = new_manager()
+                collected, _ = collect(ref, self._manager)
+                collected.records = with_availability(collected.records)
+                results[ref.key] = collected
+                stats.collected += 1
+        if store and (stats.scanned or stats.collected):
+            taken = cache_mod.now()
+            store.write(
+                {
+                    "paths": paths,
+                    "paths_trusted": cache_mod.is_trusted(paths, taken),
+                    "entry_points": [ref.to_list() for ref in refs],
+                    "results": {
+                        key: {
+                            "ref": ref.to_list(),
+                            "trusted": cache_mod.is_trusted(
+                                results[key].deps, results[key].collected_at
+                            ),
+                            **results[key].to_dict(),
+                        }
+                        for ref in refs
+                        if (key := ref.key) in results
+                    },
+                }
+            )
+            stats.cache_written = True
+        self._refs = refs
+        self._skipped = skipped
+        self._records = [
+            r for ref in refs if ref.key not in skipped for r in results[ref.key].records
+        ]
+        self._problems = [
+            p for ref in refs if ref.key not in skipped for p in results[ref.key].problems
+        ]
+        stats.seconds = time.perf_counter() - started
+        self.stats = stats
+
+    def _warn_problems(self) -> None:
+        for problem in self.problems():
+            key = (problem.key, problem.severity)
+            if key in _warned:
+                continue
+            _warned.add(key)
+            warnings.warn(
+                f"plugin package {problem.distribution or IN_PROCESS} "
+                f"(entry point {problem.entry_point!r}): {problem.reason}",
+                PluginWarning,
+                stacklevel=4,
+            )
+
+    # -- listing ---------------------------------------------------------------
+
+    def _all_records(self) -> list[PluginInfo]:
+        self._ensure()
+        return [*self._records, *self._in_process]
+
+    def list_plugins(
+        self, kind: str | None = None, *, include_hidden: bool = False
+    ) -> list[PluginInfo]:
+        """Every visible record (of ``kind``), ordered by kind, name, provider.
+
+        Nothing is imported beyond registration modules on a cache miss; no
+        plugin target is ever imported here.
+        """
+        wanted = normalize_kind(kind) if kind is not None else None
+        order = {k: i for i, k in enumerate(KINDS)}
+        records = [
+            r
+            for r in self._all_records()
+            if (wanted is None or r.kind == wanted) and (include_hidden or self._visible(r))
+        ]
+        return sorted(
+            records, key=lambda r: (order[r.kind], normalize_name(r.name), r.distribution or "")
+        )
+
+    def problems(self) -> list[Problem]:
+        """Broken packages and records, then names that two providers claim."""
+        self._ensure()
+        return [*self._problems, *self._conflicts()]
+
+    def skipped(self) -> dict[str, str]:
+        """Entry points not loaded (``dist:entry-point`` -> why), by the control policy."""
+        self._ensure()
+        return dict(self._skipped)
+
+    def entry_points(self) -> list[EntryPointRef]:
+        """The entry points of the group found on ``sys.path``, as plain refs."""
+        self._ensure()
+        return list(self._refs)
+
+    def _visible(self, record: PluginInfo) -> bool:
+        if record.distribution is None:
+            return True  # registered in-process: an explicit act of the host
+        return any(
+            not self.control.hides(record.distribution, e.name)
+            for e in expand(record.name, record.aliases, record.name_parameters)
+        )
+
+    def _build_index(self) -> dict[tuple[str, str], list[Match]]:
+        if self._index is None:
+            index: dict[tuple[str, str], list[Match]] = {}
+            for record in self._all_records():
+                for exp in expand(record.name, record.aliases, record.name_parameters):
+                    index.setdefault((record.kind, exp.name), []).append(
+                        Match(record, exp.parameters, exp.is_alias)
+                    )
+            self._index = index
+        return self._index
+
+    def _conflicts(self) -> list[Problem]:
+        out: list[Problem] = []
+        seen: set[tuple[str, frozenset[str]]] = set()
+        for (kind, name), matches in self._build_index().items():
+            providers = {_provider(m.record) for m in matches}
+            if len(providers) < 2 or self._pinned_match(kind, name, matches) is not None:
+                continue
+            key = (kind, frozenset(providers))
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(
+                Problem(
+                    distribution=None,
+                    entry_point=f"{kind}/{name}",
+                    reason=(
+                        f"{kind} name {name!r} is registered by {_join(sorted(providers))}; "
+                        f"a bare lookup fails until one is chosen: use "
+                        f"{_join(sorted(f'{p}:{name}' for p in providers), 'or')}, "
+                        f"or pin one with PLUGIN_REGISTRY_PIN={name}=<distribution>"
+                    ),
+                    severity="warning",
+                    names=(name,),
+                    kind=kind,  # type: ignore[arg-type]
+                )
+            )
+        return out
+
+    # -- lookup ----------------------------------------------------------------
+
+    def find(self, name: str, kind: str | None = None) -> Match:
+        """The one visible record a request names, or an error saying why not."""
+        spec = parse_spec(name, kind)
+        index = self._build_index()
+        matches = [
+            m for k in KINDS if spec.kind in (None, k) for m in index.get((k, spec.name), [])
+        ]
+        if spec.distribution is not None:
+            matches = [m for m in matches if _provider(m.record) == spec.distribution]
+        visible = [m for m in matches if self._name_visible(m.record, spec.name)]
+        if not visible:
+            if matches:
+                why = self.control.hides(matches[0].record.distribution, spec.name)
+                raise PluginBlockedError(
+                    f"plugin {str(spec)!r} is installed but hidden: {why}. Change "
+                    "PLUGIN_REGISTRY_ALLOW / PLUGIN_REGISTRY_BLOCK (or the Registry's "
+                    "allow/block arguments) to use it"
+                )
+            raise self._not_found(spec)
+        kinds = sorted({m.record.kind for m in visible}, key=KINDS.index)
+        if len(kinds) > 1:
+            raise AmbiguousPluginError(
+                f"{spec.name!r} names plugins of several kinds; say which: "
+                + _join([f"'{k}/{spec.name}'" for k in kinds], "or")
+                + " (or pass kind=...)"
+            )
+        kind_found = kinds[0]
+        providers = sorted({_provider(m.record) for m in visible})
+        if len(providers) > 1:
+            pinned = self._pinned_match(kind_found, spec.name, visible)
+            if pinned is None:
+                raise PluginConflictError(
+                    f"{kind_found} plugin {spec.name!r} is provided by "
+                    f"{_join(providers)}; none is chosen. Use a qualified name ("
+                    + _join([f"'{p}:{spec.name}'" for p in providers], "or")
+                    + f") or pin one: PLUGIN_REGISTRY_PIN={spec.name}=<distribution> or "
+                    "Registry(pins={...})"
+                )
+            return pinned
+        return visible[0]
+
+    def get(self, name: str, kind: str | None = None) -> PluginInfo:
+        """The record a name stands for; nothing is imported."""
+        return self.find(name, kind).record
+
+    def _name_visible(self, record: PluginInfo, name: str) -> bool:
+        return record.distribution is None or not self.control.hides(record.distribution, name)
+
+    def _pinned_match(self, kind: str, name: str, matches: Sequence[Match]) -> Match | None:
+        if (kind, name) in self._overrides:
+            chosen: str | None = IN_PROCESS
+        else:
+            chosen = self.control.pinned(kind, name)
+        for m in matches:
+            if _provider(m.record) == chosen:
+                return m
+        return None
+
+    def _not_found(self, spec: Spec) -> PluginRegistryLookupError:
+        index = self._build_index()
+        known = {name for (_, name) in index}
+        message = f"no {spec.kind + ' ' if spec.kind else ''}plugin named {str(spec)!r}"
+        other_kinds = [k for k in KINDS if (k, spec.name) in index and k != spec.kind]
+        if spec.kind and other_kinds:
+            message += f" (there is {_join([f'{k}/{spec.name}' for k in other_kinds], 'and')})"
+        elif spec.distribution:
+            owners = sorted(
+                {_provider(m.record) for k in KINDS for m in index.get((k, spec.name), [])}
+            )
+            if owners:
+                message += f" (it is provided by {_join(owners)})"
+        candidates = known if not spec.kind else {n for (k, n) in index if k == spec.kind}
+        message += did_you_mean(spec.name, candidates) or "."
+        broken = self._broken_for(spec.name)
+        if broken is not None:
+            cause = self._live_exception(broken)
+            raise BrokenPluginError(
+                f"plugin {spec.name!r} cannot be used: its package "
+                f"{broken.distribution} is broken: {broken.reason}"
+            ) from cause
+        failed = [p for p in self._problems if p.severity == "error" and not p.names]
+        if failed:
+            message += (
+                " Plugin packages that failed to load and may provide it: "
+                + _join(sorted({f"{p.distribution} ({p.reason})" for p in failed}))
+                + "."
+            )
+        message += " Run 'plugin-registry list' to see every plugin."
+        return PluginNotFoundError(message)
+
+    def _broken_for(self, name: str) -> Problem | None:
+        for problem in self._problems:
+            if problem.severity != "error":
+                continue
+            names = {normalize_name(n) for n in problem.names}
+            if name in names or (not problem.names and normalize_name(problem.entry_point) == name):
+                return problem
+        return None
+
+    def _live_exception(self, problem: Problem) -> BaseException | None:
+        """The original exception; re-collected when the problem came from the cache."""
+        if problem.exception is not None:
+            return problem.exception
+        from plugin_registry.discovery import collect
+
+        for ref in self._refs:
+            if ref.distribution == problem.distribution and ref.name == problem.entry_point:
+                fresh, _ = collect(ref)
+                for p in fresh.problems:
+                    if p.reason == problem.reason and p.exception is not None:
+                        return p.exception
+                return next((p.exception for p in fresh.problems if p.exception), None)
+        return None
+
+    # -- loading ---------------------------------------------------------------
+
+    def load(self, name: str, kind: str | None = None, **overrides: Any) -> Any:
+        """Import the plugin's target and build it; ``overrides`` win over defaults."""
+        match = self.find(name, kind)
+        record = match.record
+        if not record.available:
+            raise PluginUnavailableError(
+                f"{record.kind} plugin {record.name!r} from {record.provider} is unavailable: "
+                f"{record.unavailable_reason}"
+            )
+        factory = self.load_target(record)
+        params = {**record.parameters, **match.parameters, **overrides}
+        _check_parameters(record, factory, params)
+        try:
+            instance = factory(**params)
+        except Exception as exc:
+            raise PluginLoadError(
+                f"building {record.kind} plugin {record.name!r} ({record.target}) from "
+                f"{record.provider} with {params!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        base = base_class(record.kind)
+        if base is not None and not isinstance(instance, base):
+            raise PluginLoadError(
+                f"{record.kind} plugin {record.name!r} from {record.provider}: {record.target} "
+                f"built a {type(instance).__name__}, which is not a "
+                f"{base.__module__}.{base.__qualname__}"
+            )
+        return instance
+
+    def load_target(self, record: PluginInfo) -> Any:
+        """The class or factory a record names, imported now."""
+        obj = self._objects.get((record.kind, record.name))
+        if obj is not None and record.distribution is None:
+            return obj
+        module_name, _, attr = record.target.partition(":")
+        try:
+            obj = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:
+            raise PluginLoadError(
+                f"cannot import {record.target!r}, the target of {record.kind} plugin "
+                f"{record.name!r} from {record.provider}: {type(exc).__name__}: {exc}. "
+                "Reinstall the providing package, or run 'plugin-registry doctor'"
+            ) from exc
+        if not callable(obj):
+            raise PluginLoadError(
+                f"target {record.target!r} of plugin {record.name!r} is not callable"
+            )
+        return obj
+
+    def load_plugins(self, plugins: Iterable[Any]) -> list[Any]:
+        """Build each plugin of a ``plugins=[...]`` argument.
+
+        Strings are requests (``[kind/][dist:]name``), records are loaded as
+        such, and anything else (an instance) is passed through unchanged.
+        """
+        built: list[Any] = []
+        for item in plugins:
+            if isinstance(item, str):
+                built.append(self.load(item))
+            elif isinstance(item, PluginInfo):
+                built.append(self.load(f"{item.kind}/{_provider(item)}:{item.name}"))
+            else:
+                built.append(item)
+        return built
+
+    # -- in-process plugins ----------------------------------------------------
+
+    def register(
+        self,
+        plugin: Any,
+        *,
+        name: str | None = None,
+        kind: str | None = None,
+        override: bool = False,
+        **fields: Any,
+    ) -> PluginInfo:
+        """Add a plugin that is not packaged (a notebook, a test).
+
+        ``plugin`` is a :class:`PluginInfo` or the class or factory itself, then
+        with ``name`` and ``kind`` (and any other PluginInfo field). A name an
+        installed package already serves is an error unless ``override=True``,
+        which makes the in-process plugin win.
+        """
+        if isinstance(plugin, PluginInfo):
+            record = validate_record(plugin, plugin.kind)
+            obj = None
+        else:
+            if name is None or kind is None:
+                raise InvalidNameError("register(obj) needs name=... and kind=...")
+            if not callable(plugin):
+                raise InvalidNameError(f"register() needs a class or factory, got {plugin!r}")
+            record = PluginInfo(
+                name=name,
+                kind=normalize_kind(kind),  # type: ignore[arg-type]
+                target=f"{plugin.__module__}:{plugin.__qualname__}",
+                **fields,
+            )
+            record = validate_record(record, record.kind, check_target=False)
+            obj = plugin
+        record = dataclasses.replace(record, distribution=None, version=None)
+        from plugin_registry.requirements import with_availability
+
+        record = with_availability([record])[0]
+        names = [e.name for e in expand(record.name, record.aliases, record.name_parameters)]
+        with self._lock:
+            index = self._build_index()
+            taken = sorted(
+                {m.record.qualified_name for n in names for m in index.get((record.kind, n), [])}
+            )
+            if taken and not override:
+                raise PluginConflictError(
+                    f"{record.kind} name(s) {names} already served by {_join(taken)}; "
+                    "pass override=True to let the in-process plugin win, or choose another name"
+                )
+            self._in_process = [
+                r
+                for r in self._in_process
+                if not (r.kind == record.kind and normalize_name(r.name) in names)
+            ]
+            self._in_process.append(record)
+            if obj is not None:
+                self._objects[(record.kind, record.name)] = obj
+            if override:
+                self._overrides.update((record.kind, n) for n in names)
+            self._index = None
+        return record
+
+    def unregister(self, name: str, kind: str) -> None:
+        """Remove an in-process plugin (and its override)."""
+        kind_n = normalize_kind(kind)
+        wanted = normalize_name(name)
+        with self._lock:
+            self._in_process = [
+                r for r in self._in_process if (r.kind, normalize_name(r.name)) != (kind_n, wanted)
+            ]
+            self._overrides.discard((kind_n, wanted))
+            self._index = None
+
+    def plugin_manager(self) -> Any:
+        """The pluggy manager with every loadable registration module registered.
+
+        For hooks beyond the record hooks; imports the registration modules.
+        """
+        from plugin_registry.discovery import collect, new_manager
+
+        self._ensure()
+        with self._lock:
+            if self._manager is None:
+                self._manager = new_manager()
+            registered = {self._manager.get_name(p) for p in self._manager.get_plugins()}
+            for ref in self._refs:
+                if ref.key not in self._skipped and ref.key not in registered:
+                    collect(ref, self._manager)
+            return self._manager
+
+
+PluginRegistryLookupError = PluginNotFoundError
+
+
+def _provider(record: PluginInfo) -> str:
+    return normalize_distribution(record.distribution) if record.distribution else IN_PROCESS
+
+
+def _join(items: Sequence[str], word: str = "and") -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {word} " + items[-1]
+
+
+def _check_parameters(record: PluginInfo, factory: Any, params: Mapping[str, Any]) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    accepted = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted):
+        return
+    names = [p.name for p in accepted if p.kind not in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY)]
+    unknown = [k for k in params if k not in names]
+    if unknown:
+        raise PluginLoadError(
+            f"{record.kind} plugin {record.name!r} takes no parameter "
+            + _join([repr(k) for k in unknown], "or")
+            + (did_you_mean(unknown[0], names) or ".")
+            + f" It accepts: {', '.join(names) or 'nothing'}"
+        )
