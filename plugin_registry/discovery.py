@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import time
 import traceback
@@ -32,6 +33,11 @@ from plugin_registry.records import (
     Problem,
     validate_record,
 )
+
+#: Modules a registration module must not import (checked fully by the doctor).
+HEAVY_MODULES = ("torch", "numpy", "lightning", "pytorch_lightning")
+
+_REFERENCE_RE = re.compile(r"^\s*[A-Za-z_][\w.]*\s*(:\s*[A-Za-z_][\w.]*\s*)?(\[.*\])?\s*$")
 
 
 def mtime_ns(path: str) -> int | None:
@@ -90,6 +96,13 @@ def collect(
         problems.append(p)
         return p
 
+    if not _REFERENCE_RE.match(ref.value):
+        problem(
+            f"entry point {ref.name} = {ref.value!r} is malformed: expected "
+            "'package.module' or 'package.module:object'",
+            None,
+        )
+        return Collected([], problems, deps, started), None
     before = set(sys.modules)
     try:
         plugin = importlib_metadata.EntryPoint(
@@ -103,6 +116,14 @@ def collect(
         _track_modules(ref, before, deps)
         return Collected([], problems, deps, started), None
     _track_modules(ref, before, deps)
+    heavy = sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in before)
+    if heavy:
+        problem(
+            f"registration module {ref.value!r} imports {', '.join(heavy)}, so every listing "
+            "without a warm cache pays for it; import it inside the plugin's target instead",
+            None,
+            severity="warning",
+        )
 
     manager = manager or new_manager()
     plugin_name = ref.key
@@ -178,8 +199,9 @@ def _dedupe(ref: EntryPointRef, records: list[PluginInfo], problem: Any) -> list
         clash = sorted(n for n in names if (record.kind, n) in owner)
         if clash:
             problem(
-                f"{record.kind} name(s) {clash} of {record.name!r} repeat "
-                f"{owner[(record.kind, clash[0])]!r} in the same package; the second is ignored",
+                f"{record.kind} record {record.name!r} reuses the name(s) {clash} of record "
+                f"{owner[(record.kind, clash[0])]!r} in the same package; the later record "
+                "is ignored",
                 None,
                 kind=record.kind,
                 names=(record.name,),

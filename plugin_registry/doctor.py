@@ -14,12 +14,10 @@ import sys
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from plugin_registry.discovery import HEAVY_MODULES
 from plugin_registry.errors import PluginLoadError
 from plugin_registry.names import normalize_distribution
 from plugin_registry.registry import Registry
-
-#: Modules no registration module may import: they make listing slow.
-HEAVY_MODULES = ("torch", "numpy", "lightning", "pytorch_lightning")
 
 _PROBE = r"""
 import importlib, json, sys, time

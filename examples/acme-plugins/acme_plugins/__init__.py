@@ -1,0 +1,1 @@
+"""ACME plugins for plugin-registry. Kept empty: the registration module imports it."""

@@ -1,0 +1,40 @@
+"""The checkpoint-IO kind: how a checkpoint dict reaches storage and comes back."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any
+
+PathLike = str | os.PathLike[str]
+
+
+class CheckpointIO(ABC):
+    """Save, load and remove checkpoints: the interface of Lightning's ``CheckpointIO``."""
+
+    @abstractmethod
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None
+    ) -> None:
+        """Write ``checkpoint`` (tensors and plain values) to ``path``.
+
+        Called by the training loop at each checkpoint; must not change
+        ``checkpoint``. ``storage_options`` are the plugin's own extras.
+        """
+
+    @abstractmethod
+    def load_checkpoint(
+        self, path: PathLike, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Read the checkpoint at ``path``; tensors go to ``map_location``.
+
+        ``weights_only`` None means the plugin's safe default (no arbitrary
+        unpickling); a caller opts out with ``weights_only=False``.
+        """
+
+    @abstractmethod
+    def remove_checkpoint(self, path: PathLike) -> None:
+        """Delete the checkpoint at ``path``."""
+
+    def teardown(self) -> None:
+        """Release resources (threads, handles); called when training ends."""

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import packages
+from tests.support import PIP_ENV, REPO, Venv
+
+
+@pytest.fixture(autouse=True)
+def _no_registry_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """In-process tests start from a clean policy and a private cache."""
+    for key in list(os.environ):
+        if key.startswith("PLUGIN_REGISTRY_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PLUGIN_REGISTRY_CACHE_DIR", str(tmp_path / "record-cache"))
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels of the example package (built by its backend) and the test packages."""
+    dest = tmp_path_factory.mktemp("wheelhouse")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(dest),
+            str(REPO / "examples" / "acme-plugins"),
+        ],
+        check=True,
+        env={**os.environ, **PIP_ENV},
+    )
+    for name in packages.PACKAGES:
+        packages.build(dest, name)
+    return dest
+
+
+def wheel(wheelhouse: Path, dist: str) -> Path:
+    (found,) = wheelhouse.glob(f"{dist.replace('-', '_')}-*.whl")
+    return found
+
+
+@pytest.fixture(scope="session")
+def good_venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Venv:
+    """The example package and the well-formed test packages, except the conflicting one."""
+    venv = Venv(tmp_path_factory.mktemp("good") / "venv")
+    venv.install(*(wheel(wheelhouse, d) for d in ("acme-plugins", "multi-kind", "needs-missing")))
+    return venv
+
+
+@pytest.fixture(scope="session")
+def broken_venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Venv:
+    """The example package beside every broken package."""
+    venv = Venv(tmp_path_factory.mktemp("broken") / "venv")
+    venv.install(
+        wheel(wheelhouse, "acme-plugins"), *(wheel(wheelhouse, d) for d in packages.BROKEN)
+    )
+    return venv
+
+
+@pytest.fixture
+def fresh_venv(tmp_path: Path) -> Iterator[Venv]:
+    """An empty venv a test may change."""
+    yield Venv(tmp_path / "venv")

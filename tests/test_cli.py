@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+from tests.support import Venv
+
+
+def test_list_table_groups_by_kind(good_venv: Venv) -> None:
+    proc = good_venv.cli("list")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Checkpoint IO plugins" in out and "Cluster environments" in out
+    assert "acme-scheduler" in out and "acme-plugins 1.0.0" in out
+    assert "codec: gzip | bz2 | lzma" in out
+    assert "unavailable" in out and "definitely-not-installed-lib" in out
+    assert out.index("Checkpoint IO plugins") < out.index("Cluster environments")
+
+
+def test_list_json_and_kind_filter(good_venv: Venv) -> None:
+    data = json.loads(good_venv.cli("list", "--json").stdout)
+    by_name = {(p["kind"], p["name"]): p for p in data["plugins"]}
+    acme_io = by_name[("checkpoint_io", "acme-compressed-{codec}")]
+    assert acme_io["names"] == [
+        "acme-compressed-gzip",
+        "acme-compressed-bz2",
+        "acme-compressed-lzma",
+        "acme-compressed",
+    ]
+    assert acme_io["distribution"] == "acme-plugins" and acme_io["version"] == "1.0.0"
+    assert data["problems"] == []
+    envs = json.loads(good_venv.cli("list", "--json", "--kind", "cluster_environment").stdout)
+    assert {p["kind"] for p in envs["plugins"]} == {"cluster_environment"}
+
+
+def test_show_and_errors(good_venv: Venv) -> None:
+    data = json.loads(good_venv.cli("show", "acme-compressed-bz2", "--json").stdout)
+    assert data["requested_parameters"] == {"codec": "bz2"}
+    assert data["target"] == "acme_plugins.compressed_io:CompressedCheckpointIO"
+    table = good_venv.cli("show", "acme").stdout
+    assert "acme_plugins.environment:AcmeEnvironment" in table
+    proc = good_venv.cli("show", "acme-shceduler")
+    assert proc.returncode == 2
+    assert "Did you mean 'acme-scheduler'?" in proc.stderr
+    proc = good_venv.cli("show", "dual")
+    assert proc.returncode == 2 and "cluster_environment/dual" in proc.stderr
+
+
+def test_doctor_passes_on_a_healthy_environment(good_venv: Venv) -> None:
+    proc = good_venv.cli("doctor")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No problems found" in proc.stdout
+    assert "acme-plugins:acme" in proc.stdout and " ms" in proc.stdout
+    report = json.loads(good_venv.cli("doctor", "--json").stdout)
+    warnings = [f for f in report["findings"] if f["severity"] == "warning"]
+    assert any("needs-missing-lib" in f["subject"] for f in warnings)
+
+
+def test_cache_info(good_venv: Venv) -> None:
+    info = json.loads(good_venv.cli("cache", "info").stdout)
+    assert info["enabled"] and info["directory"] == str(good_venv.cache_dir)
+    assert info["file"].startswith(str(good_venv.cache_dir))
+    off = json.loads(good_venv.cli("--no-cache", "cache", "info").stdout)
+    assert off["enabled"] is False and off["last_listing"]["rescanned_entry_points"]
+
+
+def test_console_script_is_installed() -> None:
+    exe = shutil.which("plugin-registry")
+    assert exe is not None
+    proc = subprocess.run([exe, "list", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "plugins" in json.loads(proc.stdout)

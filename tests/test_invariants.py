@@ -1,0 +1,51 @@
+"""The architecture's two invariants, each checked for real."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import plugin_registry
+
+CORE = Path(plugin_registry.__file__).parent
+
+
+def test_core_never_imports_builtin_plugins() -> None:
+    for path in CORE.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                continue
+            assert not any(m.split(".")[0] == "builtin_plugins" for m in mods), path
+
+
+def test_builtins_register_through_the_entry_point_group() -> None:
+    import importlib_metadata
+
+    eps = importlib_metadata.entry_points(group="plugin_registry")
+    assert any(ep.value == "builtin_plugins.registration" for ep in eps)
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import json, sys, plugin_registry; "
+        "print(json.dumps(sorted(m for m in ('torch', 'pluggy', 'importlib_metadata', "
+        "'packaging', 'rich', 'builtin_plugins') if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_registration_modules_of_the_builtins_import_no_torch() -> None:
+    code = (
+        "import json, sys, builtin_plugins.registration; print(json.dumps('torch' in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) is False
