@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import re
 import sys
 import time
@@ -63,16 +64,41 @@ def scan(group: str = hookspecs.ENTRY_POINT_GROUP) -> list[EntryPointRef]:
         if norm in seen:
             continue
         seen.add(norm)
-        text = dist.read_text("entry_points.txt")
+        path = getattr(dist, "_path", None)
+        text = _read_entry_points(dist, path)
         if not text or header not in text:
             continue
-        path = getattr(dist, "_path", None)
         metadata_dir = str(path) if path is not None else None
-        name = normalize_distribution(dist.name or norm)
-        version = dist.version or ""
+        name, version = name_and_version(dist, path)
         for ep in dist.entry_points.select(group=group):
             found.append(EntryPointRef(name, version, ep.name, ep.value, metadata_dir))
     return found
+
+
+def name_and_version(dist: importlib_metadata.Distribution, path: object) -> tuple[str, str]:
+    """The normalised name and the version, from the dist-info name where it has both.
+
+    ``name-version.dist-info`` is what every installer writes; reading it spares
+    parsing METADATA (and importing the email package) on a cold listing.
+    """
+    stem = os.path.basename(str(path)) if path is not None else ""
+    if stem.endswith(".dist-info"):
+        name, sep, version = stem[: -len(".dist-info")].partition("-")
+        if sep and name and version:
+            return normalize_distribution(name), version
+    return normalize_distribution(dist.name or ""), dist.version or ""
+
+
+def _read_entry_points(dist: importlib_metadata.Distribution, path: object) -> str | None:
+    # A plain file read for the common on-disk case: pathlib's machinery in
+    # read_text() costs more than the read itself, once per installed package.
+    if isinstance(path, pathlib.Path):
+        try:
+            with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as fh:
+                return fh.read()
+        except OSError:
+            return None
+    return dist.read_text("entry_points.txt")
 
 
 def collect(

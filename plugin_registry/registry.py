@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import sys
 import threading
 import time
 import warnings
@@ -135,6 +136,8 @@ class Registry:
     def _discover(self) -> None:
         started = time.perf_counter()
         stats = DiscoveryStats()
+        if "plugin_registry.requirements" in sys.modules:
+            sys.modules["plugin_registry.requirements"].installed_version.cache_clear()
         store = cache_mod.RecordCache(self.cache_dir, self.group) if self.cache_enabled else None
         stats.cache_file = str(store.path) if store else None
         data = store.read() if store else None

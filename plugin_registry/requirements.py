@@ -18,10 +18,11 @@ from plugin_registry.records import PluginInfo
 @functools.cache
 def installed_version(distribution: str) -> str | None:
     """The installed version of ``distribution``, or None. Cached per process."""
-    try:
-        return importlib_metadata.version(distribution)
-    except importlib_metadata.PackageNotFoundError:
-        return None
+    from plugin_registry.discovery import name_and_version
+
+    for dist in importlib_metadata.distributions(name=distribution):
+        return name_and_version(dist, getattr(dist, "_path", None))[1]
+    return None
 
 
 def unmet(requires: tuple[str, ...], install_hint: str = "") -> str:
@@ -58,8 +59,11 @@ def unmet(requires: tuple[str, ...], install_hint: str = "") -> str:
 
 
 def with_availability(records: Iterable[PluginInfo]) -> list[PluginInfo]:
-    """Records with ``available`` and its reason computed from installed metadata."""
-    installed_version.cache_clear()
+    """Records with ``available`` and its reason computed from installed metadata.
+
+    Versions are remembered for the process: call ``installed_version.cache_clear()``
+    before a discovery that must see installs made since the last one.
+    """
     out: list[PluginInfo] = []
     for record in records:
         reason = unmet(record.requires, record.install_hint)
