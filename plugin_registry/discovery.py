@@ -75,7 +75,7 @@ def scan(group: str = hookspecs.ENTRY_POINT_GROUP) -> list[EntryPointRef]:
     return found
 
 
-def name_and_version(dist: importlib_metadata.Distribution, path: object) -> tuple[str, str]:
+def name_and_version(dist: importlib_metadata.IDistribution, path: object) -> tuple[str, str]:
     """The normalised name and the version, from the dist-info name where it has both.
 
     ``name-version.dist-info`` is what every installer writes; reading it spares
@@ -89,7 +89,7 @@ def name_and_version(dist: importlib_metadata.Distribution, path: object) -> tup
     return normalize_distribution(dist.name or ""), dist.version or ""
 
 
-def _read_entry_points(dist: importlib_metadata.Distribution, path: object) -> str | None:
+def _read_entry_points(dist: importlib_metadata.IDistribution, path: object) -> str | None:
     # A plain file read for the common on-disk case: pathlib's machinery in
     # read_text() costs more than the read itself, once per installed package.
     if isinstance(path, pathlib.Path):

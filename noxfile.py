@@ -1,0 +1,51 @@
+"""Team sessions: tests, lint, types, bench. ``nox -l`` lists them."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "types", "tests"]
+nox.options.default_venv_backend = "venv"
+
+# The CPU wheel lies on the team's machines; an unpinned torch pulls a CUDA build.
+TORCH = "torch==2.13.0"
+
+
+def install(session: nox.Session, extras: str) -> None:
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite (real venvs, real packages, subprocesses)."""
+    install(session, "test")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    """mypy --strict on the core and the built-ins."""
+    install(session, "lint")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed targets as ratios in one run; fails when a target is missed."""
+    install(session, "test")
+    session.run(
+        "python",
+        "benchmarks/bench_listing.py",
+        "--check",
+        "--json",
+        "benchmarks/results/listing.json",
+        *session.posargs,
+    )
