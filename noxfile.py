@@ -40,7 +40,7 @@ def types(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Speed targets as ratios in one run; fails when a target is missed."""
-    install(session, "test")
+    install(session, "test,bench")
     session.run(
         "python",
         "benchmarks/bench_listing.py",
