@@ -70,3 +70,28 @@ def test_console_script_is_installed() -> None:
     assert exe is not None
     proc = subprocess.run([exe, "list", "--json"], capture_output=True, text=True)
     assert proc.returncode == 0 and "plugins" in json.loads(proc.stdout)
+
+
+def test_doctor_reports_which_copy_shadows_which(tmp_path, wheelhouse) -> None:
+    from tests import packages
+
+    venv = Venv(tmp_path / "venv")
+    venv.install(packages.build(tmp_path / "w1", "multi-kind", "1.0"))
+    extra = tmp_path / "extra"
+    venv.pip(
+        "install",
+        "--no-deps",
+        "--no-index",
+        "--target",
+        str(extra),
+        str(packages.build(tmp_path / "w2", "multi-kind", "2.0")),
+    )
+    proc = venv.cli("doctor", "--json", PYTHONPATH=str(extra))
+    report = json.loads(proc.stdout)
+    (finding,) = [f for f in report["findings"] if f["subject"] == "multi-kind"]
+    assert finding["severity"] == "warning"
+    assert "installed 2 times; 2.0 at " in finding["message"]
+    assert str(extra) in finding["message"].split("shadows")[0]
+    assert "1.0 at " + str(venv.site) in finding["message"].split("shadows")[1]
+    listed = json.loads(venv.cli("list", "--json", PYTHONPATH=str(extra)).stdout)
+    assert {p["version"] for p in listed["plugins"] if p["distribution"] == "multi-kind"} == {"2.0"}
