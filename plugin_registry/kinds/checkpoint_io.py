@@ -9,6 +9,14 @@ from typing import Any
 PathLike = str | os.PathLike[str]
 
 
+class CheckpointError(Exception):
+    """A checkpoint could not be saved or loaded; the message names the path and the cause."""
+
+    def __init__(self, message: str, path: PathLike | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else os.fspath(path)
+
+
 class CheckpointIO(ABC):
     """Save, load and remove checkpoints: the interface of Lightning's ``CheckpointIO``."""
 

@@ -1,0 +1,1 @@
+"""Built-in checkpoint IO plugins: torch, async, xla."""

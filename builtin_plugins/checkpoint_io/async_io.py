@@ -1,0 +1,152 @@
+"""AsyncCheckpointIO: saves in a background thread, with snapshots and back-pressure."""
+
+from __future__ import annotations
+
+import copy
+import queue
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
+
+_STOP = object()
+
+
+def snapshot(obj: Any) -> Any:
+    """A copy the training loop cannot change: tensors cloned, containers rebuilt."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        # copy.copy keeps the type and attributes (a state_dict's ``_metadata``).
+        out = copy.copy(obj)
+        for key, value in obj.items():
+            out[key] = snapshot(value)
+        return out
+    if isinstance(obj, Mapping):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [snapshot(v) for v in obj]
+    if isinstance(obj, tuple):
+        items = [snapshot(v) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    if isinstance(obj, (str, bytes, int, float, bool, type(None))):
+        return obj
+    try:
+        return copy.deepcopy(obj)
+    except Exception:  # noqa: BLE001 - an object that cannot be copied is saved as it is
+        return obj
+
+
+class AsyncCheckpointIO(CheckpointIO):
+    """Wraps a CheckpointIO and runs its saves in one background thread.
+
+    * ``save_checkpoint`` returns once it has taken a snapshot of the checkpoint
+      (tensors cloned), so the training loop may go on changing its tensors.
+    * Saves complete in the order they were asked for.
+    * At most ``max_pending`` saves are queued or running; one more waits for a
+      slot (back-pressure), so memory holds at most that many snapshots.
+    * A failed save is raised, as a :class:`CheckpointError` with the original
+      chained, by the next call and by :meth:`teardown` -- never swallowed.
+    * ``load_checkpoint`` and ``remove_checkpoint`` wait for pending saves first.
+    * :meth:`teardown` waits for every pending save and stops the thread, also
+      after a failure.
+
+    ``checkpoint_io`` is the wrapped plugin, or the name of a registered
+    checkpoint IO plugin (default ``"torch"``).
+    """
+
+    def __init__(self, checkpoint_io: CheckpointIO | str = "torch", max_pending: int = 2) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        if isinstance(checkpoint_io, str):
+            import plugin_registry
+
+            inner: CheckpointIO = plugin_registry.load(checkpoint_io, kind="checkpoint_io")
+        else:
+            inner = checkpoint_io
+        if isinstance(inner, AsyncCheckpointIO):
+            raise ValueError("AsyncCheckpointIO cannot wrap another AsyncCheckpointIO")
+        self.checkpoint_io = inner
+        self.max_pending = max_pending
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._errors: list[tuple[str, BaseException]] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def _worker(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                self._queue.task_done()
+                return
+            path = item[1]
+            try:
+                self.checkpoint_io.save_checkpoint(*item)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller later
+                with self._lock:
+                    self._errors.append((str(path), exc))
+            finally:
+                item = None  # drop the snapshot before a new one may be taken
+                self._slots.release()
+                self._queue.task_done()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._worker, name="AsyncCheckpointIO", daemon=True
+            )
+            self._thread.start()
+
+    def _raise_errors(self) -> None:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            path, first = errors[0]
+            more = f" (and {len(errors) - 1} more failed saves)" if len(errors) > 1 else ""
+            raise CheckpointError(
+                f"a background save to {path!r} failed: {type(first).__name__}: {first}{more}",
+                path,
+            ) from first
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None
+    ) -> None:
+        """Snapshot ``checkpoint`` and queue its save; blocks only while all slots are busy."""
+        self._raise_errors()
+        frozen = snapshot(checkpoint)
+        self._slots.acquire()
+        self._ensure_thread()
+        self._queue.put((frozen, path, storage_options))
+
+    def wait(self) -> None:
+        """Block until every queued save has finished; raise the first failure."""
+        self._queue.join()
+        self._raise_errors()
+
+    def load_checkpoint(
+        self, path: PathLike, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        self.wait()
+        return self.checkpoint_io.load_checkpoint(
+            path, map_location=map_location, weights_only=weights_only
+        )
+
+    def remove_checkpoint(self, path: PathLike) -> None:
+        self.wait()
+        self.checkpoint_io.remove_checkpoint(path)
+
+    def teardown(self) -> None:
+        """Finish every pending save, stop the thread, then raise any failure."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(_STOP)
+            thread.join()
+        self._thread = None
+        try:
+            self._raise_errors()
+        finally:
+            self.checkpoint_io.teardown()

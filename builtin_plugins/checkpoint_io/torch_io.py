@@ -1,0 +1,210 @@
+"""TorchCheckpointIO: torch.save / torch.load, atomic and durable, safe by default."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import pickle
+import zipfile
+from typing import Any
+
+from builtin_plugins.checkpoint_io.atomic import atomic_write
+from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
+
+
+def filesystem(path: PathLike, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """The fsspec filesystem and the path within it; local paths stay local."""
+    import fsspec
+
+    fs, fspath = fsspec.core.url_to_fs(os.fspath(path), **(storage_options or {}))
+    return fs, fspath
+
+
+def is_local(fs: Any) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)
+
+
+def describe_file(head: bytes, size: int) -> str:
+    """A guess at what a file that torch.load rejected actually is."""
+    if size == 0:
+        return "the file is empty (a save that never finished, or a file written by another tool)"
+    if head.startswith(b"PK\x03\x04"):
+        return "it is a zip archive, as torch.save writes, but cut short or damaged (truncated?)"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a NumPy .npy file, written by another tool; read it with numpy.load"
+    if head.startswith(b"\x89HDF"):
+        return "it is an HDF5 file (Keras/h5py), written by another tool"
+    if head.startswith(b"\x1f\x8b"):
+        return "it is gzip-compressed; decompress it first or use a plugin that does"
+    if len(head) >= 10 and head[8:10] == b'{"':
+        return "it is a safetensors file; load it with safetensors.torch.load_file"
+    if head[:1] in (b"{", b"["):
+        return "it looks like JSON text, not a torch checkpoint"
+    if head.startswith(b"\x80"):
+        return "it is a pickle (the legacy torch format) that is cut short or damaged"
+    return f"it is not a torch checkpoint (it starts with {head[:8]!r})"
+
+
+def _looks_like_torch(fs: Any, fspath: str) -> bool:
+    """A zip archive or a pickle: what torch.save writes (new and legacy formats)."""
+    with fs.open(fspath, "rb") as fh:
+        head = fh.read(4)
+    return bytes(head).startswith((b"PK\x03\x04", b"\x80"))
+
+
+def _os_error_in_chain(exc: BaseException) -> OSError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class TorchCheckpointIO(CheckpointIO):
+    """Checkpoints written with ``torch.save`` and read with ``torch.load``.
+
+    * **Atomic and durable** on a local filesystem: the checkpoint is written to a
+      temporary file beside the target, fsynced, renamed over the target, and the
+      directory is fsynced. A crash at any moment leaves the previous checkpoint or
+      the new one, complete. On other fsspec filesystems the checkpoint is
+      serialised in memory and written with one ``pipe_file`` (atomic where the
+      store's single put is, as on object stores and ``memory://``).
+    * **Safe by default**: ``weights_only=True`` unless the constructor or the call
+      says otherwise; a checkpoint that needs unsafe unpickling is a
+      :class:`CheckpointError` that says how to opt out.
+    * ``mmap=True`` maps local zip-format checkpoints instead of reading them
+      (ignored, where the format does not allow it).
+    """
+
+    def __init__(self, weights_only: bool = True, mmap: bool = False, durable: bool = True) -> None:
+        self.weights_only = weights_only
+        self.mmap = mmap
+        self.durable = durable
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None
+    ) -> None:
+        """Write ``checkpoint``; on failure the previous file at ``path`` is untouched."""
+        import torch
+
+        fs, fspath = filesystem(path, storage_options)
+        try:
+            if is_local(fs):
+                atomic_write(fspath, lambda fh: torch.save(checkpoint, fh), durable=self.durable)
+            else:
+                buffer = io.BytesIO()
+                torch.save(checkpoint, buffer)
+                parent = fspath.rsplit("/", 1)[0]
+                if parent and parent != fspath:
+                    fs.makedirs(parent, exist_ok=True)
+                fs.pipe_file(fspath, buffer.getvalue())
+        except OSError as exc:
+            raise CheckpointError(self._save_failure(path, exc), path) from exc
+        except RuntimeError as exc:
+            # torch's zip writer turns a failed write into a RuntimeError; the
+            # OSError behind it (a full disk, say) is in the context chain.
+            os_error = _os_error_in_chain(exc)
+            if os_error is None:
+                raise CheckpointError(
+                    f"cannot save checkpoint to {os.fspath(path)!r}: torch.save failed ({exc}); "
+                    "the previous checkpoint there, if any, is intact",
+                    path,
+                ) from exc
+            raise CheckpointError(self._save_failure(path, os_error), path) from exc
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"cannot save checkpoint to {os.fspath(path)!r}: it holds an object torch.save "
+                f"cannot serialise ({type(exc).__name__}: {exc}); the previous checkpoint there, "
+                "if any, is intact",
+                path,
+            ) from exc
+
+    @staticmethod
+    def _save_failure(path: PathLike, exc: OSError) -> str:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            cause = "the disk is full or the file size limit was reached"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            cause = "no permission to write there"
+        elif exc.errno == errno.EISDIR:
+            cause = "the path is a directory"
+        else:
+            cause = type(exc).__name__
+        return (
+            f"cannot save checkpoint to {os.fspath(path)!r}: {cause} ({exc.strerror or exc}); "
+            "the previous checkpoint there, if any, is intact"
+        )
+
+    def load_checkpoint(
+        self,
+        path: PathLike,
+        map_location: Any | None = None,
+        weights_only: bool | None = None,
+        mmap: bool | None = None,
+    ) -> dict[str, Any]:
+        """Read the checkpoint at ``path``, refusing arbitrary objects unless told."""
+        import torch
+
+        safe = self.weights_only if weights_only is None else weights_only
+        use_mmap = self.mmap if mmap is None else mmap
+        fs, fspath = filesystem(path)
+        shown = os.fspath(path)
+        if not fs.exists(fspath):
+            raise CheckpointError(f"no checkpoint at {shown!r}: the path does not exist", path)
+        if fs.isdir(fspath):
+            raise CheckpointError(
+                f"{shown!r} is a directory, not a checkpoint file; pass the file inside it "
+                "(a sharded checkpoint needs the strategy that wrote it)",
+                path,
+            )
+        try:
+            if is_local(fs):
+                mappable = use_mmap and zipfile.is_zipfile(fspath)
+                loaded = torch.load(
+                    fspath, map_location=map_location, weights_only=safe, mmap=mappable or None
+                )
+            else:
+                with fs.open(fspath, "rb") as fh:
+                    data = fh.read()
+                loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=safe)
+        except pickle.UnpicklingError as exc:
+            if safe and "Weights only load failed" in str(exc) and _looks_like_torch(fs, fspath):
+                detail = str(exc).split("\n\n")[-1].strip().splitlines()[0]
+                raise CheckpointError(
+                    f"{shown!r} holds objects that a weights_only load refuses ({detail}). If "
+                    "you trust where this file came from, load it with weights_only=False "
+                    "(TorchCheckpointIO(weights_only=False) or load_checkpoint(..., "
+                    "weights_only=False))",
+                    path,
+                ) from exc
+            raise self._unreadable(fs, fspath, shown, exc) from exc
+        except (RuntimeError, EOFError, ValueError, OSError) as exc:
+            raise self._unreadable(fs, fspath, shown, exc) from exc
+        result: dict[str, Any] = loaded
+        return result
+
+    @staticmethod
+    def _unreadable(fs: Any, fspath: str, shown: str, exc: BaseException) -> CheckpointError:
+        try:
+            with fs.open(fspath, "rb") as fh:
+                head = fh.read(16)
+            size = fs.size(fspath)
+            cause = describe_file(head, size)
+        except OSError:
+            cause = "it cannot be read"
+        return CheckpointError(
+            f"cannot load checkpoint {shown!r}: {cause} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})",
+            shown,
+        )
+
+    def remove_checkpoint(self, path: PathLike) -> None:
+        """Delete the checkpoint (file or directory); a missing path is not an error."""
+        fs, fspath = filesystem(path)
+        if fs.exists(fspath):
+            fs.rm(fspath, recursive=True)
