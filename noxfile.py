@@ -43,9 +43,24 @@ def bench(session: nox.Session) -> None:
     install(session, "test,bench")
     session.run(
         "python",
+        "benchmarks/bench_checkpoint.py",
+        "--check",
+        "--json",
+        "benchmarks/results/checkpoint.json",
+    )
+    session.run(
+        "python",
         "benchmarks/bench_listing.py",
         "--check",
         "--json",
         "benchmarks/results/listing.json",
         *session.posargs,
     )
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """The crash tests at length: 500 SIGKILLs during saves (CI runs 20)."""
+    install(session, "test")
+    session.env["CHECKPOINT_KILL_ROUNDS"] = "500"
+    session.run("python", "-m", "pytest", "tests/test_checkpoint_io.py", "-k", "sigkill", "-s")

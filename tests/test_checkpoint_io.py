@@ -147,7 +147,7 @@ def test_temporaries_of_dead_writers_are_removed_by_the_next_save(
 
 
 def test_sigkill_at_random_moments_leaves_old_or_new(tmp_path: Path) -> None:
-    rounds = int(os.environ.get("PLUGIN_REGISTRY_KILL_ROUNDS", "20"))
+    rounds = int(os.environ.get("CHECKPOINT_KILL_ROUNDS", "20"))
     script = REPO / "tests" / "kill_during_save.py"
     run = subprocess.run(
         [sys.executable, str(script), str(tmp_path), str(rounds), "1234"],
@@ -383,3 +383,38 @@ def test_async_rejects_bad_arguments() -> None:
         AsyncCheckpointIO(max_pending=0)
     with pytest.raises(pr.PluginNotFoundError, match="Did you mean 'torch'"):
         AsyncCheckpointIO("trch")
+
+
+def test_async_reuses_buffers_only_after_their_save_finished(tmp_path: Path) -> None:
+    inner = GatedCheckpointIO()
+    aio = AsyncCheckpointIO(inner, max_pending=2)
+    weights = torch.zeros(10_000)
+    for i in (1, 2):  # both pending at once: each must have its own buffers
+        weights.fill_(i)
+        aio.save_checkpoint({"w": weights}, tmp_path / f"{i}.pt")
+    weights.fill_(-1)
+    inner.gate.set()
+    aio.wait()
+    assert len(aio._pool) == 2
+    buffers = {id(staging[("w",)]) for staging in aio._pool}
+    weights.fill_(3)
+    aio.save_checkpoint({"w": weights}, tmp_path / "3.pt")  # reuses a finished save's buffer
+    aio.wait()
+    assert {id(staging[("w",)]) for staging in aio._pool} == buffers
+    for i in (1, 2, 3):
+        loaded = torch.load(tmp_path / f"{i}.pt", weights_only=True)["w"]
+        assert torch.equal(loaded, torch.full((10_000,), float(i)))
+    aio.teardown()
+    assert aio._pool == []
+
+
+def test_async_snapshot_keeps_tied_tensors_tied(tmp_path: Path) -> None:
+    aio = AsyncCheckpointIO("torch")
+    shared = torch.randn(100)
+    aio.save_checkpoint(
+        {"embed": shared, "head": shared, "other": torch.ones(3)}, tmp_path / "t.pt"
+    )
+    loaded = aio.load_checkpoint(tmp_path / "t.pt")
+    assert loaded["embed"].data_ptr() == loaded["head"].data_ptr()
+    assert torch.equal(loaded["embed"], shared)
+    aio.teardown()

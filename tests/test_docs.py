@@ -1,4 +1,4 @@
-"""Every python block of the user guide runs as written, against installed packages."""
+"""Every python block of the user guides runs as written, against installed packages."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ import pytest
 
 from tests.support import REPO, Venv
 
-GUIDE = REPO / "docs" / "user-guide.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
+PAGES = ("user-guide.md", "checkpoint-io.md")
+BLOCKS = [
+    block
+    for page in PAGES
+    for block in re.findall(r"```python\n(.*?)```", (REPO / "docs" / page).read_text(), flags=re.S)
+]
 
 
 def test_the_guide_has_examples() -> None:
-    assert len(BLOCKS) >= 6
+    assert len(BLOCKS) >= 7
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))

@@ -13,41 +13,80 @@ from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, P
 _STOP = object()
 
 
-def snapshot(obj: Any) -> Any:
-    """A copy the training loop cannot change: tensors cloned, containers rebuilt."""
+Staging = dict[tuple[Any, ...], Any]
+
+
+def snapshot(obj: Any, reuse: Staging | None = None) -> tuple[Any, Staging]:
+    """A copy the training loop cannot change, and the tensors it was copied into.
+
+    Tensors are copied (detached, contiguous) into the buffers of ``reuse`` where
+    a buffer of the same place, shape, dtype and device exists, else into new
+    ones: a copy into memory already touched costs a fraction of a fresh
+    allocation. A tensor met twice (tied weights) is copied once, so sharing
+    survives. Containers are rebuilt; other objects are deep-copied where they can be.
+    """
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        # copy.copy keeps the type and attributes (a state_dict's ``_metadata``).
-        out = copy.copy(obj)
-        for key, value in obj.items():
-            out[key] = snapshot(value)
-        return out
-    if isinstance(obj, Mapping):
-        return {k: snapshot(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [snapshot(v) for v in obj]
-    if isinstance(obj, tuple):
-        items = [snapshot(v) for v in obj]
-        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
-    if isinstance(obj, (str, bytes, int, float, bool, type(None))):
-        return obj
-    try:
-        return copy.deepcopy(obj)
-    except Exception:  # noqa: BLE001 - an object that cannot be copied is saved as it is
-        return obj
+    staged: Staging = {}
+    memo: dict[int, Any] = {}
+
+    def copy_tensor(tensor: Any, key: tuple[Any, ...]) -> Any:
+        if id(tensor) in memo:
+            return memo[id(tensor)]
+        src = tensor.detach()
+        buffer = reuse.get(key) if reuse else None
+        if src.layout != torch.strided:
+            buffer = src.clone()
+        elif (
+            buffer is None
+            or buffer.shape != src.shape
+            or buffer.dtype != src.dtype
+            or buffer.device != src.device
+        ):
+            buffer = torch.empty(src.shape, dtype=src.dtype, device=src.device)
+            buffer.copy_(src)
+        else:
+            buffer.copy_(src)
+        staged[key] = memo[id(tensor)] = buffer
+        return buffer
+
+    def walk(value: Any, key: tuple[Any, ...]) -> Any:
+        if isinstance(value, torch.Tensor):
+            return copy_tensor(value, key)
+        if isinstance(value, dict):
+            # copy.copy keeps the type and attributes (a state_dict's ``_metadata``).
+            out = copy.copy(value)
+            for k, v in value.items():
+                out[k] = walk(v, (*key, k))
+            return out
+        if isinstance(value, Mapping):
+            return {k: walk(v, (*key, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*key, i)) for i, v in enumerate(value)]
+        if isinstance(value, tuple):
+            items = [walk(v, (*key, i)) for i, v in enumerate(value)]
+            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+        if isinstance(value, (str, bytes, int, float, bool, type(None))):
+            return value
+        try:
+            return copy.deepcopy(value)
+        except Exception:  # noqa: BLE001 - an object that cannot be copied is saved as it is
+            return value
+
+    return walk(obj, ()), staged
 
 
 class AsyncCheckpointIO(CheckpointIO):
     """Wraps a CheckpointIO and runs its saves in one background thread.
 
     * ``save_checkpoint`` returns once it has taken a snapshot of the checkpoint
-      (tensors cloned), so the training loop may go on changing its tensors.
+      (tensors copied), so the training loop may go on changing its tensors. The
+      copies go into buffers kept from earlier saves, so from the second save on
+      a snapshot costs a memory copy, not an allocation.
     * Saves complete in the order they were asked for.
     * At most ``max_pending`` saves are queued or running; one more waits for a
-      slot (back-pressure), so memory holds at most that many snapshots.
+      slot (back-pressure), so memory holds at most that many snapshots (kept
+      for reuse until :meth:`teardown`).
     * A failed save is raised, as a :class:`CheckpointError` with the original
       chained, by the next call and by :meth:`teardown` -- never swallowed.
     * ``load_checkpoint`` and ``remove_checkpoint`` wait for pending saves first.
@@ -76,6 +115,7 @@ class AsyncCheckpointIO(CheckpointIO):
         self._errors: list[tuple[str, BaseException]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._pool: list[Staging] = []  # buffers of finished saves, for the next snapshots
 
     def _worker(self) -> None:
         while True:
@@ -83,14 +123,18 @@ class AsyncCheckpointIO(CheckpointIO):
             if item is _STOP:
                 self._queue.task_done()
                 return
-            path = item[1]
+            checkpoint, path, storage_options, staged = item
+            item = None
             try:
-                self.checkpoint_io.save_checkpoint(*item)
+                self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
             except BaseException as exc:  # noqa: BLE001 - raised in the caller later
                 with self._lock:
                     self._errors.append((str(path), exc))
             finally:
-                item = None  # drop the snapshot before a new one may be taken
+                checkpoint = None
+                with self._lock:
+                    self._pool.append(staged)
+                staged = None
                 self._slots.release()
                 self._queue.task_done()
 
@@ -117,10 +161,16 @@ class AsyncCheckpointIO(CheckpointIO):
     ) -> None:
         """Snapshot ``checkpoint`` and queue its save; blocks only while all slots are busy."""
         self._raise_errors()
-        frozen = snapshot(checkpoint)
-        self._slots.acquire()
+        self._slots.acquire()  # before the snapshot: a waiting caller holds no copy
+        try:
+            with self._lock:
+                reuse = self._pool.pop() if self._pool else None
+            frozen, staged = snapshot(checkpoint, reuse)
+        except BaseException:
+            self._slots.release()
+            raise
         self._ensure_thread()
-        self._queue.put((frozen, path, storage_options))
+        self._queue.put((frozen, path, storage_options, staged))
 
     def wait(self) -> None:
         """Block until every queued save has finished; raise the first failure."""
@@ -146,6 +196,8 @@ class AsyncCheckpointIO(CheckpointIO):
             self._queue.put(_STOP)
             thread.join()
         self._thread = None
+        with self._lock:
+            self._pool.clear()
         try:
             self._raise_errors()
         finally:
