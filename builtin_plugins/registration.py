@@ -6,6 +6,8 @@ records: no torch, no plugin module. Each target names the module of one plugin.
 
 from __future__ import annotations
 
+from typing import Any
+
 from plugin_registry import PluginInfo, hookimpl
 
 _XLA_HINT = (
@@ -53,6 +55,83 @@ def plugin_registry_checkpoint_io_plugins() -> list[PluginInfo]:
     ]
 
 
+def _environment(name: str, module: str, cls: str, summary: str, **fields: Any) -> PluginInfo:
+    return PluginInfo(
+        name=name,
+        kind="cluster_environment",
+        target=f"builtin_plugins.environments.{module}:{cls}",
+        summary=summary,
+        accelerators=fields.pop("accelerators", ("cpu", "cuda", "mps")),
+        **fields,
+    )
+
+
 @hookimpl
 def plugin_registry_cluster_environment_plugins() -> list[PluginInfo]:
-    return []
+    # ``priority`` is the detection order (plugin_registry.detection): the highest
+    # priority whose detect() is true wins. torchrun inside a SLURM allocation is
+    # torchelastic, as in Lightning; the default comes last.
+    return [
+        _environment(
+            "torchelastic",
+            "torchelastic",
+            "TorchElasticEnvironment",
+            "Workers started by torchrun (RANK, WORLD_SIZE, LOCAL_RANK, GROUP_RANK).",
+            aliases=("torchrun",),
+            priority=50,
+        ),
+        _environment(
+            "slurm",
+            "slurm",
+            "SLURMEnvironment",
+            "Tasks started by srun (SLURM_PROCID, SLURM_NTASKS, SLURM_NODELIST, ...).",
+            priority=40,
+        ),
+        _environment(
+            "lsf",
+            "lsf",
+            "LSFEnvironment",
+            "Tasks started by jsrun under LSF (JSM_NAMESPACE_*, LSB_DJOB_RANKFILE).",
+            priority=30,
+        ),
+        _environment(
+            "sge",
+            "sge",
+            "SGEEnvironment",
+            "Grid Engine parallel jobs, qsub -pe (JOB_ID, NSLOTS, PE_HOSTFILE).",
+            aliases=("gridengine", "grid-engine"),
+            priority=25,
+        ),
+        _environment(
+            "mpi",
+            "mpi",
+            "MPIEnvironment",
+            "Ranks started by mpirun: mpi4py, or OMPI_COMM_WORLD_* / PMI_* without it.",
+            priority=20,
+        ),
+        _environment(
+            "xla",
+            "xla",
+            "XLAEnvironment",
+            "Ranks from the torch_xla runtime (TPU pods, PJRT).",
+            requires=("torch_xla>=2.4",),
+            accelerators=("xla",),
+            priority=10,
+            install_hint=_XLA_HINT,
+        ),
+        _environment(
+            "kubeflow",
+            "kubeflow",
+            "KubeflowEnvironment",
+            "One process per pod of a Kubeflow PyTorchJob; never auto-detected: name it.",
+            priority=-50,
+        ),
+        _environment(
+            "lightning",
+            "lightning",
+            "LightningEnvironment",
+            "The default: processes the trainer spawns, or LOCAL_RANK/MASTER_* set by hand.",
+            aliases=("default",),
+            priority=-100,
+        ),
+    ]

@@ -37,6 +37,7 @@ from plugin_registry.errors import (
 from plugin_registry.records import KINDS, Kind, PluginInfo, Problem
 
 if TYPE_CHECKING:
+    from plugin_registry.detection import detect_environment, detection_order
     from plugin_registry.hookspecs import hookimpl, hookspec
     from plugin_registry.registry import Registry
 
@@ -61,6 +62,8 @@ __all__ = [
     "Problem",
     "Registry",
     "default_registry",
+    "detect_environment",
+    "detection_order",
     "get",
     "hookimpl",
     "hookspec",
@@ -130,6 +133,10 @@ def __getattr__(name: str) -> Any:
         from plugin_registry import hookspecs
 
         return getattr(hookspecs, name)
+    if name in ("detect_environment", "detection_order"):
+        from plugin_registry import detection
+
+        return getattr(detection, name)
     if name == "Registry":
         from plugin_registry.registry import Registry
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+from plugin_registry.errors import PluginRegistryError
+
+
+class ClusterEnvironmentError(PluginRegistryError, RuntimeError):
+    """The launcher's environment is missing or contradicts itself; the message names
+    the variable, its value and what sets it."""
 
 
 class ClusterEnvironment(ABC):
@@ -60,5 +69,34 @@ class ClusterEnvironment(ABC):
     def validate_settings(self, num_devices: int, num_nodes: int) -> None:
         """Raise if the trainer's devices and nodes contradict the launcher's."""
 
+    def distributed_env(self) -> dict[str, str]:
+        """The variables ``torch.distributed``'s ``env://`` rendezvous reads."""
+        return {
+            "MASTER_ADDR": self.main_address,
+            "MASTER_PORT": str(self.main_port),
+            "WORLD_SIZE": str(self.world_size()),
+            "RANK": str(self.global_rank()),
+            "LOCAL_RANK": str(self.local_rank()),
+        }
+
+    def export_distributed_env(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Write :meth:`distributed_env` into ``os.environ``; :meth:`teardown` undoes it.
+
+        The one place where an environment plugin changes ``os.environ``: reading
+        ranks, addresses and ports never does. Returns what was written.
+        """
+        values = dict(environ) if environ is not None else self.distributed_env()
+        saved = self.__dict__.setdefault("_exported_env", {})
+        for key, value in values.items():
+            saved.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+        return values
+
     def teardown(self) -> None:
         """Undo whatever the environment changed; called when training ends."""
+        saved: dict[str, str | None] = self.__dict__.pop("_exported_env", {})
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

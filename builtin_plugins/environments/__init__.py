@@ -1,0 +1,1 @@
+"""Built-in cluster environments: lightning, slurm, lsf, kubeflow, torchelastic, xla, mpi, sge."""

@@ -1,0 +1,89 @@
+"""LSFEnvironment: processes started by ``jsrun`` under the LSF scheduler."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from builtin_plugins.environments.variables import get, get_int
+from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
+
+_WHO = "is this process started by jsrun inside an LSF job?"
+_REQUIRED = ("LSB_JOBID", "LSB_DJOB_RANKFILE", "JSM_NAMESPACE_LOCAL_RANK", "JSM_NAMESPACE_SIZE")
+
+
+class LSFEnvironment(ClusterEnvironment):
+    """Ranks from JSM_NAMESPACE_*; hosts from the rank file in LSB_DJOB_RANKFILE.
+
+    The rank file lists one host per task, the job's launch node first; the launch
+    node runs no task, so it is skipped. The main address is the first compute
+    host, the node rank this host's position among the distinct compute hosts,
+    and the main port ``MASTER_PORT`` or 10000 plus the job id modulo 1000.
+    """
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    @staticmethod
+    def _read_hosts() -> list[str]:
+        path = get("LSB_DJOB_RANKFILE", _WHO)
+        if not path:
+            raise ClusterEnvironmentError(f"LSB_DJOB_RANKFILE is empty; {_WHO}")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = [line.strip() for line in fh if line.strip()]
+        except OSError as exc:
+            raise ClusterEnvironmentError(
+                f"cannot read the LSF rank file LSB_DJOB_RANKFILE={path!r}: {exc.strerror}"
+            ) from exc
+        if len(lines) < 2:
+            raise ClusterEnvironmentError(
+                f"the LSF rank file {path!r} lists {len(lines)} host(s); expected the launch "
+                "node followed by one line per task"
+            )
+        return lines[1:]
+
+    @property
+    def hosts(self) -> list[str]:
+        """The distinct compute hosts, in rank-file order."""
+        return list(dict.fromkeys(self._read_hosts()))
+
+    @property
+    def main_address(self) -> str:
+        return self._read_hosts()[0]
+
+    @property
+    def main_port(self) -> int:
+        if "MASTER_PORT" in os.environ:
+            return get_int("MASTER_PORT", "set it to a free port, or unset it")
+        return get_int("LSB_JOBID", _WHO) % 1000 + 10000
+
+    @staticmethod
+    def detect() -> bool:
+        return all(name in os.environ for name in _REQUIRED)
+
+    def world_size(self) -> int:
+        return get_int("JSM_NAMESPACE_SIZE", _WHO)
+
+    def set_world_size(self, size: int) -> None:
+        pass  # fixed by jsrun
+
+    def global_rank(self) -> int:
+        return get_int("JSM_NAMESPACE_RANK", _WHO)
+
+    def set_global_rank(self, rank: int) -> None:
+        pass  # fixed by jsrun
+
+    def local_rank(self) -> int:
+        return get_int("JSM_NAMESPACE_LOCAL_RANK", _WHO)
+
+    def node_rank(self) -> int:
+        hosts = self.hosts
+        me = socket.gethostname()
+        if me not in hosts:
+            raise ClusterEnvironmentError(
+                f"this host {me!r} is not in the LSF rank file "
+                f"{os.environ.get('LSB_DJOB_RANKFILE')!r} (compute hosts: {', '.join(hosts)})"
+            )
+        return hosts.index(me)

@@ -1,0 +1,176 @@
+"""MPIEnvironment: processes started by ``mpirun`` / ``mpiexec``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import zlib
+from typing import Any
+
+from builtin_plugins.environments.lightning import find_free_network_port
+from builtin_plugins.environments.variables import get_int
+from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
+
+_WHO = "is this process started by mpirun?"
+
+# (size, rank, local rank, local size) per launcher family. None of them names the
+# node's index (OMPI_COMM_WORLD_NODE_RANK is a rank *on* the node, not of it).
+_LAUNCHER_VARIABLES = (
+    (
+        "OMPI_COMM_WORLD_SIZE",
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+    ),  # Open MPI
+    (
+        "MV2_COMM_WORLD_SIZE",
+        "MV2_COMM_WORLD_RANK",
+        "MV2_COMM_WORLD_LOCAL_RANK",
+        "MV2_COMM_WORLD_LOCAL_SIZE",
+    ),  # MVAPICH
+    ("PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),  # MPICH, Intel MPI
+)
+
+
+def _launcher() -> tuple[str, str, str, str] | None:
+    for names in _LAUNCHER_VARIABLES:
+        if names[0] in os.environ:
+            return names
+    return None
+
+
+class MPIEnvironment(ClusterEnvironment):
+    """Ranks from MPI itself (mpi4py) or, without mpi4py, from the launcher's variables.
+
+    With mpi4py (``use_mpi4py=None`` picks it when installed) it behaves as
+    Lightning's: ranks from ``COMM_WORLD``, node rank from the sorted distinct host
+    names, main address and a free port broadcast from rank 0. Without it, the
+    variables of Open MPI (``OMPI_COMM_WORLD_*``), MVAPICH (``MV2_COMM_WORLD_*``)
+    or MPICH / Intel MPI (``PMI_*``, ``MPI_LOCALRANKID``) give the ranks; on one
+    node the main address is 127.0.0.1, and the port is ``MASTER_PORT`` or derived
+    from the job's PMIx namespace, the same in every rank.
+    Detection reads the variables only: it never initialises MPI.
+    """
+
+    def __init__(self, use_mpi4py: bool | None = None) -> None:
+        if use_mpi4py is None:
+            use_mpi4py = importlib.util.find_spec("mpi4py") is not None
+        self.use_mpi4py = use_mpi4py
+        self._comm_world: Any = None
+        self._comm_local: Any = None
+        self._node_rank: int | None = None
+        self._main_address: str | None = None
+        self._main_port: int | None = None
+        if use_mpi4py:
+            from mpi4py import MPI
+
+            self._comm_world = MPI.COMM_WORLD
+        elif _launcher() is None:
+            raise ClusterEnvironmentError(
+                "no MPI launcher variables (OMPI_COMM_WORLD_*, PMI_*, MV2_COMM_WORLD_*) and "
+                "mpi4py is not installed; start the processes with mpirun, or "
+                "pip install mpi4py"
+            )
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    def _names(self) -> tuple[str, str, str, str]:
+        names = _launcher()
+        if names is None:
+            raise ClusterEnvironmentError(f"no MPI launcher variables found; {_WHO}")
+        return names
+
+    def _single_node(self) -> bool:
+        size, _, _, local_size = self._names()
+        return os.environ.get(local_size) == os.environ.get(size)
+
+    @property
+    def main_address(self) -> str:
+        if self._main_address is None:
+            if self.use_mpi4py:
+                self._main_address = self._comm_world.bcast(socket.gethostname(), root=0)
+            elif "MASTER_ADDR" in os.environ:
+                self._main_address = os.environ["MASTER_ADDR"]
+            elif self._single_node():
+                self._main_address = "127.0.0.1"
+            else:
+                raise ClusterEnvironmentError(
+                    "the MPI job spans several nodes and rank 0's host is unknown without "
+                    "mpi4py; pip install mpi4py, or export MASTER_ADDR (mpirun -x MASTER_ADDR)"
+                )
+        return self._main_address
+
+    @property
+    def main_port(self) -> int:
+        if self._main_port is None:
+            if "MASTER_PORT" in os.environ:
+                self._main_port = get_int("MASTER_PORT", "set it to a free port, or unset it")
+            elif self.use_mpi4py:
+                self._main_port = self._comm_world.bcast(find_free_network_port(), root=0)
+            elif "PMIX_NAMESPACE" in os.environ:
+                digest = zlib.crc32(os.environ["PMIX_NAMESPACE"].encode())
+                self._main_port = 20000 + digest % 20000
+            else:
+                raise ClusterEnvironmentError(
+                    "no port agreed between the MPI ranks: without mpi4py, export MASTER_PORT "
+                    "(mpirun -x MASTER_PORT=29500), or pip install mpi4py"
+                )
+        return self._main_port
+
+    @staticmethod
+    def detect() -> bool:
+        names = _launcher()
+        if names is None:
+            return False
+        value = os.environ.get(names[0], "")
+        return value.isdigit() and int(value) > 1
+
+    def world_size(self) -> int:
+        if self.use_mpi4py:
+            size: int = self._comm_world.Get_size()
+            return size
+        return get_int(self._names()[0], _WHO)
+
+    def set_world_size(self, size: int) -> None:
+        pass  # fixed by MPI
+
+    def global_rank(self) -> int:
+        if self.use_mpi4py:
+            rank: int = self._comm_world.Get_rank()
+            return rank
+        return get_int(self._names()[1], _WHO)
+
+    def set_global_rank(self, rank: int) -> None:
+        pass  # fixed by MPI
+
+    def _init_comm_local(self) -> None:
+        hostname = socket.gethostname()
+        everyone = self._comm_world.gather(hostname, root=0)
+        unique = sorted(set(everyone)) if everyone is not None else []
+        unique = self._comm_world.bcast(unique, root=0)
+        self._node_rank = unique.index(hostname)
+        self._comm_local = self._comm_world.Split(color=self._node_rank)
+
+    def local_rank(self) -> int:
+        if self.use_mpi4py:
+            if self._comm_local is None:
+                self._init_comm_local()
+            rank: int = self._comm_local.Get_rank()
+            return rank
+        return get_int(self._names()[2], _WHO)
+
+    def node_rank(self) -> int:
+        if self.use_mpi4py:
+            if self._node_rank is None:
+                self._init_comm_local()
+            assert self._node_rank is not None
+            return self._node_rank
+        if self._single_node():
+            return 0
+        raise ClusterEnvironmentError(
+            "this MPI launcher sets no node rank and the job spans several nodes; "
+            "pip install mpi4py"
+        )

@@ -1,0 +1,260 @@
+"""Real schedulers for the launcher tests: SLURM and Grid Engine daemons, started as root.
+
+Each class starts its daemons with a private configuration, waits until the
+node takes jobs, and stops what it started, by PID. Facts behind the set-up:
+../shared/notes/launchers.md (and docs/environments.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class Unavailable(RuntimeError):
+    """The scheduler cannot run here; the message says why (tests skip with it)."""
+
+
+def _run(
+    *cmd: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def _kill_pidfile(path: Path, grace: float = 15) -> None:
+    """SIGTERM the daemon whose PID the file holds; SIGKILL it after ``grace`` seconds."""
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        pid = int(path.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + grace
+        while time.time() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+
+
+def _require(*programs: str) -> None:
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        raise Unavailable(f"not installed: {', '.join(missing)} (.ci/setup installs them)")
+    if os.geteuid() != 0:
+        raise Unavailable("the daemons are started as root, and this is not root")
+
+
+class Munge:
+    """munged, as the munge user; left running if it already was."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def start(self) -> None:
+        if _run("pgrep", "-x", "munged", check=False).returncode == 0:
+            return
+        Path("/run/munge").mkdir(exist_ok=True)
+        shutil.chown("/run/munge", "munge", "munge")
+        _run("runuser", "-u", "munge", "--", "/usr/sbin/munged")
+        self.started = True
+
+    def stop(self) -> None:
+        if self.started:
+            _kill_pidfile(Path("/run/munge/munged.pid"))
+
+
+class Slurm:
+    """A one-node SLURM cluster with its configuration in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        _require("slurmctld", "slurmd", "sbatch", "srun", "munged")
+        self.dir = directory
+        self.host = socket.gethostname().split(".")[0]
+        self.conf = directory / "slurm.conf"
+        self.munge = Munge()
+        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def _write_conf(self) -> None:
+        for sub in ("state", "slurmd"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        cpus = os.cpu_count() or 1
+        self.conf.write_text(
+            f"""ClusterName=plugin-registry-tests
+SlurmctldHost={self.host}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+MpiDefault=none
+ReturnToService=2
+SlurmctldPidFile={self.dir}/slurmctld.pid
+SlurmdPidFile={self.dir}/slurmd.pid
+SlurmdSpoolDir={self.dir}/slurmd
+StateSaveLocation={self.dir}/state
+SlurmctldLogFile={self.dir}/slurmctld.log
+SlurmdLogFile={self.dir}/slurmd.log
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+JobAcctGatherType=jobacct_gather/none
+NodeName={self.host} CPUs={cpus} State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+"""
+        )
+
+    def start(self) -> None:
+        self._write_conf()
+        self.munge.start()
+        _run("slurmctld", env=self.env)
+        _run("slurmd", env=self.env)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            state = _run("sinfo", "-h", "-o", "%T", env=self.env, check=False).stdout.strip()
+            if state == "idle":
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the SLURM node never became idle (state {state!r}); see {self.dir}")
+
+    def stop(self) -> None:
+        _kill_pidfile(self.dir / "slurmd.pid")
+        _kill_pidfile(self.dir / "slurmctld.pid")
+        self.munge.stop()
+
+    def run(self, *cmd: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return _run(*cmd, env=self.env, timeout=timeout)
+
+
+class GridEngine:
+    """Grid Engine's qmaster and execd on this host, with a 2-slot ``smp`` environment.
+
+    Debian's packages leave an initialised cell in /var/lib/gridengine but start
+    nothing. 127.0.0.1 resolves to "localhost" first here, so the host is aliased
+    to localhost; jobs run as root, so min_uid/min_gid are 0 -- set before execd
+    starts, which reads them once.
+    """
+
+    ROOT = Path("/var/lib/gridengine")
+    SPOOL = Path("/var/spool/gridengine")
+
+    def __init__(self, directory: Path) -> None:
+        _require("sge_qmaster", "sge_execd", "qsub", "qconf")
+        if not (self.ROOT / "default" / "common" / "bootstrap").exists():
+            raise Unavailable(f"no Grid Engine cell in {self.ROOT}: install gridengine-master")
+        self.dir = directory
+        self.env = {**os.environ, "SGE_ROOT": str(self.ROOT), "SGE_CELL": "default"}
+        self.slots = 2
+
+    def _qconf(self, *args: str, editor: str | None = None) -> str:
+        env = {**self.env, "EDITOR": editor} if editor else self.env
+        for _ in range(40):  # the qmaster drops connections while it settles
+            proc = _run("qconf", *args, env=env, check=False)
+            if "commlib error" not in proc.stderr:
+                break
+            time.sleep(0.5)
+        if proc.returncode != 0:
+            raise RuntimeError(f"qconf {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def _editor(self, name: str, sed: str) -> str:
+        script = self.dir / name
+        script.write_text(f'#!/bin/sh\nsed -i {sed} "$1"\n')
+        script.chmod(0o755)
+        return str(script)
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        common = self.ROOT / "default" / "common"
+        short = socket.gethostname().split(".")[0]
+        (common / "host_aliases").write_text(f"localhost {short}\n")
+        (common / "act_qmaster").write_text("localhost\n")
+        _run("/usr/sbin/sge_qmaster", env=self.env)
+        deadline = time.time() + 30
+        while _run("qconf", "-ss", env=self.env, check=False).returncode != 0:
+            if time.time() > deadline:
+                raise RuntimeError("sge_qmaster did not answer within 30 s")
+            time.sleep(0.3)
+        if "localhost" not in self._qconf("-ss").split():
+            self._qconf("-as", "localhost")
+        config = self.dir / "global"
+        lines = [line for line in self._qconf("-sconf").splitlines() if not line.startswith("#")]
+        config.write_text(
+            "\n".join(
+                "min_uid 0"
+                if line.startswith("min_uid")
+                else "min_gid 0"
+                if line.startswith("min_gid")
+                else line
+                for line in lines
+            )
+            + "\n"
+        )
+        self._qconf("-Mconf", str(config))
+        # Schedule every second, not every 15: a test waits for each job.
+        sched = self.dir / "sched"
+        sched.write_text(
+            "\n".join(
+                "schedule_interval 0:0:1" if line.startswith("schedule_interval") else line
+                for line in self._qconf("-ssconf").splitlines()
+            )
+            + "\n"
+        )
+        self._qconf("-Msconf", str(sched))
+        if "smp" not in _run("qconf", "-spl", env=self.env, check=False).stdout.split():
+            self._qconf(
+                "-ap",
+                "smp",
+                editor=self._editor(
+                    "edit-pe",
+                    f"-e 's/^slots .*/slots {self.slots}/' "
+                    "-e 's/^allocation_rule .*/allocation_rule $pe_slots/'",
+                ),
+            )
+        if "localhost" not in _run("qconf", "-sel", env=self.env, check=False).stdout.split():
+            exechost = self.dir / "exechost"
+            exechost.write_text(
+                "hostname localhost\nload_scaling NONE\ncomplex_values NONE\nuser_lists NONE\n"
+                "xuser_lists NONE\nprojects NONE\nxprojects NONE\nusage_scaling NONE\n"
+                "report_variables NONE\n"
+            )
+            self._qconf("-Ae", str(exechost))
+        if "all.q" not in _run("qconf", "-sql", env=self.env, check=False).stdout.split():
+            self._qconf(
+                "-aq",
+                "all.q",
+                editor=self._editor(
+                    "edit-queue",
+                    "-e 's/^hostlist .*/hostlist localhost/' "
+                    f"-e 's/^pe_list .*/pe_list smp/' -e 's/^slots .*/slots {self.slots}/'",
+                ),
+            )
+        _run("/usr/sbin/sge_execd", env=self.env)
+        _run("qmod", "-c", "all.q", env=self.env, check=False)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            out = _run("qstat", "-f", env=self.env, check=False).stdout
+            line = next((ln for ln in out.splitlines() if ln.startswith("all.q@")), "")
+            fields = line.split()
+            # "all.q@localhost BIP 0/0/2 0.03 lx-amd64" (a sixth field is a state: E, u, ...)
+            if len(fields) == 5 and fields[3] != "-NA-":
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the Grid Engine queue never became ready:\n{out}")
+
+    def stop(self) -> None:
+        _kill_pidfile(self.SPOOL / "execd" / "localhost" / "execd.pid")
+        _kill_pidfile(self.SPOOL / "qmaster" / "qmaster.pid")
+
+    def qsub(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return _run("qsub", "-sync", "y", *args, env=self.env, timeout=timeout)

@@ -1,0 +1,268 @@
+"""Each cluster environment forms a real gloo process group under its real launcher.
+
+torchrun, Open MPI, SLURM and Grid Engine run here for real (.ci/setup installs
+them; the fixtures start and stop the daemons). Kubeflow and LSF have no
+launcher here: their workers are started with exactly the variables (and rank
+file) that a PyTorchJob and jsrun give each process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.launchers.clusters import GridEngine, Slurm, Unavailable
+from tests.support import REPO
+
+pytestmark = pytest.mark.launcher
+
+WORKER = str(REPO / "tests" / "launchers" / "worker.py")
+
+
+def results(out: Path, world: int) -> list[dict[str, Any]]:
+    files = sorted(out.glob("rank-*.json"))
+    assert len(files) == world, f"expected {world} workers to report, got {[f.name for f in files]}"
+    return [json.loads(f.read_text()) for f in files]
+
+
+def check_group(ranks: list[dict[str, Any]], environment: str, detected: str | None = None) -> None:
+    world = len(ranks)
+    assert sorted(r["global_rank"] for r in ranks) == list(range(world))
+    for r in ranks:
+        assert r["used"] == environment
+        assert r["detected"] == (detected or environment)
+        assert r["world_size"] == r["dist_world_size"] == world
+        assert r["dist_rank"] == r["global_rank"]
+        assert r["all_reduce_sum"] == world * (world + 1) / 2
+        assert not r["torch_imported_by_detection"], "detection must not import torch"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    drop = (
+        "SLURM_",
+        "OMPI_",
+        "PMI",
+        "TORCHELASTIC",
+        "MASTER_",
+        "LSB_",
+        "JSM_",
+        "PE_HOSTFILE",
+        "JOB_ID",
+        "NSLOTS",
+        "LOCAL_RANK",
+        "RANK",
+        "WORLD_SIZE",
+        "GROUP_RANK",
+        "PLUGIN_REGISTRY_",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(extra)
+    return env
+
+
+def need(*programs: str) -> None:
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        pytest.skip(f"not installed here: {', '.join(missing)} (bash .ci/setup installs them)")
+
+
+def test_torchrun(tmp_path: Path) -> None:
+    need("torchrun")
+    subprocess.run(
+        ["torchrun", "--nproc-per-node", "2", "--standalone", WORKER, str(tmp_path)],
+        check=True,
+        env=clean_env(),
+        timeout=180,
+        capture_output=True,
+    )
+    ranks = results(tmp_path, 2)
+    check_group(ranks, "torchelastic")
+    assert sorted(r["local_rank"] for r in ranks) == [0, 1]
+
+
+@pytest.mark.parametrize("use_mpi4py", [True, False], ids=["mpi4py", "launcher-variables"])
+def test_mpirun(tmp_path: Path, use_mpi4py: bool) -> None:
+    need("mpirun")
+    if use_mpi4py:
+        pytest.importorskip("mpi4py", reason="mpi4py is not installed (bash .ci/setup installs it)")
+    subprocess.run(
+        [
+            "mpirun",
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            "2",
+            sys.executable,
+            WORKER,
+            str(tmp_path),
+            "mpi",
+            json.dumps({"use_mpi4py": use_mpi4py}),
+        ],
+        check=True,
+        env=clean_env(),
+        timeout=180,
+        capture_output=True,
+    )
+    ranks = results(tmp_path, 2)
+    check_group(ranks, "mpi")
+    for r in ranks:
+        assert r["node_rank"] == 0 and r["local_rank"] == r["global_rank"]
+        if use_mpi4py and r.get("lightning") is not None:
+            # Lightning's MPIEnvironment, asked in the same process, agrees.
+            assert r["lightning"] == {k: r[k] for k in r["lightning"]}
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slurm]:
+    try:
+        cluster = Slurm(tmp_path_factory.mktemp("slurm"))
+    except Unavailable as exc:
+        pytest.skip(f"SLURM cannot run here: {exc}")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def test_slurm_sbatch_with_srun(slurm: Slurm, tmp_path: Path) -> None:
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/sh\nsrun {sys.executable} {WORKER} {tmp_path}\n")
+    slurm.run(
+        "sbatch",
+        "--wait",
+        "-N1",
+        "--ntasks-per-node=2",
+        "-o",
+        str(tmp_path / "out.txt"),
+        str(script),
+    )
+    ranks = results(tmp_path, 2)
+    check_group(ranks, "slurm")
+    for r in ranks:
+        assert r["main_address"] == socket.gethostname().split(".")[0]
+        assert 15000 <= r["main_port"] < 25000
+
+
+def test_slurm_ntasks_without_ntasks_per_node(slurm: Slurm, tmp_path: Path) -> None:
+    # Lightning refuses `--ntasks=2` without --ntasks-per-node; tasks spread evenly are fine.
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/sh\nsrun {sys.executable} {WORKER} {tmp_path}\n")
+    slurm.run("sbatch", "--wait", "-n", "2", "-o", str(tmp_path / "out.txt"), str(script))
+    check_group(results(tmp_path, 2), "slurm")
+
+
+def test_slurm_step_inside_an_interactive_allocation(slurm: Slurm, tmp_path: Path) -> None:
+    # salloc names the job "interactive"; Lightning then refuses SLURM. The srun step
+    # inside it has SLURM_STEP_ID, which tells it from the allocation's own shell.
+    slurm.run(
+        "salloc", "-N1", "-n2", "-J", "interactive", "srun", sys.executable, WORKER, str(tmp_path)
+    )
+    ranks = results(tmp_path, 2)
+    check_group(ranks, "slurm")
+
+
+@pytest.fixture(scope="module")
+def grid_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GridEngine]:
+    try:
+        cluster = GridEngine(tmp_path_factory.mktemp("sge"))
+    except Unavailable as exc:
+        pytest.skip(f"Grid Engine cannot run here: {exc}")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def test_grid_engine_qsub_pe(grid_engine: GridEngine, tmp_path: Path) -> None:
+    # Grid Engine runs the job script once; the trainer starts one process per slot.
+    script = tmp_path / "job.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"for i in $(seq 0 $((NSLOTS - 1))); do LOCAL_RANK=$i {sys.executable} {WORKER} "
+        f"{tmp_path} & done\nwait\n"
+    )
+    grid_engine.qsub(
+        "-pe",
+        "smp",
+        "2",
+        "-o",
+        str(tmp_path / "out.txt"),
+        "-j",
+        "y",
+        "-v",
+        f"PATH={os.environ['PATH']}",
+        str(script),
+    )
+    ranks = results(tmp_path, 2)
+    check_group(ranks, "sge")
+    for r in ranks:
+        assert r["node_rank"] == 0 and r["main_address"] == "localhost"
+        assert r["creates_processes_externally"]
+
+
+def start_workers(tmp_path: Path, envs: list[dict[str, str]], name: str | None = None) -> None:
+    args = [sys.executable, WORKER, str(tmp_path)] + ([name] if name else [])
+    procs = [subprocess.Popen(args, env=clean_env(**e)) for e in envs]
+    assert [p.wait(timeout=180) for p in procs] == [0] * len(procs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_kubeflow_pytorchjob_variables(tmp_path: Path) -> None:
+    # What the PyTorchJob operator sets in each replica's pod (one process per pod):
+    # MASTER_ADDR (the master replica's service), MASTER_PORT, WORLD_SIZE, RANK.
+    port = str(free_port())
+    envs = [
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+            "WORLD_SIZE": "2",
+            "RANK": str(rank),
+            "PYTHONUNBUFFERED": "1",
+        }
+        for rank in range(2)
+    ]
+    start_workers(tmp_path, envs, "kubeflow")
+    ranks = results(tmp_path, 2)
+    check_group(ranks, "kubeflow", detected="lightning")  # never auto-detected
+    for r in ranks:
+        assert r["local_rank"] == 0 and r["node_rank"] == r["global_rank"]
+
+
+def test_lsf_jsrun_variables_and_rank_file(tmp_path: Path) -> None:
+    # What jsrun gives each task: LSB_JOBID, LSB_DJOB_RANKFILE (the launch node first,
+    # then one line per task), JSM_NAMESPACE_SIZE / _RANK / _LOCAL_RANK.
+    host = socket.gethostname()
+    rankfile = tmp_path / "rankfile"
+    rankfile.write_text(f"launch-node\n{host}\n{host}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    job_id = str(50000 + free_port() % 1000)
+    envs = [
+        {
+            "LSB_JOBID": job_id,
+            "LSB_DJOB_RANKFILE": str(rankfile),
+            "JSM_NAMESPACE_SIZE": "2",
+            "JSM_NAMESPACE_RANK": str(rank),
+            "JSM_NAMESPACE_LOCAL_RANK": str(rank),
+        }
+        for rank in range(2)
+    ]
+    # The main address is the first compute host; make it resolvable here.
+    start_workers(out, envs)
+    ranks = results(out, 2)
+    check_group(ranks, "lsf")
+    for r in ranks:
+        assert r["main_address"] == host and r["main_port"] == int(job_id) % 1000 + 10000
