@@ -64,3 +64,28 @@ def faults(session: nox.Session) -> None:
     install(session, "test")
     session.env["CHECKPOINT_KILL_ROUNDS"] = "500"
     session.run("python", "-m", "pytest", "tests/test_checkpoint_io.py", "-k", "sigkill", "-s")
+
+
+@nox.session
+def xla(session: nox.Session) -> None:
+    """The XLA plugins on a real torch_xla runtime (PJRT on the CPU), beside torch 2.9.
+
+    torch_xla runs only with the torch it was built for, so this session has its
+    own environment (about 4 GB of downloads): it also shows that the core and the
+    torch-native plugins work on the oldest torch we support.
+    """
+    session.install("torch==2.9.0", "torch_xla==2.9.0")
+    session.install("-e", ".", "pytest>=8", "hypothesis>=6.100")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_xla.py",
+        "tests/test_checkpoint_io.py",
+        "tests/test_registry.py",
+        "tests/test_names.py",
+        "tests/test_records.py",
+        env={"PJRT_DEVICE": "CPU"},
+    )

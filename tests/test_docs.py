@@ -8,7 +8,7 @@ import pytest
 
 from tests.support import REPO, Venv
 
-PAGES = ("user-guide.md", "checkpoint-io.md")
+PAGES = ("user-guide.md", "checkpoint-io.md", "environments.md")
 BLOCKS = [
     block
     for page in PAGES

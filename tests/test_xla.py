@@ -1,0 +1,81 @@
+"""XLACheckpointIO and XLAEnvironment on a real torch_xla runtime (PJRT on the CPU).
+
+torch_xla runs here only beside its own torch (2.9): ``nox -s xla`` builds that
+environment and runs this file there (with PJRT_DEVICE=CPU). Elsewhere it skips.
+One process only: a 2-device CPU client under xmp.spawn hangs in torch_xla's own
+all-reduce rendezvous here, so the multi-process path needs a TPU host.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+torch_xla = pytest.importorskip(
+    "torch_xla",
+    reason="torch_xla is not importable here (it needs its own torch 2.9): run `nox -s xla`",
+)
+
+import torch  # noqa: E402
+
+import plugin_registry as pr  # noqa: E402
+from builtin_plugins.checkpoint_io.xla_io import XLACheckpointIO  # noqa: E402
+from builtin_plugins.environments.xla import XLAEnvironment  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _pjrt_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PJRT_DEVICE", os.environ.get("PJRT_DEVICE", "CPU"))
+
+
+def test_xla_plugins_are_listed_available() -> None:
+    for kind in ("checkpoint_io", "cluster_environment"):
+        record = pr.get(f"{kind}/xla")
+        assert record.available, record.unavailable_reason
+
+
+def test_xla_checkpoint_moves_tensors_to_cpu_and_writes_atomically(tmp_path: Path) -> None:
+    io = pr.load("checkpoint_io/xla")
+    assert isinstance(io, XLACheckpointIO)
+    device = torch_xla.device()
+    state = {
+        "w": torch.arange(6.0, device=device) * 2,
+        "nested": {"b": torch.ones(2, device=device)},
+        "step": 5,
+    }
+    path = tmp_path / "ck.pt"
+    io.save_checkpoint(state, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+    raw = torch.load(path, weights_only=True)
+    assert raw["w"].device.type == "cpu" and torch.equal(raw["w"], torch.arange(6.0) * 2)
+    assert torch.equal(raw["nested"]["b"], torch.ones(2)) and raw["step"] == 5
+    back = io.load_checkpoint(path)
+    assert torch.equal(back["w"], raw["w"])
+
+
+def test_async_xla(tmp_path: Path) -> None:
+    aio = pr.load("async-xla")
+    assert isinstance(aio.checkpoint_io, XLACheckpointIO)
+    t = torch.full((3,), 7.0, device=torch_xla.device())
+    aio.save_checkpoint({"t": t}, tmp_path / "a.pt")
+    aio.teardown()
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["t"], torch.full((3,), 7.0))
+
+
+def test_xla_environment_reads_the_runtime() -> None:
+    assert pr.detect_environment().name == "xla"
+    env = pr.load("cluster_environment/xla")
+    assert isinstance(env, XLAEnvironment)
+    from torch_xla import runtime as xr
+
+    assert (env.world_size(), env.global_rank(), env.local_rank(), env.node_rank()) == (
+        xr.world_size(),
+        xr.global_ordinal(),
+        xr.local_ordinal(),
+        xr.host_index(),
+    )
+    assert env.creates_processes_externally is False
+    with pytest.raises(NotImplementedError, match="own rendezvous"):
+        _ = env.main_address
