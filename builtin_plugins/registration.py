@@ -16,9 +16,78 @@ _XLA_HINT = (
 )
 
 
+def _precision(name: str, module: str, cls: str, summary: str, **fields: Any) -> PluginInfo:
+    return PluginInfo(
+        name=name,
+        kind="precision",
+        target=f"builtin_plugins.precision.{module}:{cls}",
+        summary=summary,
+        accelerators=fields.pop("accelerators", ("cpu", "cuda", "mps")),
+        **fields,
+    )
+
+
 @hookimpl
 def plugin_registry_precision_plugins() -> list[PluginInfo]:
-    return []
+    return [
+        PluginInfo(
+            name="32-true",
+            kind="precision",
+            target="plugin_registry.kinds.precision:Precision",
+            summary="Full precision: float32 everywhere; changes nothing.",
+            aliases=("32",),
+            accelerators=("cpu", "cuda", "mps", "xla"),
+        ),
+        _precision(
+            "64-true",
+            "double",
+            "DoublePrecision",
+            "float64 parameters, activations and gradients.",
+            aliases=("64",),
+            accelerators=("cpu", "cuda"),
+        ),
+        _precision(
+            "16-true",
+            "half",
+            "HalfPrecision",
+            "The whole model in float16 (no float32 copy).",
+            parameters={"precision": "16-true"},
+        ),
+        _precision(
+            "bf16-true",
+            "half",
+            "HalfPrecision",
+            "The whole model in bfloat16 (no float32 copy).",
+            parameters={"precision": "bf16-true"},
+        ),
+        _precision(
+            "16-mixed",
+            "mixed",
+            "MixedPrecision",
+            "float32 weights, float16 autocast, GradScaler loss scaling.",
+            parameters={"precision": "16-mixed"},
+            aliases=("16",),
+        ),
+        _precision(
+            "bf16-mixed",
+            "mixed",
+            "MixedPrecision",
+            "float32 weights, bfloat16 autocast.",
+            parameters={"precision": "bf16-mixed"},
+            aliases=("bf16",),
+        ),
+        _precision(
+            "fsdp-{precision}",
+            "fsdp",
+            "FSDPPrecision",
+            "FSDP's mixed-precision policy and contexts; sharded GradScaler for 16-mixed.",
+            name_parameters={
+                "precision": ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
+            },
+            aliases=("fsdp",),
+            accelerators=("cpu", "cuda"),
+        ),
+    ]
 
 
 @hookimpl

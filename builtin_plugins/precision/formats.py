@@ -1,0 +1,61 @@
+"""What the precision plugins share: dtype contexts, casting batches, checking values."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+#: Which built-in plugin serves each precision value, for error messages.
+SERVED_BY = {
+    "32-true": "32-true (Precision)",
+    "64-true": "64-true (DoublePrecision)",
+    "16-true": "16-true (HalfPrecision)",
+    "bf16-true": "bf16-true (HalfPrecision)",
+    "16-mixed": "16-mixed (MixedPrecision)",
+    "bf16-mixed": "bf16-mixed (MixedPrecision)",
+}
+#: Short forms Lightning still accepts, and what they mean.
+SHORT_FORMS = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def check_precision(value: object, allowed: tuple[str, ...], plugin: str) -> str:
+    """``value`` if ``allowed``; else a ValueError listing the valid values and who serves it."""
+    if isinstance(value, str) and value in allowed:
+        return value
+    text = str(value)
+    message = f"{plugin} does not support precision={value!r}; choose one of {', '.join(allowed)}."
+    full = SHORT_FORMS.get(text, text)
+    if full != text and full in allowed:
+        message += f" ({text!r} is the short form of {full!r}: write {full!r}.)"
+    elif full in SERVED_BY:
+        message += f" {full!r} is served by the plugin named {SERVED_BY[full]}."
+    raise ValueError(message)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: Any) -> Iterator[None]:
+    """Set torch's default dtype inside; the previous one is restored, also on error."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def convert_floating(data: Any, dtype: Any) -> Any:
+    """Cast the floating-point tensors in ``data`` (any nesting) to ``dtype``; others stay."""
+    import torch
+
+    if isinstance(data, torch.Tensor):
+        return data.to(dtype) if torch.is_floating_point(data) else data
+    if isinstance(data, Mapping):
+        return type(data)({k: convert_floating(v, dtype) for k, v in data.items()})  # type: ignore[call-arg]
+    if isinstance(data, tuple) and hasattr(data, "_fields"):
+        return type(data)(*(convert_floating(v, dtype) for v in data))
+    if isinstance(data, (list, tuple)):
+        return type(data)(convert_floating(v, dtype) for v in data)
+    return data
