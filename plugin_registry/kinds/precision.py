@@ -63,7 +63,7 @@ class Precision:
         self, tensor: torch.Tensor, model: Module | None, *args: Any, **kwargs: Any
     ) -> None:
         """Runs the backward pass of ``tensor`` (a loss scaler scales it first)."""
-        tensor.backward(*args, **kwargs)
+        tensor.backward(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def post_backward(self, tensor: torch.Tensor, module: Module | None) -> Any:
         """Just after ``backward`` (a hook; loops ignore what it returns)."""
