@@ -43,6 +43,13 @@ def bench(session: nox.Session) -> None:
     install(session, "test,bench")
     session.run(
         "python",
+        "benchmarks/bench_precision.py",
+        "--check",
+        "--json",
+        "benchmarks/results/precision.json",
+    )
+    session.run(
+        "python",
         "benchmarks/bench_checkpoint.py",
         "--check",
         "--json",

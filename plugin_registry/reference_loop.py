@@ -58,6 +58,7 @@ def train(
     clip: float | None = None,
     model: Any | None = None,
     wrap: Any | None = None,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train the reference model with ``precision``; ``wrap`` may wrap it (FSDP, DDP).
 
@@ -69,10 +70,11 @@ def train(
 
     torch.manual_seed(seed)
     x, y = make_data(seed)
+    x, y = x.to(device), y.to(device)
     if model is None:
         with precision.module_init_context():
             model = make_model(x.shape[1])
-    model = precision.convert_module(model)
+    model = precision.convert_module(model.to(device))
     if wrap is not None:
         model = wrap(model)
     # Adam's default eps (1e-8) is zero in float16, so pure float16 weights need a

@@ -1,4 +1,7 @@
-"""Every python block of the user guides runs as written, against installed packages."""
+"""Every ```python block of the docs runs as written, against installed packages.
+
+Fragments that need more around them (a process group, say) are fenced ```py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pytest
 
 from tests.support import REPO, Venv
 
-PAGES = ("user-guide.md", "checkpoint-io.md", "environments.md")
+PAGES = ("user-guide.md", "checkpoint-io.md", "environments.md", "precision.md")
 BLOCKS = [
     block
     for page in PAGES

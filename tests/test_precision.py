@@ -232,3 +232,17 @@ def test_real_fsdp_on_cpu_with_gloo_two_processes(tmp_path: Path) -> None:
         assert r["world_size"] == 2 and r["sharded"], value
         assert r["dtypes"]["params"] == [params] and r["dtypes"]["activations"] == [activations]
         assert sum(r["losses"][-10:]) / 10 < 0.15, (value, r["losses"][-10:])
+
+
+@pytest.mark.parametrize("name", ["16-mixed", "bf16-mixed"])
+def test_mixed_precision_on_cuda(name: str) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip(
+            "no CUDA device here: 16-mixed/bf16-mixed on CUDA run on the GPU machine "
+            "(benchmarks/gpu/run_precision.sh)"
+        )
+    plugin = pr.load(name, device="cuda")
+    result = train(plugin, steps=300, device="cuda")
+    assert sum(result.losses[-10:]) / 10 < 0.15
+    assert result.dtypes["params"] == ["float32"]
+    assert result.dtypes["activations"] == ["float16" if name == "16-mixed" else "bfloat16"]
