@@ -1,15 +1,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import packages
-from tests.support import PIP_ENV, REPO, Venv
+from tests.support import REPO, Venv, build_project_wheel
 
 
 @pytest.fixture(autouse=True)
@@ -25,23 +23,7 @@ def _no_registry_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Wheels of the example package (built by its backend) and the test packages."""
     dest = tmp_path_factory.mktemp("wheelhouse")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-w",
-            str(dest),
-            str(REPO / "examples" / "acme-plugins"),
-        ],
-        check=True,
-        env={**os.environ, **PIP_ENV},
-    )
+    build_project_wheel(REPO / "examples" / "acme-plugins", dest)
     for name in packages.PACKAGES:
         packages.build(dest, name)
     return dest

@@ -64,6 +64,30 @@ def write_wheel(
     return wheel
 
 
+def build_project_wheel(project: Path, dest: Path) -> Path:
+    """Build ``project`` with its own build backend (no isolation, no index)."""
+    before = set(dest.glob("*.whl")) if dest.exists() else set()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(dest),
+            str(project),
+        ],
+        check=True,
+        env={**os.environ, **PIP_ENV},
+    )
+    (built,) = set(dest.glob("*.whl")) - before
+    return built
+
+
 class Venv:
     """A fresh virtual environment that sees the outer one's packages.
 

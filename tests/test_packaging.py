@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.support import PIP_ENV, REPO, Venv
+from tests.support import REPO, Venv, build_project_wheel
 
 
 def test_wheel_installs_and_lists(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-w",
-            str(dist),
-            str(REPO),
-        ],
-        check=True,
-        env={**os.environ, **PIP_ENV},
-    )
-    (built,) = dist.glob("plugin_registry-*.whl")
+    built = build_project_wheel(REPO, tmp_path / "dist")
+    assert built.name.startswith("plugin_registry-")
     venv = Venv(tmp_path / "venv")
     venv.install(built)
     data = venv.json(

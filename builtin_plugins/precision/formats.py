@@ -59,3 +59,30 @@ def convert_floating(data: Any, dtype: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return type(data)(convert_floating(v, dtype) for v in data)
     return data
+
+
+class WholeModelCast:
+    """Mixin for the ``-true`` plugins: the whole model, its inputs and the default
+    dtype inside the contexts are ``_dtype``; outputs go back to the default dtype."""
+
+    _dtype: Any
+
+    def convert_module(self, module: Any) -> Any:
+        return module.to(dtype=self._dtype)
+
+    def tensor_init_context(self) -> contextlib.AbstractContextManager[Any]:
+        return default_dtype(self._dtype)
+
+    def module_init_context(self) -> contextlib.AbstractContextManager[Any]:
+        return self.tensor_init_context()
+
+    def forward_context(self) -> contextlib.AbstractContextManager[Any]:
+        return self.tensor_init_context()
+
+    def convert_input(self, data: Any) -> Any:
+        return convert_floating(data, self._dtype)
+
+    def convert_output(self, data: Any) -> Any:
+        import torch
+
+        return convert_floating(data, torch.get_default_dtype())
