@@ -372,7 +372,7 @@ class Registry:
                 return m
         return None
 
-    def _not_found(self, spec: Spec) -> PluginRegistryLookupError:
+    def _not_found(self, spec: Spec) -> PluginNotFoundError:
         index = self._build_index()
         known = {name for (_, name) in index}
         message = f"no {spec.kind + ' ' if spec.kind else ''}plugin named {str(spec)!r}"
@@ -585,9 +585,6 @@ class Registry:
                 if ref.key not in self._skipped and ref.key not in registered:
                     collect(ref, self._manager)
             return self._manager
-
-
-PluginRegistryLookupError = PluginNotFoundError
 
 
 def _provider(record: PluginInfo) -> str:
