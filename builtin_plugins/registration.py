@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugin_registry import PluginInfo, hookimpl
+from plugin_registry import Kind, PluginInfo, hookimpl
 
 _XLA_HINT = (
     "pip install 'plugin-registry[xla]' in an environment with the torch that torch_xla "
@@ -16,15 +16,23 @@ _XLA_HINT = (
 )
 
 
-def _precision(name: str, module: str, cls: str, summary: str, **fields: Any) -> PluginInfo:
+def _builtin(
+    kind: Kind, name: str, module: str, cls: str, summary: str, **fields: Any
+) -> PluginInfo:
+    """A record whose target is ``builtin_plugins.<package of kind>.<module>:<cls>``."""
+    package = {"precision": "precision", "cluster_environment": "environments"}[kind]
     return PluginInfo(
         name=name,
-        kind="precision",
-        target=f"builtin_plugins.precision.{module}:{cls}",
+        kind=kind,
+        target=f"builtin_plugins.{package}.{module}:{cls}",
         summary=summary,
         accelerators=fields.pop("accelerators", ("cpu", "cuda", "mps")),
         **fields,
     )
+
+
+def _precision(name: str, module: str, cls: str, summary: str, **fields: Any) -> PluginInfo:
+    return _builtin("precision", name, module, cls, summary, **fields)
 
 
 @hookimpl
@@ -125,14 +133,7 @@ def plugin_registry_checkpoint_io_plugins() -> list[PluginInfo]:
 
 
 def _environment(name: str, module: str, cls: str, summary: str, **fields: Any) -> PluginInfo:
-    return PluginInfo(
-        name=name,
-        kind="cluster_environment",
-        target=f"builtin_plugins.environments.{module}:{cls}",
-        summary=summary,
-        accelerators=fields.pop("accelerators", ("cpu", "cuda", "mps")),
-        **fields,
-    )
+    return _builtin("cluster_environment", name, module, cls, summary, **fields)
 
 
 @hookimpl

@@ -6,7 +6,7 @@ import contextlib
 import os
 import socket
 
-from builtin_plugins.environments.variables import get, get_int
+from builtin_plugins.environments.variables import get, get_int, port_from_job_id
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
 
 _WHO = "is this process part of a Grid Engine job submitted with qsub -pe?"
@@ -78,12 +78,8 @@ class SGEEnvironment(ClusterEnvironment):
 
     @property
     def main_port(self) -> int:
-        if "MASTER_PORT" in os.environ:
-            return get_int("MASTER_PORT", "set it to a free port, or unset it")
-        job_id = get("JOB_ID", _WHO)
-        if not job_id[-4:].isdigit():
-            raise ClusterEnvironmentError(f"JOB_ID={job_id!r} is not a number; {_WHO}")
-        return int(job_id[-4:]) + 15000
+        job_id = "" if "MASTER_PORT" in os.environ else get("JOB_ID", _WHO)
+        return port_from_job_id(job_id, "JOB_ID", _WHO)
 
     @staticmethod
     def detect() -> bool:

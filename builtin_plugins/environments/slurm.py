@@ -6,7 +6,7 @@ import os
 import signal
 
 from builtin_plugins.environments.hostlist import expand_hostlist, tasks_per_node
-from builtin_plugins.environments.variables import get, get_int
+from builtin_plugins.environments.variables import get, get_int, port_from_job_id
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
 
 _WHO = "is this process started by srun?"
@@ -55,17 +55,10 @@ class SLURMEnvironment(ClusterEnvironment):
 
     @property
     def main_port(self) -> int:
-        if "MASTER_PORT" in os.environ:
-            return get_int("MASTER_PORT", "set it to a free port, or unset it")
         job_id = os.environ.get("SLURM_JOB_ID")
-        if job_id is None:
+        if job_id is None and "MASTER_PORT" not in os.environ:
             return 12910
-        digits = job_id[-4:]
-        if not digits.isdigit():
-            raise ClusterEnvironmentError(
-                f"SLURM_JOB_ID={job_id!r} does not end in digits; set MASTER_PORT instead"
-            )
-        return int(digits) + 15000
+        return port_from_job_id(job_id or "", "SLURM_JOB_ID", _WHO)
 
     @staticmethod
     def detect() -> bool:
