@@ -19,7 +19,7 @@ def install(session: nox.Session, extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite (real venvs, real packages, subprocesses)."""
-    install(session, "test")
+    install(session, "test,bitsandbytes")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
@@ -40,7 +40,13 @@ def types(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Speed targets as ratios in one run; fails when a target is missed."""
-    install(session, "test,bench")
+    install(session, "test,bench,bitsandbytes")
+    session.run(
+        "python",
+        "benchmarks/bench_bitsandbytes.py",
+        "--json",
+        "benchmarks/results/bitsandbytes.json",
+    )
     session.run(
         "python",
         "benchmarks/bench_precision.py",

@@ -85,6 +85,15 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
             aliases=("bf16",),
         ),
         _precision(
+            "bitsandbytes-{mode}",
+            "bitsandbytes",
+            "BitsandbytesPrecision",
+            "Linear layers quantized by bitsandbytes: nf4/fp4 (4-bit, -dq), int8; CPU and CUDA.",
+            name_parameters={"mode": ("nf4", "nf4-dq", "fp4", "fp4-dq", "int8", "int8-training")},
+            requires=("bitsandbytes>=0.45",),
+            install_hint="pip install 'plugin-registry[bitsandbytes]'",
+        ),
+        _precision(
             "fsdp-{precision}",
             "fsdp",
             "FSDPPrecision",
