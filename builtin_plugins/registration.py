@@ -94,6 +94,17 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
             install_hint="pip install 'plugin-registry[bitsandbytes]'",
         ),
         _precision(
+            "xla-{precision}",
+            "xla",
+            "XLAPrecision",
+            "Training through torch_xla (TPU, or PJRT on the CPU) in 32, 16 or bf16 bits.",
+            name_parameters={"precision": ("32-true", "16-true", "bf16-true")},
+            aliases=("xla",),
+            requires=("torch_xla>=2.4",),
+            accelerators=("xla",),
+            install_hint=_XLA_HINT,
+        ),
+        _precision(
             "fsdp-{precision}",
             "fsdp",
             "FSDPPrecision",

@@ -79,3 +79,31 @@ def test_xla_environment_reads_the_runtime() -> None:
     assert env.creates_processes_externally is False
     with pytest.raises(NotImplementedError, match="own rendezvous"):
         _ = env.main_address
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"), [("xla-32-true", "float32"), ("xla-bf16-true", "bfloat16")]
+)
+def test_xla_precision_trains_on_the_xla_device(name: str, dtype: str) -> None:
+    from builtin_plugins.precision.xla import XLAPrecision
+    from plugin_registry.reference_loop import train
+
+    plugin = pr.load(name)
+    assert isinstance(plugin, XLAPrecision)
+    result = train(plugin, steps=150, device=torch_xla.device())
+    plugin.teardown()
+    assert sum(result.losses[-10:]) / 10 < 0.15
+    assert result.dtypes["params"] == [dtype] and result.dtypes["activations"] == [dtype]
+
+
+def test_xla_precision_sets_and_restores_its_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XLA_USE_BF16", raising=False)
+    plugin = pr.load("precision/xla-bf16-true")
+    assert os.environ["XLA_USE_BF16"] == "1"
+    plugin.teardown()
+    assert "XLA_USE_BF16" not in os.environ
+    monkeypatch.setenv("XLA_USE_BF16", "0")
+    pr.load("precision/xla-bf16-true").teardown()
+    assert os.environ["XLA_USE_BF16"] == "0", "a value the user set is put back"
+    with pytest.raises(pr.PluginLoadError, match="choose one of 32-true, 16-true, bf16-true"):
+        pr.load("precision/xla", precision="16-mixed")
