@@ -105,6 +105,20 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
             install_hint=_XLA_HINT,
         ),
         _precision(
+            "deepspeed-{precision}",
+            "deepspeed",
+            "DeepSpeedPrecision",
+            "DeepSpeed engines: fp16/bf16 config section, engine backward and step.",
+            name_parameters={
+                "precision": ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
+            },
+            aliases=("deepspeed",),
+            requires=("deepspeed>=0.16",),
+            accelerators=("cpu", "cuda"),
+            install_hint="DS_BUILD_OPS=0 pip install --no-build-isolation 'deepspeed>=0.16' "
+            "(after torch)",
+        ),
+        _precision(
             "fsdp-{precision}",
             "fsdp",
             "FSDPPrecision",

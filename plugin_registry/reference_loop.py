@@ -59,8 +59,12 @@ def train(
     model: Any | None = None,
     wrap: Any | None = None,
     device: str = "cpu",
+    setup: Any | None = None,
 ) -> TrainResult:
     """Train the reference model with ``precision``; ``wrap`` may wrap it (FSDP, DDP).
+
+    ``setup(model, optimizer) -> (model, optimizer)`` replaces both, for engines
+    that own the optimizer (DeepSpeed returns its engine as both).
 
     The order of calls is Fabric's: module_init_context and convert_module once;
     per step convert_input, forward_context, convert_output, pre_backward,
@@ -81,6 +85,8 @@ def train(
     # larger one -- as anyone training in 16-true must choose.
     half = any(p.dtype == torch.float16 for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-4 if half else 1e-8)
+    if setup is not None:
+        model, optimizer = setup(model, optimizer)
     seen: dict[str, set[str]] = {"activations": set()}
 
     def record(_module: Any, _inputs: Any, output: Any) -> None:
@@ -102,7 +108,7 @@ def train(
                 out = model(xb)
             out = precision.convert_output(out)
             loss = torch.nn.functional.mse_loss(out, yb.to(out.dtype))
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             precision.pre_backward(loss, model)  # return values ignored, as Fabric does
             precision.backward(loss, model)
             precision.post_backward(loss, model)

@@ -1,0 +1,62 @@
+"""One DeepSpeed training run of the reference model, driven by DeepSpeedPrecision.
+
+    python tests/deepspeed_worker.py OUT.json PRECISION ZERO_STAGE          # 1 process
+    torchrun --nproc-per-node 2 tests/deepspeed_worker.py OUT.json ...      # 2 processes
+
+Rank 0 writes the losses, the dtypes seen and the world size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before deepspeed is imported
+for key, value in {
+    "MASTER_ADDR": "127.0.0.1",
+    "RANK": "0",
+    "LOCAL_RANK": "0",
+    "WORLD_SIZE": "1",
+}.items():
+    os.environ.setdefault(key, value)
+
+
+def main() -> None:
+    out, precision, stage = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    import deepspeed
+    import torch.distributed as dist
+
+    import plugin_registry as pr
+    from plugin_registry.reference_loop import train
+
+    deepspeed.init_distributed(dist_backend="gloo")
+    plugin = pr.load(f"deepspeed-{precision}")
+    config = {
+        "train_micro_batch_size_per_gpu": 64,
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": stage},
+        **plugin.config_fragment(),
+    }
+
+    def setup(model: Any, optimizer: Any) -> tuple[Any, Any]:
+        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        return engine, engine
+
+    result = train(plugin, steps=150, setup=setup)
+    if dist.get_rank() == 0:
+        with open(out, "w") as fh:
+            json.dump(
+                {
+                    "losses": result.losses,
+                    "dtypes": result.dtypes,
+                    "world_size": dist.get_world_size(),
+                    "engine": type(result.model).__name__,
+                },
+                fh,
+            )
+
+
+if __name__ == "__main__":
+    main()

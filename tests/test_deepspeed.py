@@ -1,0 +1,97 @@
+"""DeepSpeedPrecision with real DeepSpeed engines on the CPU (DS_ACCELERATOR=cpu, gloo).
+
+Each run is a subprocess (DeepSpeed sets up torch.distributed for the process): one
+process, and two under torchrun. The first engine on a machine JIT-builds a
+communication op (~35 s, cached in ~/.cache/torch_extensions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plugin_registry as pr
+
+pytest.importorskip(
+    "deepspeed",
+    reason="DeepSpeed is not installed: .ci/setup installs it "
+    "(DS_BUILD_OPS=0 pip install --no-build-isolation deepspeed)",
+)
+
+from tests.support import REPO
+
+WORKER = str(REPO / "tests" / "deepspeed_worker.py")
+
+
+def free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def run(tmp_path: Path, precision: str, stage: int, processes: int = 1) -> dict[str, Any]:
+    out = tmp_path / "result.json"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
+    env.update(DS_ACCELERATOR="cpu", MASTER_PORT=free_port())
+    if processes == 1:
+        cmd = [sys.executable, WORKER, str(out), precision, str(stage)]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(processes),
+            WORKER,
+            str(out),
+            precision,
+            str(stage),
+        ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def test_config_fragments() -> None:
+    assert pr.load("deepspeed").config_fragment() == {}
+    assert pr.load("deepspeed-bf16-mixed").config_fragment() == {"bf16": {"enabled": True}}
+    fp16 = pr.load("deepspeed-16-mixed").config_fragment()["fp16"]
+    assert fp16["enabled"] and fp16["loss_scale"] == 0  # dynamic loss scaling
+    with pytest.raises(pr.PluginLoadError, match="choose one of 32-true"):
+        pr.load("precision/deepspeed", precision="64-true")
+
+
+@pytest.mark.parametrize(
+    ("precision", "stage", "dtype"),
+    [("32-true", 0, "float32"), ("bf16-mixed", 1, "bfloat16"), ("bf16-true", 2, "bfloat16")],
+)
+def test_one_process_trains(tmp_path: Path, precision: str, stage: int, dtype: str) -> None:
+    r = run(tmp_path, precision, stage)
+    assert r["engine"] == "DeepSpeedEngine" and r["world_size"] == 1
+    assert r["losses"][0] > 0.4 and sum(r["losses"][-10:]) / 10 < 0.15
+    assert r["dtypes"]["params"] == [dtype] and r["dtypes"]["activations"] == [dtype]
+
+
+@pytest.mark.parametrize(("precision", "stage"), [("bf16-mixed", 2), ("32-true", 3)])
+def test_two_processes_under_torchrun(tmp_path: Path, precision: str, stage: int) -> None:
+    r = run(tmp_path, precision, stage, processes=2)
+    assert r["world_size"] == 2
+    assert sum(r["losses"][-10:]) / 10 < 0.15
+
+
+def test_fp16_is_refused_on_the_cpu(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="fp16 is not supported"):
+        run(tmp_path, "16-mixed", 0)
