@@ -41,6 +41,7 @@ def types(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Speed targets as ratios in one run; fails when a target is missed."""
     install(session, "test,bench,bitsandbytes")
+    session.run("python", "benchmarks/bench_deepspeed.py", env={"DS_ACCELERATOR": "cpu"})
     session.run(
         "python",
         "benchmarks/bench_bitsandbytes.py",
