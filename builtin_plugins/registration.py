@@ -16,6 +16,12 @@ _XLA_HINT = (
 )
 
 
+_TE_HINT = (
+    "pip install 'plugin-registry[transformer-engine]' on a machine with CUDA (Transformer "
+    "Engine cannot be imported without cudart and cuDNN)"
+)
+
+
 def _builtin(
     kind: Kind, name: str, module: str, cls: str, summary: str, **fields: Any
 ) -> PluginInfo:
@@ -117,6 +123,26 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
             accelerators=("cpu", "cuda"),
             install_hint="DS_BUILD_OPS=0 pip install --no-build-isolation 'deepspeed>=0.16' "
             "(after torch)",
+        ),
+        _precision(
+            "transformer-engine",
+            "transformer_engine",
+            "TransformerEnginePrecision",
+            "fp8 matmuls via NVIDIA Transformer Engine, bfloat16 weights (CUDA, compute 8.9+).",
+            parameters={"weights_dtype": "bfloat16"},
+            requires=("transformer_engine>=1.11",),
+            accelerators=("cuda",),
+            install_hint=_TE_HINT,
+        ),
+        _precision(
+            "transformer-engine-float16",
+            "transformer_engine",
+            "TransformerEnginePrecision",
+            "fp8 matmuls via NVIDIA Transformer Engine, float16 weights (CUDA, compute 8.9+).",
+            parameters={"weights_dtype": "float16"},
+            requires=("transformer_engine>=1.11",),
+            accelerators=("cuda",),
+            install_hint=_TE_HINT,
         ),
         _precision(
             "fsdp-{precision}",

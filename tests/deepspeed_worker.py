@@ -13,7 +13,15 @@ import os
 import sys
 from typing import Any
 
-os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before deepspeed is imported
+# Before deepspeed is imported; a CUDA machine runs on CUDA (NCCL is not needed for one node
+# of gloo here, but the engine then computes on the GPU).
+try:
+    import torch as _torch
+
+    _cuda = _torch.cuda.is_available()
+except ImportError:
+    _cuda = False
+os.environ.setdefault("DS_ACCELERATOR", "cuda" if _cuda else "cpu")
 for key, value in {
     "MASTER_ADDR": "127.0.0.1",
     "RANK": "0",
@@ -44,7 +52,12 @@ def main() -> None:
         engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         return engine, engine
 
-    result = train(plugin, steps=150, setup=setup)
+    import torch
+
+    device = "cuda" if os.environ["DS_ACCELERATOR"] == "cuda" else "cpu"
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    result = train(plugin, steps=150, setup=setup, device=device)
     if dist.get_rank() == 0:
         with open(out, "w") as fh:
             json.dump(

@@ -161,3 +161,17 @@ def test_clear_errors() -> None:
         BitsandbytesPrecision("int8", dtype=torch.bfloat16, device="cuda")
     with pytest.raises(pr.PluginNotFoundError, match="Did you mean 'bitsandbytes-nf4'"):
         pr.get("bitsandbytes-nf5")
+
+
+@pytest.mark.parametrize("mode", ["nf4", "int8"])
+def test_cuda_forward(mode: str) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here: bitsandbytes on CUDA runs on the GPU machine")
+    plugin = BitsandbytesPrecision(mode, device="cuda")
+    torch.manual_seed(0)
+    reference = make_model().cuda()
+    model = plugin.convert_module(copy.deepcopy(reference))
+    x = torch.randn(8, 16, device="cuda")
+    with plugin.forward_context():
+        out = plugin.convert_output(model(plugin.convert_input(x)))
+    assert (out - reference(x)).abs().max() < 0.1
