@@ -483,15 +483,17 @@ class Registry:
     def load_plugins(self, plugins: Iterable[Any]) -> list[Any]:
         """Build each plugin of a ``plugins=[...]`` argument.
 
-        Strings are requests (``[kind/][dist:]name``), records are loaded as
-        such, and anything else (an instance) is passed through unchanged.
+        Strings are requests (``[kind/][dist:]name``); a record is loaded by its
+        first concrete name (a parametrised record by its first choice); anything
+        else (an instance) is passed through unchanged.
         """
         built: list[Any] = []
         for item in plugins:
             if isinstance(item, str):
                 built.append(self.load(item))
             elif isinstance(item, PluginInfo):
-                built.append(self.load(f"{item.kind}/{_provider(item)}:{item.name}"))
+                first = next(expand(item.name, item.aliases, item.name_parameters)).name
+                built.append(self.load(f"{item.kind}/{_provider(item)}:{first}"))
             else:
                 built.append(item)
         return built

@@ -121,15 +121,20 @@ def test_mpirun(tmp_path: Path, use_mpi4py: bool) -> None:
             assert r["lightning"] == {k: r[k] for k in r["lightning"]}
 
 
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slurm]:
+def running(cls: Any, label: str, directory: Path) -> Iterator[Any]:
+    """Start a scheduler's daemons for the tests of a module; skip if it cannot run here."""
     try:
-        cluster = Slurm(tmp_path_factory.mktemp("slurm"))
+        cluster = cls(directory)
     except Unavailable as exc:
-        pytest.skip(f"SLURM cannot run here: {exc}")
+        pytest.skip(f"{label} cannot run here: {exc}")
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slurm]:
+    yield from running(Slurm, "SLURM", tmp_path_factory.mktemp("slurm"))
 
 
 def test_slurm_sbatch_with_srun(slurm: Slurm, tmp_path: Path) -> None:
@@ -171,13 +176,7 @@ def test_slurm_step_inside_an_interactive_allocation(slurm: Slurm, tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def grid_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GridEngine]:
-    try:
-        cluster = GridEngine(tmp_path_factory.mktemp("sge"))
-    except Unavailable as exc:
-        pytest.skip(f"Grid Engine cannot run here: {exc}")
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    yield from running(GridEngine, "Grid Engine", tmp_path_factory.mktemp("sge"))
 
 
 def test_grid_engine_qsub_pe(grid_engine: GridEngine, tmp_path: Path) -> None:

@@ -124,6 +124,17 @@ def test_load_plugins_mixes_names_records_and_instances(registry: Registry) -> N
     assert built[2] is instance
 
 
+def test_load_plugins_takes_a_parametrised_record(registry: Registry) -> None:
+    rec = registry.register(
+        StaticEnvironment,
+        name="fixed-{world}",
+        kind="cluster_environment",
+        name_parameters={"world": ["3", "5"]},
+    )
+    (env,) = registry.load_plugins([rec])
+    assert isinstance(env, StaticEnvironment) and env.world == "3"
+
+
 def test_unavailable_in_process_plugin(registry: Registry) -> None:
     registry.register(
         StaticEnvironment,
