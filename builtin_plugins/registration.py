@@ -98,6 +98,7 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
             name_parameters={"mode": ("nf4", "nf4-dq", "fp4", "fp4-dq", "int8", "int8-training")},
             requires=("bitsandbytes>=0.45",),
             install_hint="pip install 'plugin-registry[bitsandbytes]'",
+            shardable=False,
         ),
         _precision(
             "xla-{precision}",
@@ -106,6 +107,8 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
             "Training through torch_xla (TPU, or PJRT on the CPU) in 32, 16 or bf16 bits.",
             name_parameters={"precision": ("32-true", "16-true", "bf16-true")},
             aliases=("xla",),
+            provides=("{precision}",),
+            strategies=("xla",),
             requires=("torch_xla>=2.4",),
             accelerators=("xla",),
             install_hint=_XLA_HINT,
@@ -119,6 +122,8 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
                 "precision": ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
             },
             aliases=("deepspeed",),
+            provides=("{precision}",),
+            strategies=("deepspeed",),
             requires=("deepspeed>=0.16",),
             accelerators=("cpu", "cuda"),
             install_hint="DS_BUILD_OPS=0 pip install --no-build-isolation 'deepspeed>=0.16' "
@@ -132,6 +137,7 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
             parameters={"weights_dtype": "bfloat16"},
             requires=("transformer_engine>=1.11",),
             accelerators=("cuda",),
+            constraints={"compute_capability": ">=8.9"},
             install_hint=_TE_HINT,
         ),
         _precision(
@@ -142,6 +148,7 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
             parameters={"weights_dtype": "float16"},
             requires=("transformer_engine>=1.11",),
             accelerators=("cuda",),
+            constraints={"compute_capability": ">=8.9"},
             install_hint=_TE_HINT,
         ),
         _precision(
@@ -153,6 +160,8 @@ def plugin_registry_precision_plugins() -> list[PluginInfo]:
                 "precision": ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
             },
             aliases=("fsdp",),
+            provides=("{precision}",),
+            strategies=("fsdp",),
             accelerators=("cpu", "cuda"),
         ),
     ]
@@ -170,15 +179,27 @@ def plugin_registry_checkpoint_io_plugins() -> list[PluginInfo]:
             accelerators=("cpu", "cuda", "mps"),
         ),
         PluginInfo(
-            name="async-{checkpoint_io}",
+            name="async-torch",
             kind="checkpoint_io",
             target="builtin_plugins.checkpoint_io.async_io:AsyncCheckpointIO",
-            name_parameters={"checkpoint_io": ("torch", "xla")},
             aliases=("async",),
-            parameters={"max_pending": 2},
+            parameters={"checkpoint_io": "torch", "max_pending": 2},
             summary="Saves in a background thread: snapshots, ordered, bounded, errors raised.",
             requires=("torch>=2.4",),
-            accelerators=("cpu", "cuda", "mps", "xla"),
+            accelerators=("cpu", "cuda", "mps"),
+            # Opt-in: chosen only when named, never over the synchronous default.
+            priority=-10,
+        ),
+        PluginInfo(
+            name="async-xla",
+            kind="checkpoint_io",
+            target="builtin_plugins.checkpoint_io.async_io:AsyncCheckpointIO",
+            parameters={"checkpoint_io": "xla", "max_pending": 2},
+            summary="The async saver around the XLA checkpoint IO.",
+            requires=("torch_xla>=2.4",),
+            accelerators=("xla",),
+            install_hint=_XLA_HINT,
+            priority=-10,
         ),
         PluginInfo(
             name="xla",
@@ -193,6 +214,8 @@ def plugin_registry_checkpoint_io_plugins() -> list[PluginInfo]:
 
 
 def _environment(name: str, module: str, cls: str, summary: str, **fields: Any) -> PluginInfo:
+    # A launcher starts processes whatever accelerator they then use.
+    fields.setdefault("accelerators", ("any",))
     return _builtin("cluster_environment", name, module, cls, summary, **fields)
 
 

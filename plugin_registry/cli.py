@@ -1,4 +1,4 @@
-"""The ``plugin-registry`` command: list, show, doctor, cache."""
+"""The ``plugin-registry`` command: list, show, doctor, cache, hardware, resolve."""
 
 from __future__ import annotations
 
@@ -196,6 +196,57 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hardware(args: argparse.Namespace) -> int:
+    from plugin_registry.hardware import detect_hardware
+
+    hardware = detect_hardware(_registry(args))
+    if args.json:
+        print(json.dumps(hardware.to_dict(), indent=2))
+        return 0
+    print(hardware.summary())
+    for device in hardware.devices:
+        props = ", ".join(f"{k}={v}" for k, v in device.properties.items())
+        print(f"  {device.label()}: {', '.join(device.dtypes)}" + (f"; {props}" if props else ""))
+    print(f"  CPU: {hardware.cpu_capability or 'unknown'}; {', '.join(hardware.cpu_dtypes)}")
+    for name, version in sorted(hardware.libraries.items()):
+        print(f"  {name}: {version or 'not installed'}")
+    for problem in hardware.problems:
+        print(f"  problem: {problem}")
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from plugin_registry.resolver import resolve
+
+    precision: str | int | None = args.precision
+    resolution = resolve(
+        precision=precision,
+        accelerator=args.accelerator,
+        strategy=args.strategy,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        plugins=args.plugin,
+        hardware=args.hardware,
+        registry=_registry(args),
+        lock=args.lock,
+    )
+    if args.write_lock:
+        resolution.lock().write(args.write_lock)
+    if args.json:
+        print(json.dumps(resolution.to_dict(), indent=2))
+    else:
+        print(resolution.explain(), end="")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from plugin_registry.scaffold import create
+
+    root = create(args.name, args.dest)
+    print(f"created {root}: pip install -e '{root}[test]', then plugin-registry doctor and pytest")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plugin-registry",
@@ -223,6 +274,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cache", help="inspect or clear the record cache")
     p.add_argument("action", choices=("info", "clear"))
     p.set_defaults(func=cmd_cache)
+    p = sub.add_parser("hardware", help="show what the resolver detects on this machine")
+    p.add_argument("--json", action="store_true", help="a record for resolve --hardware FILE")
+    p.set_defaults(func=cmd_hardware)
+    p = sub.add_parser(
+        "resolve",
+        help="choose the plugins for settings and explain why",
+        description="Choose one precision, checkpoint IO and cluster environment plugin for "
+        "Lightning-style settings, and show every candidate with its reasons.",
+    )
+    p.add_argument("--precision", help="e.g. bf16-mixed, 16, 32-true, or a plugin name")
+    p.add_argument("--accelerator", default="auto", help="auto, cpu, cuda, gpu, mps, tpu, xla")
+    p.add_argument("--strategy", default="auto", help="auto, ddp, fsdp, deepspeed, xla, ...")
+    p.add_argument("--devices", default="auto", help="auto, a count, -1, or indices '0,1'")
+    p.add_argument("--num-nodes", type=int, default=1)
+    p.add_argument(
+        "--plugin", action="append", default=[], metavar="NAME", help="name a plugin (repeat)"
+    )
+    p.add_argument("--hardware", metavar="FILE", help="plan for the machine this record describes")
+    p.add_argument("--lock", metavar="FILE", help="reload the plugins of a lock; fail on change")
+    p.add_argument("--write-lock", metavar="FILE", help="write the resolution's lock file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_resolve)
+    p = sub.add_parser("new", help="create a plugin package from the template")
+    p.add_argument("name", help="distribution name, e.g. acme-plugins")
+    p.add_argument("--dest", default=".", help="parent directory (default: here)")
+    p.set_defaults(func=cmd_new)
     return parser
 
 

@@ -62,6 +62,26 @@ class PluginInfo:
     ``{"mode": ["nf4", "fp4"]}`` serves ``bitsandbytes-nf4`` and
     ``bitsandbytes-fp4``, and loading ``bitsandbytes-fp4`` passes ``mode="fp4"``
     to the target.
+
+    The resolver reads four more fields (see :mod:`plugin_registry.resolver`):
+
+    ``provides``
+        the ``precision=`` settings the plugin implements besides its own names
+        (placeholders allowed): ``fsdp-{precision}`` provides ``"{precision}"``.
+    ``strategies``
+        the strategy families it is made for (``"fsdp"``, ``"deepspeed"``,
+        ``"xla"``); empty means the plain ones (single device, DDP).
+    ``constraints``
+        conditions on every device the job uses, as version specifiers on the
+        device properties hardware detection reports:
+        ``{"compute_capability": ">=8.9"}``.
+    ``accelerators``
+        where the plugin runs; ``"any"`` for every accelerator (a launcher's
+        cluster environment).
+    ``shardable``
+        False when the plugin holds parameters that a strategy sharding
+        parameters (FSDP, DeepSpeed stage 3) cannot split, e.g. packed 4-bit
+        weights.
     """
 
     name: str
@@ -75,6 +95,11 @@ class PluginInfo:
     accelerators: tuple[str, ...] = ("cpu",)
     priority: int = 0
     install_hint: str = ""
+    # What the resolver matches a request against (plugin_registry.resolver).
+    provides: tuple[str, ...] = ()
+    strategies: tuple[str, ...] = ()
+    constraints: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    shardable: bool = True
     # Filled by discovery; a plugin package leaves them alone.
     distribution: str | None = None
     version: str | None = None
@@ -84,12 +109,13 @@ class PluginInfo:
     def __post_init__(self) -> None:
         # Frozen containers: a record is shared by every caller and by the cache.
         object.__setattr__(self, "parameters", _freeze(self.parameters))
+        object.__setattr__(self, "constraints", _freeze(self.constraints))
         object.__setattr__(
             self,
             "name_parameters",
             _freeze({k: tuple(v) for k, v in self.name_parameters.items()}),
         )
-        for field_name in ("aliases", "requires", "accelerators"):
+        for field_name in ("aliases", "requires", "accelerators", "provides", "strategies"):
             value = getattr(self, field_name)
             if isinstance(value, str):
                 object.__setattr__(self, field_name, (value,))
@@ -156,14 +182,27 @@ def validate_record(obj: object, kind: Kind, *, check_target: bool = True) -> Pl
         for value in values:
             if not isinstance(value, str) or not value.strip():
                 raise InvalidRecordError(f"{where}: {label} entry {value!r} is not a string")
-    for accel in obj.accelerators:
-        if not _ACCELERATOR_RE.match(accel):
-            raise InvalidRecordError(f"{where}: accelerator {accel!r} is not a lowercase word")
+    for label, words in (("accelerator", obj.accelerators), ("strategy", obj.strategies)):
+        for word in words:
+            if not isinstance(word, str) or not _ACCELERATOR_RE.match(word):
+                raise InvalidRecordError(f"{where}: {label} {word!r} is not a lowercase word")
+    _check_constraints(obj.constraints, where)
+    if not isinstance(obj.shardable, bool):
+        raise InvalidRecordError(f"{where}: shardable must be True or False")
     _check_json(dict(obj.parameters), f"{where}: parameters")
     for field_name, choices in obj.name_parameters.items():
         if not choices or not all(isinstance(c, str) and c for c in choices):
             raise InvalidRecordError(
                 f"{where}: name_parameters[{field_name!r}] must be a non-empty list of strings"
+            )
+    for spelled in obj.provides:
+        if not isinstance(spelled, str) or not spelled:
+            raise InvalidRecordError(f"{where}: provides entry {spelled!r} is not a string")
+        missing = template_fields(spelled) - set(obj.name_parameters)
+        if missing:
+            raise InvalidRecordError(
+                f"{where}: placeholder(s) {sorted(missing)} in provides {spelled!r} have no "
+                "choices in name_parameters"
             )
     for spelled in (obj.name, *obj.aliases):
         if not isinstance(spelled, str):
@@ -188,6 +227,20 @@ def validate_record(obj: object, kind: Kind, *, check_target: bool = True) -> Pl
                     f"{where}: choice {choice!r} of {field_name!r} is not valid in a name"
                 )
     return obj
+
+
+def _check_constraints(constraints: Mapping[str, Any], where: str) -> None:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    for key, value in constraints.items():
+        if not isinstance(key, str) or not _ACCELERATOR_RE.match(key):
+            raise InvalidRecordError(f"{where}: constraint key {key!r} is not a lowercase word")
+        try:
+            SpecifierSet(value)
+        except (InvalidSpecifier, TypeError) as exc:
+            raise InvalidRecordError(
+                f"{where}: constraint {key}={value!r} is not a version specifier such as '>=8.9'"
+            ) from exc
 
 
 @dataclasses.dataclass(frozen=True)

@@ -137,7 +137,7 @@ class Registry:
         started = time.perf_counter()
         stats = DiscoveryStats()
         if "plugin_registry.requirements" in sys.modules:
-            sys.modules["plugin_registry.requirements"].installed_version.cache_clear()
+            sys.modules["plugin_registry.requirements"].forget_versions()
         store = cache_mod.RecordCache(self.cache_dir, self.group) if self.cache_enabled else None
         stats.cache_file = str(store.path) if store else None
         data = store.read() if store else None

@@ -5,28 +5,53 @@ from __future__ import annotations
 import dataclasses
 import functools
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import importlib_metadata
 from packaging.markers import InvalidMarker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
+from plugin_registry.names import normalize_distribution
 from plugin_registry.records import PluginInfo
 
 
 @functools.cache
-def installed_version(distribution: str) -> str | None:
-    """The installed version of ``distribution``, or None. Cached per process."""
+def installed_versions() -> dict[str, str]:
+    """Every installed distribution's version by normalised name; one scan per process.
+
+    The first distribution on ``sys.path`` wins, as for imports. Versions come
+    from the ``name-version.dist-info`` directory names where they can.
+    """
     from plugin_registry.discovery import name_and_version
 
-    for dist in importlib_metadata.distributions(name=distribution):
-        return name_and_version(dist, getattr(dist, "_path", None))[1]
-    return None
+    found: dict[str, str] = {}
+    for dist in importlib_metadata.distributions():
+        name, version = name_and_version(dist, getattr(dist, "_path", None))
+        found.setdefault(name, version)
+    return found
 
 
-def unmet(requires: tuple[str, ...], install_hint: str = "") -> str:
-    """Why ``requires`` is not met here, with the install command; '' when met."""
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None (see :func:`installed_versions`)."""
+    return installed_versions().get(normalize_distribution(distribution))
+
+
+def forget_versions() -> None:
+    """Scan again on the next question: installs since the last one become visible."""
+    installed_versions.cache_clear()
+
+
+def unmet(
+    requires: tuple[str, ...],
+    install_hint: str = "",
+    version_of: Callable[[str], str | None] = installed_version,
+) -> str:
+    """Why ``requires`` is not met, with the install command; '' when met.
+
+    ``version_of`` says what is installed: this machine's metadata by default,
+    or another machine's hardware record (:meth:`Hardware.version`).
+    """
     reasons: list[str] = []
     missing: list[str] = []
     for text in requires:
@@ -38,7 +63,7 @@ def unmet(requires: tuple[str, ...], install_hint: str = "") -> str:
         if req.marker is not None and not req.marker.evaluate():
             reasons.append(f"{req} does not apply to this platform")
             continue
-        found = installed_version(req.name)
+        found = version_of(req.name)
         if found is None:
             reasons.append(f"{req.name} is not installed")
             missing.append(str(req))
@@ -61,7 +86,7 @@ def unmet(requires: tuple[str, ...], install_hint: str = "") -> str:
 def with_availability(records: Iterable[PluginInfo]) -> list[PluginInfo]:
     """Records with ``available`` and its reason computed from installed metadata.
 
-    Versions are remembered for the process: call ``installed_version.cache_clear()``
+    Versions are remembered for the process: call :func:`forget_versions`
     before a discovery that must see installs made since the last one.
     """
     out: list[PluginInfo] = []

@@ -264,8 +264,93 @@ PACKAGES: dict[str, tuple[str, dict[str, str], str]] = {
         },
         _ep("heavy_registration.registration"),
     ),
+    # An accelerator package: reports its devices through the detection hook
+    # (from its "runtime", here the variables SIM_NPU_DEVICES / SIM_NPU_GENERATION)
+    # and brings a precision plugin for them.
+    "sim-npu": (
+        "1.0",
+        {
+            "sim_npu/__init__.py": "",
+            "sim_npu/precision.py": """
+                from plugin_registry.kinds.precision import Precision
+
+                class NPUPrecision(Precision):
+                    pass
+            """,
+            "sim_npu/registration.py": """
+                import os
+                from plugin_registry import PluginInfo, hookimpl
+
+                @hookimpl
+                def plugin_registry_detect_hardware():
+                    from plugin_registry.hardware import Device
+
+                    count = int(os.environ.get("SIM_NPU_DEVICES", "0"))
+                    generation = os.environ.get("SIM_NPU_GENERATION", "3")
+                    return [Device("npu", i, "SimNPU", ("float32", "bfloat16"),
+                                   {"generation": generation}) for i in range(count)]
+
+                @hookimpl
+                def plugin_registry_precision_plugins():
+                    return [PluginInfo(name="npu-bf16", kind="precision",
+                                       target="sim_npu.precision:NPUPrecision",
+                                       provides=("bf16-mixed",), accelerators=("npu",),
+                                       constraints={"generation": ">=3"})]
+
+                @hookimpl
+                def plugin_registry_checkpoint_io_plugins():
+                    return [PluginInfo(name="npu-io", kind="checkpoint_io",
+                                       target="sim_npu.precision:NPUPrecision",
+                                       accelerators=("npu",))]
+            """,
+        },
+        _ep("sim_npu.registration"),
+    ),
+    # A vendor's fp8 plugin that should win over the built-in Transformer Engine
+    # plugin on the hardware it targets (compute capability 9.0+).
+    "vendor-fp8": (
+        "2.0",
+        {
+            "vendor_fp8/__init__.py": "",
+            "vendor_fp8/fp8.py": """
+                from plugin_registry.kinds.precision import Precision
+
+                class VendorFP8(Precision):
+                    pass
+            """,
+            "vendor_fp8/registration.py": """
+                from plugin_registry import PluginInfo, hookimpl
+
+                @hookimpl
+                def plugin_registry_precision_plugins():
+                    return [PluginInfo(name="vendor-fp8", kind="precision",
+                                       target="vendor_fp8.fp8:VendorFP8",
+                                       provides=("transformer-engine",),
+                                       accelerators=("cuda",),
+                                       constraints={"compute_capability": ">=9.0"},
+                                       priority=10)]
+            """,
+        },
+        _ep("vendor_fp8.registration"),
+    ),
+    # Its detection hook fails (a driver that is not loaded); resolving still works.
+    "flaky-detect": (
+        "1.0",
+        {
+            "flaky_detect/__init__.py": "",
+            "flaky_detect/registration.py": """
+                from plugin_registry import hookimpl
+
+                @hookimpl
+                def plugin_registry_detect_hardware():
+                    raise RuntimeError("driver not loaded")
+            """,
+        },
+        _ep("flaky_detect.registration"),
+    ),
 }
 
+ACCELERATOR = ("sim-npu", "vendor-fp8", "flaky-detect")
 GOOD = ("acme-conflict", "multi-kind", "needs-missing")
 BROKEN = tuple(name for name in PACKAGES if name.startswith(("broken-", "heavy-")))
 

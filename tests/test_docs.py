@@ -11,7 +11,13 @@ import pytest
 
 from tests.support import REPO, Venv
 
-PAGES = ("user-guide.md", "checkpoint-io.md", "environments.md", "precision.md")
+PAGES = (
+    "user-guide.md",
+    "checkpoint-io.md",
+    "environments.md",
+    "precision.md",
+    "resolver.md",
+)
 BLOCKS = [
     block
     for page in PAGES
@@ -26,3 +32,61 @@ def test_the_guide_has_examples() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_guide_block_runs(good_venv: Venv, index: int) -> None:
     good_venv.run(BLOCKS[index])
+
+
+# -- explain() output in docs/resolver.md: regenerated and compared ---------------------
+
+EXPLAIN_RE = re.compile(r"<!-- (explain|error): (resolve\(.*?\)) -->\n```text\n(.*?)```", re.S)
+RESOLVER_PAGE = REPO / "docs" / "resolver.md"
+
+
+def render(what: str, call: str) -> str:
+    """The output a marked call produces (run from the repository root)."""
+    import functools
+    import warnings
+
+    from plugin_registry.preferences import Preferences
+    from plugin_registry.resolver import resolve
+
+    namespace = {"resolve": functools.partial(resolve, preferences=Preferences())}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if what == "explain":
+            return str(eval(call, namespace).explain(width=100))
+        try:
+            eval(call, namespace)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}\n"
+    raise AssertionError(f"{call} did not fail")
+
+
+def rewrite_resolver_page() -> None:
+    text = RESOLVER_PAGE.read_text()
+
+    def fill(match: re.Match[str]) -> str:
+        what, call = match.group(1), match.group(2)
+        return f"<!-- {what}: {call} -->\n```text\n{render(what, call)}```"
+
+    RESOLVER_PAGE.write_text(EXPLAIN_RE.sub(fill, text))
+
+
+def test_resolver_page_shows_real_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(("SLURM_", "TORCHELASTIC_", "OMPI_", "PMI_", "LSB_", "PJRT_")):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(REPO)
+    blocks = EXPLAIN_RE.findall(RESOLVER_PAGE.read_text())
+    assert len(blocks) >= 4
+    for what, call, shown in blocks:
+        assert shown == render(what, call), (
+            f"docs/resolver.md is stale for {call}; run `python -m tests.test_docs`"
+        )
+
+
+if __name__ == "__main__":
+    import os
+
+    os.chdir(REPO)
+    rewrite_resolver_page()

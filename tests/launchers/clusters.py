@@ -180,11 +180,14 @@ class GridEngine:
         (common / "act_qmaster").write_text("localhost\n")
         _run("/usr/sbin/sge_qmaster", env=self.env)
         deadline = time.time() + 30
-        while _run("qconf", "-ss", env=self.env, check=False).returncode != 0:
+        # -sh (admin hosts) answers on a fresh cell too; -ss fails there until a
+        # submit host exists ("no submit host defined").
+        while _run("qconf", "-sh", env=self.env, check=False).returncode != 0:
             if time.time() > deadline:
                 raise RuntimeError("sge_qmaster did not answer within 30 s")
             time.sleep(0.3)
-        if "localhost" not in self._qconf("-ss").split():
+        submit_hosts = _run("qconf", "-ss", env=self.env, check=False).stdout.split()
+        if "localhost" not in submit_hosts:
             self._qconf("-as", "localhost")
         config = self.dir / "global"
         lines = [line for line in self._qconf("-sconf").splitlines() if not line.startswith("#")]

@@ -1,0 +1,354 @@
+"""What this machine can run: accelerators, their properties, installed libraries.
+
+:func:`detect_hardware` returns a plain :class:`Hardware` record, cached for the
+process. The resolver works on that record only, so a record written on one
+machine (``plugin-registry hardware --json > gpu-node.json``) plans a job for
+it anywhere (``plugin-registry resolve --hardware gpu-node.json``).
+
+What is looked at, and what is not imported to look:
+
+* torch (imported: the resolver runs where training runs) for CUDA devices,
+  their compute capability and memory, MPS, and the CPU's vector capability;
+* torch_xla only when it is installed *and* this process is meant to use it
+  (already imported, or ``PJRT_DEVICE`` / ``TPU_NAME`` /
+  ``TPU_ACCELERATOR_TYPE`` set): importing it costs seconds and fails against
+  a torch it was not built for;
+* every library a plugin record requires: its version from installed
+  metadata, never by importing it;
+* devices reported by third-party packages through the
+  ``plugin_registry_detect_hardware`` hook (:mod:`plugin_registry.hookspecs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from plugin_registry.errors import PluginRegistryError
+
+if TYPE_CHECKING:
+    from plugin_registry.registry import Registry
+
+#: A hardware record file to use instead of detecting (planning, tests).
+ENV_HARDWARE = "PLUGIN_REGISTRY_HARDWARE"
+FORMAT = 1
+
+_ALL_FLOATS = ("float64", "float32", "float16", "bfloat16")
+_XLA_ENV = ("PJRT_DEVICE", "TPU_NAME", "TPU_ACCELERATOR_TYPE")
+
+
+def canonical(distribution: str) -> str:
+    """PEP 503 normalised distribution name (``torch_xla`` -> ``torch-xla``)."""
+    from plugin_registry.names import normalize_distribution
+
+    return normalize_distribution(distribution)
+
+
+class HardwareFileError(PluginRegistryError, ValueError):
+    """A hardware record file that cannot be read; the message says which field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    """One accelerator device.
+
+    ``properties`` are strings so that record constraints compare them as
+    versions (``compute_capability >= 8.9``, ``memory_gib >= 40``).
+    """
+
+    accelerator: str
+    index: int = 0
+    name: str = ""
+    dtypes: tuple[str, ...] = ("float32",)
+    properties: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtypes", tuple(self.dtypes))
+        object.__setattr__(
+            self, "properties", MappingProxyType({k: str(v) for k, v in self.properties.items()})
+        )
+
+    def label(self) -> str:
+        """``CUDA device 0 (NVIDIA H100, compute capability 9.0)``."""
+        detail = [self.name] if self.name else []
+        if "compute_capability" in self.properties:
+            detail.append(f"compute capability {self.properties['compute_capability']}")
+        suffix = f" ({', '.join(detail)})" if detail else ""
+        return f"{self.accelerator.upper()} device {self.index}{suffix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accelerator": self.accelerator,
+            "index": self.index,
+            "name": self.name,
+            "dtypes": list(self.dtypes),
+            "properties": dict(self.properties),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """The machine a job runs on, as the resolver sees it."""
+
+    cpu_cores: int
+    devices: tuple[Device, ...] = ()
+    cpu_dtypes: tuple[str, ...] = _ALL_FLOATS
+    cpu_capability: str = ""
+    torch: str | None = None
+    libraries: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    platform: str = ""
+    sources: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "devices", tuple(self.devices))
+        object.__setattr__(self, "cpu_dtypes", tuple(self.cpu_dtypes))
+        object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "problems", tuple(self.problems))
+        libraries = {canonical(k): v for k, v in self.libraries.items()}
+        if self.torch is not None:
+            libraries.setdefault("torch", self.torch)
+        object.__setattr__(self, "libraries", MappingProxyType(libraries))
+
+    @property
+    def accelerators(self) -> tuple[str, ...]:
+        """``cpu`` and every accelerator with at least one device."""
+        return ("cpu", *sorted({d.accelerator for d in self.devices}))
+
+    def devices_of(self, accelerator: str) -> tuple[Device, ...]:
+        return tuple(d for d in self.devices if d.accelerator == accelerator)
+
+    def count(self, accelerator: str) -> int:
+        if accelerator == "cpu":
+            return self.cpu_cores
+        return len(self.devices_of(accelerator))
+
+    def version(self, distribution: str) -> str | None:
+        """The installed version of ``distribution`` on that machine, or None."""
+        return self.libraries.get(canonical(distribution))
+
+    def summary(self) -> str:
+        """One line: ``2 x CUDA (NVIDIA H100, 9.0), 16 CPU cores, torch 2.13.0``."""
+        parts: list[str] = []
+        for accel in self.accelerators[1:]:
+            devices = self.devices_of(accel)
+            names = sorted({d.name for d in devices if d.name})
+            caps = sorted({d.properties.get("compute_capability", "") for d in devices} - {""})
+            detail = ", ".join(names + caps)
+            parts.append(f"{len(devices)} x {accel.upper()}" + (f" ({detail})" if detail else ""))
+        parts.append(f"{self.cpu_cores} CPU cores")
+        parts.append(f"torch {self.torch}" if self.torch else "no torch")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "cpu_cores": self.cpu_cores,
+            "cpu_dtypes": list(self.cpu_dtypes),
+            "cpu_capability": self.cpu_capability,
+            "devices": [d.to_dict() for d in self.devices],
+            "torch": self.torch,
+            "libraries": dict(self.libraries),
+            "platform": self.platform,
+            "sources": list(self.sources),
+            "problems": list(self.problems),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Hardware:
+        """Inverse of :meth:`to_dict`; raises HardwareFileError naming the bad field."""
+        if not isinstance(data, Mapping):
+            raise HardwareFileError(
+                f"a hardware record is a JSON object, got {type(data).__name__}"
+            )
+        if data.get("format", FORMAT) != FORMAT:
+            raise HardwareFileError(
+                f"hardware record format {data.get('format')!r} is not {FORMAT}; write it again "
+                "with `plugin-registry hardware --json` from this version"
+            )
+        known = {f.name for f in dataclasses.fields(cls)} | {"format"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HardwareFileError(
+                f"unknown field(s) {unknown} in hardware record; known: {sorted(known)}"
+            )
+        if not isinstance(data.get("cpu_cores"), int) or data["cpu_cores"] < 1:
+            raise HardwareFileError("hardware record: 'cpu_cores' must be a positive integer")
+        try:
+            devices = tuple(Device(**d) for d in data.get("devices", ()))
+        except TypeError as exc:
+            raise HardwareFileError(f"hardware record: a device entry is malformed: {exc}") from exc
+        fields = {k: v for k, v in data.items() if k not in ("format", "devices")}
+        return cls(devices=devices, **fields)
+
+    def dump(self, path: str | os.PathLike[str]) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Hardware:
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise HardwareFileError(
+                f"hardware file {os.fspath(path)!r} does not exist; write one with "
+                "`plugin-registry hardware --json > FILE` on the target machine"
+            ) from exc
+        except ValueError as exc:
+            raise HardwareFileError(
+                f"hardware file {os.fspath(path)!r} is not JSON: {exc}"
+            ) from exc
+        return cls.from_dict(data)
+
+
+_cached: Hardware | None = None
+_lock = threading.Lock()
+
+
+def detect_hardware(registry: Registry | None = None, *, refresh: bool = False) -> Hardware:
+    """This machine's :class:`Hardware`, detected once per process.
+
+    ``PLUGIN_REGISTRY_HARDWARE=FILE`` replaces detection with a written record.
+    """
+    global _cached
+    path = os.environ.get(ENV_HARDWARE, "").strip()
+    if path:
+        return Hardware.load(path)
+    with _lock:
+        if _cached is None or refresh:
+            _cached = _detect(registry)
+        return _cached
+
+
+def _detect(registry: Registry | None) -> Hardware:
+    from plugin_registry import default_registry
+    from plugin_registry.requirements import installed_version
+
+    registry = registry or default_registry()
+    problems: list[str] = []
+    sources: list[str] = []
+    devices: list[Device] = []
+    cpu_capability = ""
+    torch_version = installed_version("torch")
+    if torch_version is not None:
+        sources.append("torch")
+        try:
+            cpu_capability, found = _torch_devices()
+            devices.extend(found)
+        except Exception as exc:  # noqa: BLE001 - a broken CUDA driver must not stop planning
+            problems.append(f"torch device query failed: {type(exc).__name__}: {exc}")
+    if installed_version("torch_xla") and _xla_wanted():
+        sources.append("torch_xla")
+        try:
+            devices.extend(_xla_devices())
+        except Exception as exc:  # noqa: BLE001 - see _xla_wanted
+            problems.append(f"torch_xla device query failed: {type(exc).__name__}: {exc}")
+    for source, found_or_error in _hook_devices(registry):
+        if isinstance(found_or_error, str):
+            problems.append(f"{source}: {found_or_error}")
+        else:
+            sources.append(source)
+            devices.extend(found_or_error)
+    libraries = {name: installed_version(name) for name in _required_libraries(registry)}
+    return Hardware(
+        cpu_cores=_cpu_cores(),
+        devices=tuple(devices),
+        cpu_capability=cpu_capability,
+        torch=torch_version,
+        libraries=libraries,
+        platform=f"{sys.platform}-{platform.machine()}",
+        sources=tuple(sources),
+        problems=tuple(problems),
+    )
+
+
+def _cpu_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _torch_devices() -> tuple[str, list[Device]]:
+    import torch
+
+    devices: list[Device] = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            dtypes = ["float64", "float32", "float16"]
+            if props.major >= 8:
+                dtypes.append("bfloat16")
+            devices.append(
+                Device(
+                    "cuda",
+                    index,
+                    props.name,
+                    tuple(dtypes),
+                    {
+                        "compute_capability": f"{props.major}.{props.minor}",
+                        "memory_gib": f"{props.total_memory / 2**30:.1f}",
+                        "multiprocessors": str(props.multi_processor_count),
+                    },
+                )
+            )
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        # MPS has no float64.
+        devices.append(Device("mps", 0, "Apple MPS", ("float32", "float16", "bfloat16")))
+    return str(torch.backends.cpu.get_cpu_capability()), devices
+
+
+def _xla_wanted() -> bool:
+    return "torch_xla" in sys.modules or any(os.environ.get(v) for v in _XLA_ENV)
+
+
+def _xla_devices() -> list[Device]:
+    import torch_xla.runtime as xr
+
+    kind = str(xr.device_type() or "")
+    count = int(xr.global_runtime_device_count())
+    dtypes = ("float32", "bfloat16", "float16")
+    return [Device("xla", i, kind, dtypes, {"device_type": kind}) for i in range(count)]
+
+
+def _hook_devices(registry: Registry) -> Iterable[tuple[str, list[Device] | str]]:
+    manager = registry.plugin_manager()
+    for impl in manager.hook.plugin_registry_detect_hardware.get_hookimpls():
+        source = str(impl.plugin_name)
+        try:
+            returned = impl.function()
+        except Exception as exc:  # noqa: BLE001 - one package's fault
+            yield source, f"plugin_registry_detect_hardware() raised {type(exc).__name__}: {exc}"
+            continue
+        if not isinstance(returned, (list, tuple)) or not all(
+            isinstance(d, Device) for d in returned
+        ):
+            yield (
+                source,
+                (
+                    "plugin_registry_detect_hardware() must return a list of "
+                    f"plugin_registry.hardware.Device, got {returned!r:.80}"
+                ),
+            )
+            continue
+        yield source, list(returned)
+
+
+def _required_libraries(registry: Registry) -> list[str]:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    names = {"torch"}
+    for record in registry.list_plugins():
+        for text in record.requires:
+            try:
+                names.add(canonical(Requirement(text).name))
+            except InvalidRequirement:
+                continue
+    return sorted(names)

@@ -1,0 +1,260 @@
+"""Write a resolution down, reload it, and make every rank agree on it.
+
+A :class:`Lock` names each chosen plugin with its provider, version, target and
+parameters, plus the versions of torch and of the libraries those plugins
+require. ``resolve(lock="plugins.lock")`` reloads exactly those plugins and
+raises :class:`LockMismatchError` saying what differs when this machine no
+longer matches; :func:`resolve_on_all_ranks` compares the resolution of every
+rank of a ``torch.distributed`` job, so one rank missing a library is an error
+on all of them instead of a hang or a silent difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plugin_registry.errors import PluginRegistryError
+from plugin_registry.records import KINDS
+
+if TYPE_CHECKING:
+    from plugin_registry.hardware import Hardware
+    from plugin_registry.preferences import Preferences
+    from plugin_registry.registry import Registry
+    from plugin_registry.resolution import Resolution
+
+FORMAT = 1
+
+
+class LockMismatchError(PluginRegistryError):
+    """A lock (or another rank) disagrees with this resolution; the message lists how."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LockedPlugin:
+    kind: str
+    name: str
+    distribution: str | None
+    version: str | None
+    target: str
+    parameters: Mapping[str, Any]
+    instance: bool = False
+
+    @property
+    def spec(self) -> str:
+        return (
+            f"{self.kind}/{self.distribution}:{self.name}"
+            if self.distribution
+            else (f"{self.kind}/{self.name}")
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Lock:
+    """The plugins of one resolution, as plain data."""
+
+    settings: Mapping[str, Any]
+    plugins: tuple[LockedPlugin, ...]
+    libraries: Mapping[str, str | None]
+
+    @classmethod
+    def from_resolution(cls, resolution: Resolution) -> Lock:
+        from packaging.requirements import Requirement
+
+        from plugin_registry.hardware import canonical
+
+        plugins: list[LockedPlugin] = []
+        libraries: dict[str, str | None] = {"torch": resolution.hardware.version("torch")}
+        for choice in resolution.choices:
+            record = choice.record
+            if record is None:
+                cls_ = type(choice.instance)
+                target = f"{cls_.__module__}:{cls_.__qualname__}"
+                plugins.append(
+                    LockedPlugin(choice.kind, choice.name, None, None, target, {}, instance=True)
+                )
+                continue
+            plugins.append(
+                LockedPlugin(
+                    choice.kind,
+                    choice.name,
+                    record.distribution,
+                    record.version,
+                    record.target,
+                    dict(choice.parameters),
+                )
+            )
+            for text in record.requires:
+                name = canonical(Requirement(text).name)
+                libraries[name] = resolution.hardware.version(name)
+        return cls(dict(resolution.settings), tuple(plugins), libraries)
+
+    def plugin(self, kind: str) -> LockedPlugin:
+        return next(p for p in self.plugins if p.kind == kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "settings": dict(self.settings),
+            "plugins": {
+                p.kind: {
+                    "name": p.name,
+                    "distribution": p.distribution,
+                    "version": p.version,
+                    "target": p.target,
+                    "parameters": dict(p.parameters),
+                    "instance": p.instance,
+                }
+                for p in self.plugins
+            },
+            "libraries": dict(sorted(self.libraries.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Lock:
+        try:
+            if data["format"] != FORMAT:
+                raise LockMismatchError(
+                    f"lock format {data['format']!r} is not {FORMAT}; write the lock again"
+                )
+            plugins = tuple(LockedPlugin(kind, **data["plugins"][kind]) for kind in KINDS)
+            return cls(dict(data["settings"]), plugins, dict(data["libraries"]))
+        except (KeyError, TypeError) as exc:
+            raise LockMismatchError(f"malformed lock: missing or bad field {exc}") from exc
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Atomically: a reader never sees half a lock."""
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, target)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> Lock:
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise LockMismatchError(
+                f"lock file {os.fspath(path)!r} does not exist; write one with "
+                "`plugin-registry resolve ... --write-lock FILE` or Resolution.lock().write()"
+            ) from exc
+        except ValueError as exc:
+            raise LockMismatchError(f"lock file {os.fspath(path)!r} is not JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def differences(self, other: Lock, mine: str = "lock", theirs: str = "here") -> list[str]:
+        """Each way ``other`` differs, as a sentence; empty when they agree."""
+        out: list[str] = []
+        for key in sorted(set(self.settings) | set(other.settings)):
+            a, b = self.settings.get(key), other.settings.get(key)
+            if a != b:
+                out.append(f"setting {key}: {a!r} {_at(mine)}, {b!r} {_at(theirs)}")
+        for kind in KINDS:
+            a_p, b_p = self.plugin(kind), other.plugin(kind)
+            for field in ("name", "distribution", "version", "target", "parameters"):
+                a, b = getattr(a_p, field), getattr(b_p, field)
+                if field == "parameters":
+                    a, b = dict(a), dict(b)
+                if a != b:
+                    out.append(f"{kind} {field}: {a!r} {_at(mine)}, {b!r} {_at(theirs)}")
+        for lib in sorted(set(self.libraries) | set(other.libraries)):
+            a, b = self.libraries.get(lib), other.libraries.get(lib)
+            if a != b:
+                out.append(
+                    f"library {lib}: {a or 'not installed'} {_at(mine)}, "
+                    f"{b or 'not installed'} {_at(theirs)}"
+                )
+        return out
+
+
+def _at(where: str) -> str:
+    if where == "here":
+        return where
+    return "in the lock" if where == "lock" else f"on {where}"
+
+
+def resolve_locked(
+    lock: Lock | str | os.PathLike[str],
+    *,
+    hardware: Hardware | str | os.PathLike[str] | None = None,
+    registry: Registry | None = None,
+    preferences: Preferences | None = None,
+) -> Resolution:
+    """Resolve exactly the locked plugins and settings; raise if anything differs."""
+    from plugin_registry.resolver import resolve
+
+    locked = lock if isinstance(lock, Lock) else Lock.read(lock)
+    for plugin in locked.plugins:
+        if plugin.instance:
+            raise LockMismatchError(
+                f"the locked {plugin.kind} plugin is an instance of {plugin.target} that was "
+                "passed to resolve(); a lock reloads named plugins only: register it "
+                "(plugin_registry.register) or package it, and name it"
+            )
+    settings = locked.settings
+    resolution = resolve(
+        accelerator=settings.get("accelerator", "auto"),
+        strategy=settings.get("strategy", "auto"),
+        devices=settings.get("devices", "auto"),
+        num_nodes=settings.get("num_nodes", 1),
+        plugins=[p.spec for p in locked.plugins],
+        hardware=hardware,
+        registry=registry,
+        preferences=preferences,
+    )
+    found = resolution.lock()
+    # The settled precision is the plugin's name on both sides once it is named.
+    diffs = [d for d in locked.differences(found) if not d.startswith("setting precision:")]
+    if diffs:
+        raise LockMismatchError(
+            "this machine does not match the lock:\n  - "
+            + "\n  - ".join(diffs)
+            + "\nInstall the locked versions, or resolve again and write a new lock"
+        )
+    return resolution
+
+
+def resolve_on_all_ranks(group: Any = None, **settings: Any) -> Resolution:
+    """``resolve(**settings)`` on every rank of the current process group, compared.
+
+    Each rank resolves on its own machine; the results (or errors) are gathered
+    and any difference from rank 0 raises :class:`LockMismatchError` on every
+    rank, naming the ranks and what differs. Without an initialised process
+    group this is ``resolve(**settings)``.
+    """
+    import torch.distributed as dist
+
+    from plugin_registry.resolver import resolve
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return resolve(**settings)
+    resolution: Resolution | None = None
+    payload: dict[str, Any]
+    try:
+        resolution = resolve(**settings)
+        payload = {"lock": resolution.lock().to_dict()}
+    except PluginRegistryError as exc:
+        payload = {"error": f"{type(exc).__name__}: {exc}"}
+    gathered: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, payload, group=group)
+    problems: list[str] = []
+    for rank, item in enumerate(gathered):
+        if "error" in item:
+            problems.append(f"rank {rank} could not resolve: {item['error']}")
+    if not problems:
+        reference = Lock.from_dict(gathered[0]["lock"])
+        for rank, item in enumerate(gathered[1:], start=1):
+            for diff in reference.differences(
+                Lock.from_dict(item["lock"]), mine="rank 0", theirs=f"rank {rank}"
+            ):
+                problems.append(f"rank {rank} differs from rank 0: {diff}")
+    if problems:
+        raise LockMismatchError(
+            "the ranks of this job do not agree on their plugins:\n  - " + "\n  - ".join(problems)
+        )
+    assert resolution is not None
+    return resolution

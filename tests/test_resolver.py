@@ -1,0 +1,404 @@
+"""The resolver: a table of (hardware, settings) -> resolution or error, and its rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plugin_registry as pr
+from plugin_registry.hardware import Hardware
+from plugin_registry.lock import Lock, LockMismatchError
+from plugin_registry.preferences import Preferences, PreferencesError
+from plugin_registry.registry import Registry
+from plugin_registry.resolver import ResolutionError, ResolutionWarning, resolve
+from plugin_registry.settings import InvalidSettingError
+from tests.resolver_cases import CASES, CPU, Case, machine
+
+_LAUNCHER_PREFIXES = ("SLURM_", "LSB_", "JSM_", "OMPI_", "PMI_", "PMIX_", "TORCHELASTIC_", "PJRT_")
+_LAUNCHER_NAMES = (
+    "JOB_ID",
+    "PE_HOSTFILE",
+    "NSLOTS",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "NODE_RANK",
+    "LOCAL_WORLD_SIZE",
+)
+
+
+@pytest.fixture(autouse=True)
+def no_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each case sets exactly the launcher variables it is about."""
+    for key in list(os.environ):
+        if key.startswith(_LAUNCHER_PREFIXES) or key in _LAUNCHER_NAMES:
+            monkeypatch.delenv(key)
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+    # every built-in precision plugin appears as an expected answer at least once
+    expected = {c.precision for c in CASES if c.precision}
+    for record in pr.list_plugins("precision"):
+        stem = record.name.split("{")[0]
+        assert any(name.startswith(stem) for name in expected), record.name
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_table(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in case.environ.items():
+        monkeypatch.setenv(key, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResolutionWarning)
+        if case.error:
+            with pytest.raises((ResolutionError, InvalidSettingError, pr.PluginRegistryError)) as e:
+                resolve(hardware=case.hardware, preferences=Preferences(), **case.settings)
+            assert case.error in str(e.value)
+            return
+        res = resolve(hardware=case.hardware, preferences=Preferences(), **case.settings)
+    assert res.names() == {
+        "precision": case.precision,
+        "checkpoint_io": case.checkpoint_io,
+        "cluster_environment": case.environment,
+    }
+    if case.strategy:
+        assert res.settings["strategy"] == case.strategy
+    if case.note:
+        assert any(case.note in n for n in res.notes), res.notes
+    # whatever was chosen can be explained and written down
+    assert case.precision in res.explain()
+    json.dumps(res.to_dict())
+
+
+def test_16_mixed_on_cpu_warns_like_lightning() -> None:
+    with pytest.warns(ResolutionWarning, match="using 'bf16-mixed' instead"):
+        res = resolve(precision="16-mixed", hardware=CPU, preferences=Preferences())
+    assert res.precision.name == "bf16-mixed"
+
+
+def test_explicit_plugin_wins_even_when_ranked_lower() -> None:
+    res = resolve(plugins=["async-torch"], hardware=CPU, preferences=Preferences())
+    assert res.checkpoint_io.name == "async-torch"
+    assert res.checkpoint_io.reason == "explicitly requested"
+    auto = resolve(hardware=CPU, preferences=Preferences())
+    ranked = [c.name for c in auto.candidates["checkpoint_io"]]
+    assert ranked.index("torch") < ranked.index("async-torch")
+
+
+def test_instances_and_records_are_accepted_as_plugins() -> None:
+    from builtin_plugins.precision.half import HalfPrecision
+
+    instance = HalfPrecision("bf16-true")
+    record = pr.get("slurm")
+    res = resolve(plugins=[instance, record], hardware=CPU, preferences=Preferences())
+    assert res.precision.instance is instance
+    assert res.cluster_environment.name == "slurm"
+    built = res.load()
+    assert built[0] is instance
+    assert type(built[2]).__name__ == "SLURMEnvironment"
+    with pytest.raises(InvalidSettingError, match="neither a plugin name"):
+        resolve(plugins=[object()], hardware=CPU, preferences=Preferences())
+
+
+def test_rejections_give_every_reason() -> None:
+    res = resolve(
+        precision="bf16-mixed", strategy="fsdp", devices=2, hardware=CPU, preferences=Preferences()
+    )
+    by_name = {c.name: c for c in res.candidates["precision"]}
+    assert by_name["fsdp-bf16-mixed"].accepted
+    assert "strategy 'fsdp' needs FSDPPrecision" in by_name["bf16-mixed"].reasons[0]
+    assert "made for strategy deepspeed" in by_name["deepspeed-bf16-mixed"].reasons[0]
+    # accepted candidates come first, each slot's list is ranked
+    verdicts = [c.accepted for c in res.candidates["precision"]]
+    assert verdicts == sorted(verdicts, reverse=True)
+
+
+def test_environment_explanation_names_the_winner(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.resolver_cases import SLURM_ENV, TORCHRUN_ENV
+
+    for key, value in {**SLURM_ENV, **TORCHRUN_ENV}.items():
+        monkeypatch.setenv(key, value)
+    res = resolve(hardware=CPU, preferences=Preferences())
+    by_name = {c.name: c for c in res.candidates["cluster_environment"]}
+    assert res.cluster_environment.name == "torchelastic"
+    assert (
+        "also detected; 'torchelastic' ranks above it (priority 50 > 40)"
+        in (by_name["slurm"].reasons[0])
+    )
+    assert by_name["lightning"].accepted  # the default matches too, below
+    assert by_name["lsf"].reasons == ("not detected: its launcher did not start this process",)
+    text = res.explain()
+    assert "cluster environment: torchelastic (detected)" in text
+
+
+def test_what_would_work_is_offered() -> None:
+    with pytest.raises(ResolutionError) as e:
+        resolve(precision="transformer-engine", hardware=CPU, preferences=Preferences())
+    assert "What would work here with strategy 'single_device': precision='32-true'" in str(e.value)
+
+
+# -- user preferences -------------------------------------------------------------
+
+
+def _registry_with(*records: dict[str, Any]) -> Registry:
+    from builtin_plugins.precision.mixed import MixedPrecision
+
+    registry = Registry(cache=False)
+    for fields in records:
+        registry.register(MixedPrecision, kind="precision", **fields)
+    return registry
+
+
+def test_priority_and_specificity_rank_candidates() -> None:
+    registry = _registry_with(
+        {
+            "name": "fast-bf16",
+            "provides": ("bf16-mixed",),
+            "parameters": {"precision": "bf16-mixed"},
+        },
+        {
+            "name": "big-cpu-bf16",
+            "provides": ("bf16-mixed",),
+            "constraints": {"cores": ">=8"},
+            "parameters": {"precision": "bf16-mixed"},
+        },
+    )
+    res = resolve(
+        precision="bf16-mixed", hardware=CPU, registry=registry, preferences=Preferences()
+    )
+    ranked = [c.name for c in res.candidates["precision"]]
+    # all priority 0: the one checking a constraint is more specific; then by name
+    assert ranked[:3] == ["big-cpu-bf16", "bf16-mixed", "fast-bf16"]
+    small = machine(cores=4)
+    res = resolve(
+        precision="bf16-mixed", hardware=small, registry=registry, preferences=Preferences()
+    )
+    assert res.precision.name == "bf16-mixed"
+    rejected = {c.name: c for c in res.candidates["precision"]}["big-cpu-bf16"]
+    assert rejected.reasons == ("requires cores >=8, found 4 on CPU device 0 (AVX512)",)
+    boosted = Preferences(priority={"fast-bf16": 10})
+    res = resolve(precision="bf16-mixed", hardware=CPU, registry=registry, preferences=boosted)
+    assert res.precision.name == "fast-bf16"
+
+
+def test_preferences_from_pyproject_and_environment(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[tool.plugin-registry]\npriority = { "fast-bf16" = 10, "acme:x" = 3 }\n'
+        'prefer = { "transformer-engine" = "acme-fp8" }\n'
+    )
+    prefs = Preferences.load(project / "src", environ={})
+    assert prefs.priority == {"fast-bf16": 10, "acme:x": 3}
+    assert prefs.prefer == {"transformer-engine": "acme-fp8"}
+    env = {"PLUGIN_REGISTRY_PRIORITY": "fast-bf16=-5", "PLUGIN_REGISTRY_PREFER": "x=other"}
+    prefs = Preferences.load(project, environ=env)
+    assert prefs.priority["fast-bf16"] == -5  # the environment wins per entry
+    assert prefs.prefer == {"transformer-engine": "acme-fp8", "x": "other"}
+    registry = _registry_with(
+        {
+            "name": "fast-bf16",
+            "provides": ("bf16-mixed",),
+            "parameters": {"precision": "bf16-mixed"},
+        }
+    )
+    res = resolve(
+        precision="bf16-mixed",
+        hardware=CPU,
+        registry=registry,
+        preferences=Preferences.load(project, environ={}),
+    )
+    assert res.precision.name == "fast-bf16"
+    (project / "pyproject.toml").write_text('[tool.plugin-registry]\npriority = { a = "high" }\n')
+    with pytest.raises(PreferencesError, match="priority of 'a' must be an integer"):
+        Preferences.load(project, environ={})
+    with pytest.raises(PreferencesError, match="not name=value"):
+        Preferences.load(tmp_path, environ={"PLUGIN_REGISTRY_PRIORITY": "oops"})
+
+
+# -- locks -------------------------------------------------------------------------
+
+
+def test_lock_round_trip_and_mismatch(tmp_path: Path) -> None:
+    res = resolve(plugins=["bitsandbytes-nf4", "async"], hardware=CPU, preferences=Preferences())
+    path = tmp_path / "plugins.lock"
+    res.lock().write(path)
+    data = json.loads(path.read_text())
+    assert data["plugins"]["precision"]["parameters"] == {"mode": "nf4"}
+    assert data["libraries"]["bitsandbytes"] == "0.50.2"
+    again = resolve(lock=path, hardware=CPU, preferences=Preferences())
+    assert again.names() == res.names()
+    assert Lock.read(path) == again.lock()
+    newer = machine()
+    newer = Hardware.from_dict(
+        {**newer.to_dict(), "libraries": {**newer.libraries, "bitsandbytes": "0.51.0"}}
+    )
+    with pytest.raises(
+        LockMismatchError, match=r"library bitsandbytes: 0\.50\.2 in the lock, 0\.51\.0 here"
+    ):
+        resolve(lock=path, hardware=newer, preferences=Preferences())
+    with pytest.raises(LockMismatchError, match="does not exist"):
+        resolve(lock=tmp_path / "missing.lock", hardware=CPU)
+
+
+def test_lock_of_an_instance_cannot_be_reloaded(tmp_path: Path) -> None:
+    from builtin_plugins.precision.double import DoublePrecision
+
+    res = resolve(plugins=[DoublePrecision()], hardware=CPU, preferences=Preferences())
+    with pytest.raises(LockMismatchError, match="a lock reloads named plugins only"):
+        resolve(lock=res.lock(), hardware=CPU)
+
+
+# -- this machine ----------------------------------------------------------------------
+
+
+def test_resolve_on_this_machine_trains() -> None:
+    import torch
+
+    from plugin_registry.reference_loop import train
+
+    if torch.cuda.is_available():
+        pytest.skip("this check is for a CPU-only machine; the GPU script covers CUDA")
+    res = resolve(precision="bf16-mixed")
+    assert res.names() == {
+        "precision": "bf16-mixed",
+        "checkpoint_io": "torch",
+        "cluster_environment": "lightning",
+    }
+    assert res.hardware.torch == torch.__version__.split("+")[0] or res.hardware.torch == (
+        torch.__version__
+    )
+    precision, _, _ = res.load()
+    result = train(precision)
+    assert sum(result.losses[-10:]) / 10 < 0.15
+    assert result.dtypes["activations"] == ["bfloat16"]
+    assert result.dtypes["params"] == ["float32"]
+
+
+def test_cuda_request_on_this_machine_says_why() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present")
+    with pytest.raises(ResolutionError, match="no CUDA device was found"):
+        resolve(accelerator="cuda")
+
+
+# -- the command line ------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "plugin_registry.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_cli_resolve_with_a_hardware_file(tmp_path: Path) -> None:
+    hw = tmp_path / "h100.json"
+    machine(cuda=8).dump(hw)
+    out = _cli("resolve", "--precision", "transformer-engine", "--hardware", str(hw))
+    assert out.returncode == 0, out.stderr
+    assert "precision: transformer-engine (only candidate accepted)" in out.stdout
+    assert "8 x CUDA (NVIDIA H100 80GB HBM3, 9.0)" in out.stdout
+    out = _cli(
+        "resolve",
+        "--precision",
+        "bf16-mixed",
+        "--strategy",
+        "fsdp",
+        "--json",
+        "--hardware",
+        str(hw),
+        "--write-lock",
+        str(tmp_path / "a.lock"),
+    )
+    data = json.loads(out.stdout)
+    assert data["chosen"]["precision"]["name"] == "fsdp-bf16-mixed"
+    assert (tmp_path / "a.lock").exists()
+    out = _cli("resolve", "--lock", str(tmp_path / "a.lock"), "--hardware", str(hw), "--json")
+    assert json.loads(out.stdout)["chosen"]["precision"]["name"] == "fsdp-bf16-mixed"
+
+
+def test_cli_resolve_error_exits_2() -> None:
+    out = _cli("resolve", "--precision", "transformer-engine", "--accelerator", "cpu")
+    assert out.returncode == 2
+    assert "needs CUDA with compute_capability >=8.9, found CPU" in out.stderr
+
+
+def test_cli_hardware_json_round_trips(tmp_path: Path) -> None:
+    out = _cli("hardware", "--json")
+    assert out.returncode == 0, out.stderr
+    hw = Hardware.from_dict(json.loads(out.stdout))
+    assert hw.cpu_cores >= 1
+    assert hw.version("bitsandbytes") is not None  # installed by the [bitsandbytes] extra
+    out = _cli("hardware")
+    assert "CPU cores" in out.stdout
+
+
+# -- every rank agrees -------------------------------------------------------------------
+
+
+def _two_ranks(tmp_path: Path, rank1_bitsandbytes: str | None) -> list[dict[str, Any]]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    worker = str(Path(__file__).with_name("ranks_worker.py"))
+    procs = []
+    for rank in (0, 1):
+        extra = [rank1_bitsandbytes] if rank == 1 and rank1_bitsandbytes else []
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, worker, str(rank), str(tmp_path), *extra],
+                env=env,
+                cwd=Path(__file__).parent.parent,
+            )
+        )
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_ranks_that_agree_get_the_same_plugins(tmp_path: Path) -> None:
+    results = _two_ranks(tmp_path, None)
+    assert results[0] == results[1]
+    assert results[0]["names"]["precision"] == "bitsandbytes-nf4"
+
+
+def test_a_rank_with_another_library_version_fails_every_rank(tmp_path: Path) -> None:
+    import importlib.metadata
+
+    mine = importlib.metadata.version("bitsandbytes")
+    results = _two_ranks(tmp_path, "0.45.0")
+    for result in results:
+        assert (
+            f"rank 1 differs from rank 0: library bitsandbytes: {mine} on rank 0, 0.45.0 on "
+            "rank 1" in result["error"]
+        )
+
+
+def test_a_rank_missing_the_library_fails_every_rank(tmp_path: Path) -> None:
+    results = _two_ranks(tmp_path, "0.1.0")
+    for result in results:
+        assert "rank 1 could not resolve" in result["error"]
+        assert (
+            "bitsandbytes 0.1.0 is installed but bitsandbytes>=0.45 is required"
+            in (result["error"])
+        )
