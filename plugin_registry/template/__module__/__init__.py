@@ -1,0 +1,1 @@
+"""$dist: plugins found by plugin-registry through the entry point in pyproject.toml."""

@@ -1,0 +1,46 @@
+"""The package's own tests: registry checks, then each plugin doing its job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import plugin_registry as pr
+from plugin_registry.reference_loop import train
+from plugin_registry.testing import assert_valid_package
+
+
+def test_package_is_a_valid_plugin_package() -> None:
+    assert_valid_package("$dist")
+
+
+def test_precision_trains_in_bfloat16() -> None:
+    precision = pr.load("$prefix-bf16")
+    result = train(precision, steps=150)
+    assert result.dtypes["activations"] == ["bfloat16"]
+    assert sum(result.losses[-10:]) / 10 < result.losses[0]
+
+
+def test_checkpoint_round_trips_and_refuses_arbitrary_objects(tmp_path: Path) -> None:
+    io = pr.load("$prefix-io")
+    state = {"weight": torch.randn(4, 4), "step": 3}
+    io.save_checkpoint(state, tmp_path / "a.ckpt")
+    loaded = io.load_checkpoint(tmp_path / "a.ckpt")
+    assert torch.equal(loaded["weight"], state["weight"]) and loaded["step"] == 3
+    io.save_checkpoint({"obj": Path("x")}, tmp_path / "b.ckpt")
+    with pytest.raises(Exception, match=r"(?i)weights_only|unsupported global"):
+        io.load_checkpoint(tmp_path / "b.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt", "b.ckpt"]  # no temp files
+
+
+def test_environment_reads_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    env_cls = type(pr.load("$prefix-env"))
+    assert not env_cls.detect()
+    monkeypatch.setenv("${PREFIX}_WORLD_SIZE", "4")
+    monkeypatch.setenv("${PREFIX}_RANK", "2")
+    env = pr.load("$prefix-env")
+    assert env_cls.detect()
+    assert (env.world_size(), env.global_rank(), env.local_rank()) == (4, 2, 0)
+    assert pr.detect_environment().name == "$prefix-env"
