@@ -34,7 +34,7 @@ from typing import Any
 
 from plugin_registry.errors import CacheWarning
 
-FORMAT = 2
+FORMAT = 3
 RACY_SECONDS = 2.0
 ENV_DIR = "PLUGIN_REGISTRY_CACHE_DIR"
 ENV_DISABLE = "PLUGIN_REGISTRY_NO_CACHE"

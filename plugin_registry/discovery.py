@@ -174,7 +174,15 @@ def collect(
             if impl.plugin_name != plugin_name:
                 continue
             records.extend(_call_hook(ref, kind, impl.function, problem))
-    return Collected(_dedupe(ref, records, problem), problems, deps, started), plugin
+    # Remembered (and cached) so that callers of the other hooks import only
+    # the packages implementing them.
+    hooks = sorted(
+        caller.name
+        for caller in manager.get_hookcallers(plugin) or ()
+        if caller.spec is not None and caller.name not in hookspecs.HOOK_FOR_KIND.values()
+    )
+    result = Collected(_dedupe(ref, records, problem), problems, deps, started, hooks)
+    return result, plugin
 
 
 def new_manager() -> pluggy.PluginManager:

@@ -319,7 +319,10 @@ def _xla_devices() -> list[Device]:
 
 
 def _hook_devices(registry: Registry) -> Iterable[tuple[str, list[Device] | str]]:
-    manager = registry.plugin_manager()
+    refs = registry.implementers("plugin_registry_detect_hardware")
+    if not refs:
+        return
+    manager = registry.plugin_manager(refs)
     for impl in manager.hook.plugin_registry_detect_hardware.get_hookimpls():
         source = str(impl.plugin_name)
         try:
@@ -342,13 +345,13 @@ def _hook_devices(registry: Registry) -> Iterable[tuple[str, list[Device] | str]
 
 
 def _required_libraries(registry: Registry) -> list[str]:
-    from packaging.requirements import InvalidRequirement, Requirement
+    from plugin_registry.requirements import requirement_name
 
     names = {"torch"}
     for record in registry.list_plugins():
         for text in record.requires:
             try:
-                names.add(canonical(Requirement(text).name))
-            except InvalidRequirement:
+                names.add(canonical(requirement_name(text)))
+            except ValueError:
                 continue
     return sorted(names)

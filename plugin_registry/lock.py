@@ -63,9 +63,8 @@ class Lock:
 
     @classmethod
     def from_resolution(cls, resolution: Resolution) -> Lock:
-        from packaging.requirements import Requirement
-
         from plugin_registry.hardware import canonical
+        from plugin_registry.requirements import requirement_name
 
         plugins: list[LockedPlugin] = []
         libraries: dict[str, str | None] = {"torch": resolution.hardware.version("torch")}
@@ -89,7 +88,7 @@ class Lock:
                 )
             )
             for text in record.requires:
-                name = canonical(Requirement(text).name)
+                name = canonical(requirement_name(text))
                 libraries[name] = resolution.hardware.version(name)
         return cls(dict(resolution.settings), tuple(plugins), libraries)
 

@@ -92,12 +92,15 @@ def _nearest_pyproject(start: Path) -> Path | None:
 
 
 def _read_table(path: Path) -> Mapping[str, Any] | None:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
+        if f"[tool.{TABLE}" not in text and f'"{TABLE}"' not in text:
+            return None  # most projects: no table, no TOML parse
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - exercised on 3.10 only
+            import tomli as tomllib
+        data = tomllib.loads(text)
     except (OSError, ValueError) as exc:
         raise PreferencesError(f"cannot read {path}: {exc}") from exc
     table = data.get("tool", {}).get(TABLE)

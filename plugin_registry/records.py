@@ -318,6 +318,8 @@ class Collected:
     problems: list[Problem]
     deps: dict[str, int | None]
     collected_at: float
+    #: Hooks beyond the record hooks that the registration module implements.
+    hooks: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -325,6 +327,7 @@ class Collected:
             "problems": [p.to_dict() for p in self.problems],
             "deps": self.deps,
             "collected_at": self.collected_at,
+            "hooks": list(self.hooks),
         }
 
     @classmethod
@@ -334,4 +337,5 @@ class Collected:
             problems=[Problem.from_dict(p) for p in data["problems"]],
             deps=dict(data["deps"]),
             collected_at=data["collected_at"],
+            hooks=list(data["hooks"]),
         )

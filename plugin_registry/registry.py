@@ -109,6 +109,7 @@ class Registry:
         self._problems: list[Problem] = []
         self._skipped: dict[str, str] = {}
         self._refs: list[EntryPointRef] = []
+        self._hooks: dict[str, list[str]] = {}
         self._manager: Any = None
         self._in_process: list[PluginInfo] = []
         self._objects: dict[tuple[str, str], Any] = {}
@@ -202,6 +203,7 @@ class Registry:
             )
             stats.cache_written = True
         self._refs = refs
+        self._hooks = {key: results[key].hooks for key in results if key not in skipped}
         self._skipped = skipped
         self._records = [
             r for ref in refs if ref.key not in skipped for r in results[ref.key].records
@@ -571,10 +573,19 @@ class Registry:
             self._overrides.discard((kind_n, wanted))
             self._index = None
 
-    def plugin_manager(self) -> Any:
-        """The pluggy manager with every loadable registration module registered.
+    def implementers(self, hook: str) -> list[EntryPointRef]:
+        """The loadable entry points whose registration module implements ``hook``.
 
-        For hooks beyond the record hooks; imports the registration modules.
+        Known from discovery (and its cache), without importing anything.
+        """
+        self._ensure()
+        return [ref for ref in self._refs if hook in self._hooks.get(ref.key, ())]
+
+    def plugin_manager(self, refs: Iterable[EntryPointRef] | None = None) -> Any:
+        """The pluggy manager with the registration modules of ``refs`` registered.
+
+        For hooks beyond the record hooks; imports those modules (every loadable
+        one when ``refs`` is None).
         """
         from plugin_registry.discovery import collect, new_manager
 
@@ -583,7 +594,7 @@ class Registry:
             if self._manager is None:
                 self._manager = new_manager()
             registered = {self._manager.get_name(p) for p in self._manager.get_plugins()}
-            for ref in self._refs:
+            for ref in self._refs if refs is None else refs:
                 if ref.key not in self._skipped and ref.key not in registered:
                     collect(ref, self._manager)
             return self._manager

@@ -4,32 +4,99 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import re
 import shlex
+import sys
 from collections.abc import Callable, Iterable
-
-import importlib_metadata
-from packaging.markers import InvalidMarker
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import InvalidVersion, Version
+from typing import Any, NamedTuple
 
 from plugin_registry.names import normalize_distribution
 from plugin_registry.records import PluginInfo
+
+# name [extras] specifier, without an environment marker: the form plugin records
+# use. Parsed here because packaging.requirements pulls in packaging.markers, a
+# large share of resolve()'s time; a marker sends the text to packaging.
+_SIMPLE_REQUIREMENT = re.compile(
+    r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*\(?([^;()]*)\)?\s*$"
+)
+
+
+class Req(NamedTuple):
+    """A parsed requirement: distribution name, version specifier, optional marker."""
+
+    name: str
+    specifier: Any  # packaging.specifiers.SpecifierSet
+    marker: Any  # packaging.markers.Marker or None
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@functools.cache
+def parse_requirement(text: str) -> Req:
+    """``bitsandbytes>=0.45`` -> Req; raises ValueError (with the reason) when malformed."""
+    from packaging.specifiers import SpecifierSet
+
+    match = _SIMPLE_REQUIREMENT.match(text)
+    if match is not None:
+        return Req(match.group(1), SpecifierSet(match.group(2).strip()), None, text.strip())
+    from packaging.requirements import Requirement
+
+    req = Requirement(text)
+    return Req(req.name, req.specifier, req.marker, str(req))
+
+
+def requirement_name(text: str) -> str:
+    """The distribution a requirement names (without parsing its specifier)."""
+    match = _SIMPLE_REQUIREMENT.match(text)
+    return match.group(1) if match is not None else parse_requirement(text).name
 
 
 @functools.cache
 def installed_versions() -> dict[str, str]:
     """Every installed distribution's version by normalised name; one scan per process.
 
-    The first distribution on ``sys.path`` wins, as for imports. Versions come
-    from the ``name-version.dist-info`` directory names where they can.
+    Reads the ``*.dist-info`` / ``*.egg-info`` directory names of each
+    ``sys.path`` directory, first entry winning as for imports. Not
+    importlib-metadata's ``distributions()``: its zip support (zipp) costs
+    more to import than the whole scan here. Zipped eggs are not looked into.
     """
-    from plugin_registry.discovery import name_and_version
-
     found: dict[str, str] = {}
-    for dist in importlib_metadata.distributions():
-        name, version = name_and_version(dist, getattr(dist, "_path", None))
-        found.setdefault(name, version)
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as it:
+                names = sorted(e.name for e in it if e.name.endswith((".dist-info", ".egg-info")))
+        except OSError:
+            continue
+        for name in names:
+            dist, version = _name_and_version(os.path.join(entry or ".", name))
+            if dist:
+                found.setdefault(normalize_distribution(dist), version)
     return found
+
+
+def _name_and_version(path: str) -> tuple[str, str]:
+    stem = os.path.basename(path).rsplit(".", 1)[0]
+    dist, sep, rest = stem.partition("-")
+    if sep and rest:
+        # egg-info may carry the Python tag: foo-1.0-py3.11.egg-info
+        return dist, rest.split("-")[0]
+    metadata = os.path.join(path, "METADATA" if path.endswith(".dist-info") else "PKG-INFO")
+    name = version = ""
+    try:
+        with open(metadata, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Name:"):
+                    name = line.partition(":")[2].strip()
+                elif line.startswith("Version:"):
+                    version = line.partition(":")[2].strip()
+                elif not line.strip():
+                    break
+    except OSError:
+        return "", ""
+    return name or dist, version
 
 
 def installed_version(distribution: str) -> str | None:
@@ -56,8 +123,8 @@ def unmet(
     missing: list[str] = []
     for text in requires:
         try:
-            req = Requirement(text)
-        except (InvalidRequirement, InvalidMarker) as exc:
+            req = parse_requirement(text)
+        except ValueError as exc:
             reasons.append(f"requirement {text!r} is malformed ({exc})")
             continue
         if req.marker is not None and not req.marker.evaluate():
@@ -68,6 +135,8 @@ def unmet(
             reasons.append(f"{req.name} is not installed")
             missing.append(str(req))
             continue
+        from packaging.version import InvalidVersion, Version
+
         try:
             ok = req.specifier.contains(Version(found), prereleases=True)
         except InvalidVersion:

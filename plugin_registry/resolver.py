@@ -150,13 +150,15 @@ def resolve(
         return resolve_locked(lock, hardware=hardware, registry=registry, preferences=preferences)
     if hardware is None:
         hw = detect_hardware(registry)
+        # Discovery already checked the requirements against this machine.
+        local = True
     elif isinstance(hardware, Hardware):
-        hw = hardware
+        hw, local = hardware, False
     else:
-        hw = Hardware.load(hardware)
+        hw, local = Hardware.load(hardware), False
     prefs = preferences if preferences is not None else Preferences.load()
     records = registry.list_plugins()
-    return Resolver(registry, records, hw, prefs).resolve(
+    return Resolver(registry, records, hw, prefs, recheck=not local).resolve(
         precision, accelerator, strategy, devices, num_nodes, plugins
     )
 
@@ -170,15 +172,22 @@ class Resolver:
         records: Sequence[PluginInfo],
         hardware: Hardware,
         preferences: Preferences,
+        *,
+        recheck: bool = True,
     ) -> None:
+        """``recheck=False`` trusts each record's availability (computed on this machine)."""
         self.registry = registry
         self.hardware = hardware
         self.preferences = preferences
-        self.records = [
-            dataclasses.replace(r, available=not why, unavailable_reason=why)
-            for r in records
-            for why in (_unmet(r, hardware),)
-        ]
+        self.records = (
+            [
+                dataclasses.replace(r, available=not why, unavailable_reason=why)
+                for r in records
+                for why in (_unmet(r, hardware),)
+            ]
+            if recheck
+            else list(records)
+        )
         self.prefer = dict(preferences.prefer)
         for (_kind, name), dist in registry.control.pins.items():
             self.prefer.setdefault(name, dist)
@@ -619,6 +628,8 @@ def _accelerator_reason(record: PluginInfo, accel: str) -> str:
 
 
 def _constraint_reasons(record: PluginInfo, devices: Sequence[Device]) -> list[str]:
+    if not record.constraints:
+        return []  # and packaging.specifiers stays unimported: most of resolve()'s time
     from packaging.specifiers import SpecifierSet
     from packaging.version import InvalidVersion, Version
 

@@ -164,3 +164,20 @@ def test_vendor_plugin_wins_on_the_hardware_it_targets(accel_venv: Venv, tmp_pat
     assert out["names"]["precision"] == "transformer-engine"  # type: ignore[index]
     out = _resolve_in(accel_venv, args, PLUGIN_REGISTRY_PREFER="transformer-engine=plugin-registry")
     assert out["names"]["precision"] == "vendor-fp8"  # prefer picks a provider of one name only
+
+
+def test_version_scan_agrees_with_importlib_metadata() -> None:
+    """The resolver's own dist-info scan sees what importlib.metadata sees."""
+    from plugin_registry.names import normalize_distribution
+    from plugin_registry.requirements import forget_versions, installed_versions
+
+    forget_versions()
+    ours = installed_versions()
+    seen: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        name = normalize_distribution(dist.metadata["Name"])
+        if name in seen:
+            continue  # the first on sys.path wins, as in both
+        seen.add(name)
+        assert ours.get(name) == dist.version, name
+    assert len(ours) == len(seen)
