@@ -1,4 +1,4 @@
-"""Team sessions: tests, lint, types, bench. ``nox -l`` lists them."""
+"""Team sessions: tests, lint, types, docs, bench. ``nox -l`` lists them."""
 
 from __future__ import annotations
 
@@ -64,12 +64,31 @@ def bench(session: nox.Session) -> None:
     )
     session.run(
         "python",
+        "benchmarks/bench_resolve.py",
+        "--check",
+        "--json",
+        "benchmarks/results/resolve.json",
+    )
+    session.run(
+        "python",
         "benchmarks/bench_listing.py",
         "--check",
         "--json",
         "benchmarks/results/listing.json",
         *session.posargs,
     )
+    # The plots in docs/benchmarks.md, from this run's figures.
+    session.run("python", "benchmarks/plots.py")
+
+
+DOCS_BUILD = ("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, warnings as errors (API pages import the package)."""
+    install(session, "docs,lightning")
+    session.run(*DOCS_BUILD)
 
 
 @nox.session

@@ -10,7 +10,7 @@ any earlier listing) and times, inside it:
 * ``again``    a second ``resolve()`` in the same process (detection cached)
 
 Target (issue 8): ``first`` under 50 ms with no GPU and all plugins installed.
-Run: ``python benchmarks/bench_resolve.py [--repeat 9] [--check] [--out FILE]``.
+Run: ``python benchmarks/bench_resolve.py [--repeat 9] [--check] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--check", action="store_true", help="exit 1 above the target")
-    parser.add_argument("--out", help="also write the result as JSON")
+    parser.add_argument("--json", help="also write the result as JSON")
     args = parser.parse_args()
     result = run(args.repeat)
     print(
@@ -88,8 +88,8 @@ def main() -> int:
         f"import; target < {TARGET_MS} ms); second {result['second_resolve_ms']} ms"
     )
     print(f"  on {result['hardware']}: {result['names']}")
-    if args.out:
-        with open(args.out, "w") as fh:
+    if args.json:
+        with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)
     if args.check and float(result["first_resolve_ms"]) >= TARGET_MS:  # type: ignore[arg-type]
         return 1

@@ -12,6 +12,9 @@ import pytest
 from tests.support import REPO, Venv
 
 PAGES = (
+    "quickstart.md",
+    "safety.md",
+    "lightning.md",
     "user-guide.md",
     "checkpoint-io.md",
     "environments.md",
@@ -32,6 +35,25 @@ def test_the_guide_has_examples() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_guide_block_runs(good_venv: Venv, index: int) -> None:
     good_venv.run(BLOCKS[index])
+
+
+def test_quickstart_commands_run(good_venv: Venv) -> None:
+    """Each `$ plugin-registry ...` line of the quick start, as pasted into a shell."""
+    import shlex
+
+    text = (REPO / "docs" / "quickstart.md").read_text()
+    commands = [
+        line[2:].split("  #")[0].strip()
+        for line in text.splitlines()
+        if line.startswith("$ plugin-registry")
+    ]
+    assert len(commands) >= 5
+    for command in commands:
+        args = shlex.split(command)[1:]
+        args = [str(REPO / a) if a.startswith("docs/") else a for a in args]
+        proc = good_venv.cli(*args)
+        assert proc.returncode == 0, f"{command}: {proc.stdout}\n{proc.stderr}"
+        assert proc.stdout.strip(), command
 
 
 # -- explain() output in docs/resolver.md: regenerated and compared ---------------------

@@ -1,0 +1,136 @@
+"""Plots for docs/benchmarks.md, drawn from a benchmark run's JSON (``nox -s bench``).
+
+Reads ``benchmarks/results/{listing,checkpoint,precision,resolve}.json`` and writes
+``docs/images/bench-*.png``; a missing result skips its plot with a message.
+Run: ``python benchmarks/plots.py [--results DIR] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(results: Path, name: str) -> Any:
+    path = results / f"{name}.json"
+    if not path.exists():
+        print(f"skipping {name}: {path} not found (run nox -s bench)")
+        return None
+    return json.loads(path.read_text())
+
+
+def listing(data: dict[str, dict[str, float]], out: Path) -> None:
+    sizes = sorted(int(n) for n in data)
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for key, label in (
+        ("scan", "entry-point scan (importlib-metadata)"),
+        ("cold", "list_plugins(), empty cache"),
+        ("warm", "list_plugins(), warm cache"),
+        ("stevedore", "stevedore, warm cache"),
+    ):
+        ys = [data[str(n)].get(key) for n in sizes]
+        if all(y is not None for y in ys):
+            ax.plot(sizes, [y * 1e3 for y in ys], marker="o", label=label)  # type: ignore[operator]
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("installed distributions")
+    ax.set_ylabel("ms (median, fresh interpreter)")
+    ax.set_title("Listing plugins")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "bench-listing.png", dpi=110)
+    plt.close(fig)
+
+
+def checkpoint(data: dict[str, float], out: Path) -> None:
+    labels = [
+        "torch.save + fsync",
+        "TorchCheckpointIO save",
+        "async: loop blocked",
+        "torch.load",
+        "TorchCheckpointIO load",
+        "load, mmap",
+    ]
+    keys = [
+        "save_plain_s",
+        "save_ours_s",
+        "async_blocked_s",
+        "load_plain_s",
+        "load_ours_s",
+        "load_mmap_s",
+    ]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    values = [data[k] * 1e3 for k in keys]
+    ax.barh(labels, values, color=["#888", "#2a6", "#2a6", "#888", "#2a6", "#2a6"])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms for a {data['megabytes']} MB state dict")
+    ax.set_title("Checkpoint IO")
+    fig.tight_layout()
+    fig.savefig(out / "bench-checkpoint.png", dpi=110)
+    plt.close(fig)
+
+
+def precision(data: dict[str, Any], out: Path) -> None:
+    times: dict[str, float] = data["times"]
+    fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(times) + 1.5))
+    names = list(times)
+    ax.barh(
+        names,
+        [times[n] * 1e3 for n in names],
+        color=["#2a6" if "plugin" in n else "#888" for n in names],
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per training step (median), CPU")
+    ax.set_title("Precision plugins against hand-written loops")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "bench-precision.png", dpi=110)
+    plt.close(fig)
+
+
+def resolve(data: dict[str, Any], out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+    labels = ["import torch", "first resolve()", "second resolve()"]
+    values = [data["torch_import_ms"], data["first_resolve_ms"], data["second_resolve_ms"]]
+    ax.barh(labels, values, color=["#888", "#2a6", "#2a6"])
+    ax.axvline(data["target_ms"], color="#c33", linestyle="--", label="target for resolve()")
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("ms (median, fresh interpreter)")
+    ax.set_title("Resolving, after the import of torch")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "bench-resolve.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, draw in (
+        ("listing", listing),
+        ("checkpoint", checkpoint),
+        ("precision", precision),
+        ("resolve", resolve),
+    ):
+        data = _load(args.results, name)
+        if data is not None:
+            draw(data, args.out)
+            print(f"wrote {args.out / f'bench-{name}.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
