@@ -37,7 +37,7 @@ class PreferencesError(PluginRegistryError, ValueError):
     """A malformed priority or preference; the message names where it was set."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Preferences:
     """Ranking overrides: ``priority[name or dist:name]`` and ``prefer[name] = dist``."""
 
@@ -94,7 +94,7 @@ def _nearest_pyproject(start: Path) -> Path | None:
 def _read_table(path: Path) -> Mapping[str, Any] | None:
     try:
         text = path.read_text()
-        if f"[tool.{TABLE}" not in text and f'"{TABLE}"' not in text:
+        if f"[tool.{TABLE}" not in text and f'[tool."{TABLE}"' not in text:
             return None  # most projects: no table, no TOML parse
         if sys.version_info >= (3, 11):
             import tomllib

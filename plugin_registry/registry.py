@@ -64,7 +64,7 @@ class Match(NamedTuple):
     is_alias: bool
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class DiscoveryStats:
     """How the last discovery went; ``plugin-registry cache info`` shows it."""
 

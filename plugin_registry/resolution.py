@@ -26,7 +26,7 @@ SLOT_TITLES = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Candidate:
     """One concrete plugin name considered for a slot."""
 
@@ -64,7 +64,7 @@ class Candidate:
         }
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Choice:
     """The plugin a slot gets: a record (loaded on demand) or a given instance."""
 
@@ -97,7 +97,7 @@ class Choice:
         }
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Resolution:
     """The plugins for one job, the settings they were chosen for, and why."""
 

@@ -88,7 +88,7 @@ class ResolutionWarning(UserWarning):
     """The resolver changed a request the way Lightning does (16-mixed on CPU)."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Job:
     """The settled settings the candidates are judged against."""
 
@@ -276,7 +276,7 @@ class Resolver:
             spec = (
                 f"{item.kind}/{item.distribution}:{first.name}"
                 if item.distribution
-                else (f"{item.kind}/{first.name}")
+                else f"{item.kind}/{first.name}"
             )
             return self._named(spec, item.kind), repr(first.name)
         from plugin_registry.kinds import base_class
@@ -292,7 +292,7 @@ class Resolver:
         raise InvalidSettingError(
             f"plugins=[...] holds {item!r:.80}, which is neither a plugin name, a PluginInfo "
             "nor an instance of plugin_registry.kinds.Precision, CheckpointIO or "
-            "ClusterEnvironment (Lightning plugins go through plugin_registry.lightning)"
+            "ClusterEnvironment (give Lightning's own plugins to Lightning directly)"
         )
 
     def _named(self, spec: str, kind: str | None) -> Candidate:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugin_registry.errors import PluginRegistryError
 from plugin_registry.names import did_you_mean
@@ -32,8 +32,7 @@ SHORT_PRECISIONS = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu", "xla")
 
 
-@dataclasses.dataclass(frozen=True)
-class Strategy:
+class Strategy(NamedTuple):
     """What the resolver needs to know of a strategy name."""
 
     name: str
@@ -89,7 +88,7 @@ class InvalidSettingError(PluginRegistryError, ValueError):
     """A setting the resolver cannot read; the message lists what it accepts."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Settings:
     """Checked settings, before the hardware settles ``auto`` and ``-1``.
 

@@ -58,3 +58,23 @@ def test_existing_destination_is_not_overwritten(tmp_path: Path) -> None:
     create("zeta-plugins", tmp_path)
     with pytest.raises(ScaffoldError, match="exists"):
         create("zeta-plugins", tmp_path)
+
+
+def test_testing_helper_reports_each_broken_package(broken_venv: Venv) -> None:
+    """check_package names the fault of every broken test package, and passes the example."""
+    out = broken_venv.json(
+        """
+        import json
+        from plugin_registry.testing import check_package
+        names = ["acme-plugins", "broken-import", "broken-hook-raises", "broken-record",
+                 "broken-target", "heavy-registration", "not-installed-at-all"]
+        print(json.dumps({n: check_package(n) for n in names}))
+        """
+    )
+    assert out["acme-plugins"] == []
+    assert "failed to load" in " ".join(out["broken-import"])
+    assert "raised ValueError: hook exploded" in " ".join(out["broken-hook-raises"])
+    assert "is not of the form 'package.module:attribute'" in " ".join(out["broken-record"])
+    assert "cannot import" in " ".join(out["broken-target"])
+    assert "imports numpy, torch" in " ".join(out["heavy-registration"])
+    assert "no entry point in the 'plugin_registry' group" in out["not-installed-at-all"][0]

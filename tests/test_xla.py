@@ -107,3 +107,29 @@ def test_xla_precision_sets_and_restores_its_flag(monkeypatch: pytest.MonkeyPatc
     assert os.environ["XLA_USE_BF16"] == "0", "a value the user set is put back"
     with pytest.raises(pr.PluginLoadError, match="choose one of 32-true, 16-true, bf16-true"):
         pr.load("precision/xla", precision="16-mixed")
+
+
+def test_hardware_detection_sees_the_xla_devices_and_the_resolver_uses_them() -> None:
+    """torch_xla reports its PJRT devices; resolve() then picks the XLA plugins."""
+    import torch_xla.runtime as xr
+
+    from plugin_registry.hardware import detect_hardware
+    from plugin_registry.preferences import Preferences
+    from plugin_registry.resolver import resolve
+
+    hw = detect_hardware(refresh=True)
+    assert "torch_xla" in hw.sources
+    assert hw.count("xla") == xr.global_runtime_device_count() >= 1
+    assert hw.devices_of("xla")[0].properties["device_type"] == xr.device_type()
+    res = resolve(precision="bf16-true", preferences=Preferences())
+    assert res.settings["accelerator"] == "xla"
+    assert res.names() == {
+        "precision": "xla-bf16-true",
+        "checkpoint_io": "xla",
+        "cluster_environment": "xla",
+    }
+    precision, checkpoint_io, environment = res.load()
+    assert type(precision).__name__ == "XLAPrecision"
+    assert type(checkpoint_io).__name__ == "XLACheckpointIO"
+    assert type(environment).__name__ == "XLAEnvironment"
+    assert environment.world_size() >= 1
