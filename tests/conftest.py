@@ -19,6 +19,30 @@ def _no_registry_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PLUGIN_REGISTRY_CACHE_DIR", str(tmp_path / "record-cache"))
 
 
+_LAUNCHER_PREFIXES = ("SLURM_", "LSB_", "JSM_", "OMPI_", "PMI_", "PMIX_", "TORCHELASTIC_", "PJRT_")
+_LAUNCHER_NAMES = (
+    "JOB_ID",
+    "PE_HOSTFILE",
+    "NSLOTS",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "GROUP_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "NODE_RANK",
+    "LOCAL_WORLD_SIZE",
+)
+
+
+@pytest.fixture
+def no_launcher_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No launcher's variables: a test sets exactly those it is about."""
+    for key in list(os.environ):
+        if key.startswith(_LAUNCHER_PREFIXES) or key in _LAUNCHER_NAMES:
+            monkeypatch.delenv(key)
+
+
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Wheels of the example package (built by its backend) and the test packages."""

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,14 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PIP_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def write_wheel(

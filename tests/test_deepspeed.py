@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +24,9 @@ pytest.importorskip(
     "(DS_BUILD_OPS=0 pip install --no-build-isolation deepspeed)",
 )
 
-from tests.support import REPO
+from tests.support import REPO, free_port
 
 WORKER = str(REPO / "tests" / "deepspeed_worker.py")
-
-
-def free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
 
 
 def run(tmp_path: Path, precision: str, stage: int, processes: int = 1) -> dict[str, Any]:
@@ -43,7 +36,7 @@ def run(tmp_path: Path, precision: str, stage: int, processes: int = 1) -> dict[
         for k, v in os.environ.items()
         if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     }
-    env.update(MASTER_PORT=free_port())
+    env.update(MASTER_PORT=str(free_port()))
     if processes == 1:
         cmd = [sys.executable, WORKER, str(out), precision, str(stage)]
     else:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.launchers.clusters import GridEngine, Slurm, Unavailable
-from tests.support import REPO
+from tests.support import REPO, free_port
 
 pytestmark = pytest.mark.launcher
 
@@ -210,13 +210,6 @@ def start_workers(tmp_path: Path, envs: list[dict[str, str]], name: str | None =
     args = [sys.executable, WORKER, str(tmp_path)] + ([name] if name else [])
     procs = [subprocess.Popen(args, env=clean_env(**e)) for e in envs]
     assert [p.wait(timeout=180) for p in procs] == [0] * len(procs)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_kubeflow_pytorchjob_variables(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from plugin_registry.lightning_bridge import (
 from plugin_registry.preferences import Preferences
 from plugin_registry.reference_loop import make_data, make_model
 from plugin_registry.resolver import resolve
-from tests.support import Venv
+from tests.support import Venv, free_port
 
 SLURM_ONE_TASK = {
     "SLURM_NTASKS": "1",
@@ -40,11 +39,7 @@ SLURM_ONE_TASK = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _quiet_launchers(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith(("SLURM_", "TORCHELASTIC_", "OMPI_", "PMI_", "LSB_")):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("no_launcher_env")
 
 
 def _fabric_loop(fabric: Any, steps: int = 60) -> tuple[list[float], Any, Any]:
@@ -206,16 +201,11 @@ def test_adapters_pass_lightning_plugins_through_and_reject_others() -> None:
 
 def test_third_party_plugins_run_in_fabric(good_venv: Venv, tmp_path: Path) -> None:
     """The example package's checkpoint IO and environment, installed with pip, in Fabric."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     acme = {
         "ACME_JOB_ID": "1",
         "ACME_WORLD_SIZE": "1",
         "ACME_RANK": "0",
-        "ACME_MAIN_PORT": str(port),
+        "ACME_MAIN_PORT": str(free_port()),
     }
     out = good_venv.json(
         f"""

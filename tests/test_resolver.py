@@ -20,29 +20,10 @@ from plugin_registry.registry import Registry
 from plugin_registry.resolver import ResolutionError, ResolutionWarning, resolve
 from plugin_registry.settings import InvalidSettingError
 from tests.resolver_cases import CASES, CPU, Case, machine
+from tests.support import free_port
 
-_LAUNCHER_PREFIXES = ("SLURM_", "LSB_", "JSM_", "OMPI_", "PMI_", "PMIX_", "TORCHELASTIC_", "PJRT_")
-_LAUNCHER_NAMES = (
-    "JOB_ID",
-    "PE_HOSTFILE",
-    "NSLOTS",
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_RANK",
-    "GROUP_RANK",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "NODE_RANK",
-    "LOCAL_WORLD_SIZE",
-)
-
-
-@pytest.fixture(autouse=True)
-def no_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each case sets exactly the launcher variables it is about."""
-    for key in list(os.environ):
-        if key.startswith(_LAUNCHER_PREFIXES) or key in _LAUNCHER_NAMES:
-            monkeypatch.delenv(key)
+# Each case sets exactly the launcher variables it is about.
+pytestmark = pytest.mark.usefixtures("no_launcher_env")
 
 
 def test_the_table_is_big_enough() -> None:
@@ -354,12 +335,7 @@ def test_cli_hardware_json_round_trips(tmp_path: Path) -> None:
 
 
 def _two_ranks(tmp_path: Path, rank1_bitsandbytes: str | None) -> list[dict[str, Any]]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     worker = str(Path(__file__).with_name("ranks_worker.py"))
     procs = []
     for rank in (0, 1):

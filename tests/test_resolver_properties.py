@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import warnings
 from typing import Any
@@ -19,6 +18,7 @@ from plugin_registry.preferences import Preferences
 from plugin_registry.requirements import unmet
 from plugin_registry.resolution import Resolution
 from plugin_registry.resolver import ResolutionWarning, Resolver
+from plugin_registry.settings import PRECISIONS, SHORT_PRECISIONS
 from tests.resolver_cases import ALL_LIBRARIES, GPUS, machine
 
 _PRECISIONS = [
@@ -26,16 +26,8 @@ _PRECISIONS = [
     16,
     32,
     64,
-    "16",
-    "bf16",
-    "32-true",
-    "64-true",
-    "16-true",
-    "bf16-true",
-    "16-mixed",
-    "bf16-mixed",
-    "transformer-engine",
-    "transformer-engine-float16",
+    *SHORT_PRECISIONS,
+    *PRECISIONS,
     "bitsandbytes-nf4",
     "bitsandbytes-int8",
 ]
@@ -104,11 +96,7 @@ def _fingerprint(result: Resolution | str) -> Any:
     )
 
 
-@pytest.fixture(autouse=True)
-def _no_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith(("SLURM_", "TORCHELASTIC_", "OMPI_", "PMI_", "LSB_", "PJRT_")):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("no_launcher_env")
 
 
 @settings(
