@@ -55,12 +55,15 @@ __all__ = [
 ]
 
 
-class FabricPrecision(_FabricPrecision):
-    """A Fabric ``Precision`` that does what the registry plugin does."""
+class _PrecisionDelegate:
+    """What both precision adapters hand to the registry plugin unchanged.
+
+    Listed first among an adapter's bases, so these win over Lightning's own.
+    """
 
     def __init__(self, plugin: Precision) -> None:
         self.plugin = plugin
-        self.precision = getattr(plugin, "precision", "32-true")
+        self.precision: Any = getattr(plugin, "precision", "32-true")
 
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return self.plugin.convert_module(module)
@@ -79,18 +82,6 @@ class FabricPrecision(_FabricPrecision):
 
     def convert_output(self, data: Any) -> Any:
         return self.plugin.convert_output(data)
-
-    def pre_backward(self, tensor: torch.Tensor, module: Any) -> Any:
-        return self.plugin.pre_backward(tensor, module)
-
-    def backward(self, tensor: torch.Tensor, model: Any, *args: Any, **kwargs: Any) -> None:
-        self.plugin.backward(tensor, model, *args, **kwargs)
-
-    def post_backward(self, tensor: torch.Tensor, module: Any) -> Any:
-        return self.plugin.post_backward(tensor, module)
-
-    def optimizer_step(self, optimizer: Any, **kwargs: Any) -> Any:
-        return self.plugin.optimizer_step(optimizer, **kwargs)
 
     def main_params(self, optimizer: Any) -> Iterator[torch.nn.Parameter]:
         return self.plugin.main_params(optimizer)
@@ -108,35 +99,29 @@ class FabricPrecision(_FabricPrecision):
         self.plugin.teardown()
 
 
-class TrainerPrecision(_TrainerPrecision):
+class FabricPrecision(_PrecisionDelegate, _FabricPrecision):
+    """A Fabric ``Precision`` that does what the registry plugin does."""
+
+    def pre_backward(self, tensor: torch.Tensor, module: Any) -> Any:
+        return self.plugin.pre_backward(tensor, module)
+
+    def backward(self, tensor: torch.Tensor, model: Any, *args: Any, **kwargs: Any) -> None:
+        self.plugin.backward(tensor, model, *args, **kwargs)
+
+    def post_backward(self, tensor: torch.Tensor, module: Any) -> Any:
+        return self.plugin.post_backward(tensor, module)
+
+    def optimizer_step(self, optimizer: Any, **kwargs: Any) -> Any:
+        return self.plugin.optimizer_step(optimizer, **kwargs)
+
+
+class TrainerPrecision(_PrecisionDelegate, _TrainerPrecision):
     """A Trainer ``Precision``: the registry plugin plus the Trainer's hooks and closure.
 
     The Trainer's own hooks (``on_before_backward``, ``on_after_backward``,
     ``on_before_optimizer_step``, gradient clipping) run as with Lightning's
     plugins; the loss scaling, casting and stepping are the registry plugin's.
     """
-
-    def __init__(self, plugin: Precision) -> None:
-        self.plugin = plugin
-        self.precision = getattr(plugin, "precision", "32-true")
-
-    def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
-        return self.plugin.convert_module(module)
-
-    def tensor_init_context(self) -> contextlib.AbstractContextManager[Any]:
-        return self.plugin.tensor_init_context()
-
-    def module_init_context(self) -> contextlib.AbstractContextManager[Any]:
-        return self.plugin.module_init_context()
-
-    def forward_context(self) -> contextlib.AbstractContextManager[Any]:
-        return self.plugin.forward_context()
-
-    def convert_input(self, data: Any) -> Any:
-        return self.plugin.convert_input(data)
-
-    def convert_output(self, data: Any) -> Any:
-        return self.plugin.convert_output(data)
 
     def pre_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:
         tensor = self.plugin.pre_backward(tensor, module)
@@ -163,21 +148,6 @@ class TrainerPrecision(_TrainerPrecision):
         if closure_result is None and getattr(model, "automatic_optimization", True):
             return None  # the training step skipped backward: nothing to step
         return self.plugin.optimizer_step(optimizer, **kwargs)
-
-    def main_params(self, optimizer: Any) -> Iterator[torch.nn.Parameter]:
-        return self.plugin.main_params(optimizer)
-
-    def unscale_gradients(self, optimizer: Any) -> None:
-        self.plugin.unscale_gradients(optimizer)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.plugin.state_dict()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.plugin.load_state_dict(state_dict)
-
-    def teardown(self) -> None:
-        self.plugin.teardown()
 
 
 class LightningCheckpointIO(_LightningCheckpointIO):
