@@ -218,9 +218,8 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 def cmd_resolve(args: argparse.Namespace) -> int:
     from plugin_registry.resolver import resolve
 
-    precision: str | int | None = args.precision
     resolution = resolve(
-        precision=precision,
+        precision=args.precision,
         accelerator=args.accelerator,
         strategy=args.strategy,
         devices=args.devices,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugin_registry.errors import PluginRegistryError
+from plugin_registry.names import Spec
 from plugin_registry.records import KINDS
 
 if TYPE_CHECKING:
@@ -46,11 +47,7 @@ class LockedPlugin:
 
     @property
     def spec(self) -> str:
-        return (
-            f"{self.kind}/{self.distribution}:{self.name}"
-            if self.distribution
-            else (f"{self.kind}/{self.name}")
-        )
+        return str(Spec(self.kind, self.distribution, self.name))
 
 
 @dataclasses.dataclass(frozen=True)

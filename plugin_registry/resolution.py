@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from plugin_registry.hardware import Hardware
+from plugin_registry.names import Spec
 from plugin_registry.records import KINDS, Kind, PluginInfo
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class Choice:
     def spec(self) -> str:
         """The qualified request that names exactly this plugin: ``kind/dist:name``."""
         dist = self.record.distribution if self.record is not None else None
-        return f"{self.kind}/{dist}:{self.name}" if dist else f"{self.kind}/{self.name}"
+        return str(Spec(self.kind, dist, self.name))
 
     def to_dict(self) -> dict[str, Any]:
         return {

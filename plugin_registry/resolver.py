@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugin_registry.errors import PluginLoadError, PluginRegistryError
 from plugin_registry.hardware import Device, Hardware, detect_hardware
-from plugin_registry.names import expand, normalize_name
+from plugin_registry.names import Spec, expand, normalize_name
 from plugin_registry.preferences import Preferences
 from plugin_registry.records import KINDS, Kind, PluginInfo
 from plugin_registry.resolution import Candidate, Choice, Resolution
@@ -273,11 +273,7 @@ class Resolver:
             return self._named(item, None), repr(item)
         if isinstance(item, PluginInfo):
             first = next(expand(item.name, item.aliases, item.name_parameters))
-            spec = (
-                f"{item.kind}/{item.distribution}:{first.name}"
-                if item.distribution
-                else f"{item.kind}/{first.name}"
-            )
+            spec = str(Spec(item.kind, item.distribution, first.name))
             return self._named(spec, item.kind), repr(first.name)
         from plugin_registry.kinds import base_class
 
@@ -606,15 +602,18 @@ def _specificity(record: PluginInfo) -> int:
     return len(record.constraints) + bool(record.strategies) + ("cpu" not in record.accelerators)
 
 
-def _serves(record: PluginInfo, name: str, params: Mapping[str, str], job: _Job) -> bool:
-    if name == job.precision:
-        return True
+def _provided(record: PluginInfo, params: Mapping[str, Any]) -> list[str]:
+    """The record's ``provides`` with the candidate's name parameters filled in."""
+    out = []
     for spelled in record.provides:
         for key, value in params.items():
-            spelled = spelled.replace("{" + key + "}", value)
-        if normalize_name(spelled) == job.precision:
-            return True
-    return False
+            spelled = spelled.replace("{" + key + "}", str(value))
+        out.append(normalize_name(spelled))
+    return out
+
+
+def _serves(record: PluginInfo, name: str, params: Mapping[str, str], job: _Job) -> bool:
+    return name == job.precision or job.precision in _provided(record, params)
 
 
 def _accelerator_reason(record: PluginInfo, accel: str) -> str:
@@ -652,12 +651,7 @@ def _constraint_reasons(record: PluginInfo, devices: Sequence[Device]) -> list[s
 
 def _served(record: PluginInfo, cand: Candidate) -> str:
     """The ``precision=`` value a candidate implements (its name when none)."""
-    for spelled in record.provides:
-        for key, value in cand.parameters.items():
-            spelled = spelled.replace("{" + key + "}", str(value))
-        if normalize_name(spelled) in PRECISIONS:
-            return normalize_name(spelled)
-    return cand.name
+    return next((p for p in _provided(record, cand.parameters) if p in PRECISIONS), cand.name)
 
 
 def _precision_reasons(record: PluginInfo, cand: Candidate, job: _Job) -> list[str]:
