@@ -24,7 +24,12 @@ import pluggy
 
 from plugin_registry import hookspecs
 from plugin_registry.errors import InvalidRecordError
-from plugin_registry.names import did_you_mean, expand, normalize_distribution
+from plugin_registry.names import (
+    did_you_mean,
+    expand,
+    normalize_distribution,
+    split_metadata_dir,
+)
 from plugin_registry.records import (
     KINDS,
     Collected,
@@ -81,11 +86,10 @@ def name_and_version(dist: importlib_metadata.IDistribution, path: object) -> tu
     ``name-version.dist-info`` is what every installer writes; reading it spares
     parsing METADATA (and importing the email package) on a cold listing.
     """
-    stem = os.path.basename(str(path)) if path is not None else ""
-    if stem.endswith(".dist-info"):
-        name, sep, version = stem[: -len(".dist-info")].partition("-")
-        if sep and name and version:
-            return normalize_distribution(name), version
+    if path is not None and str(path).endswith(".dist-info"):
+        found = split_metadata_dir(str(path))
+        if found is not None:
+            return normalize_distribution(found[0]), found[1]
     return normalize_distribution(dist.name or ""), dist.version or ""
 
 

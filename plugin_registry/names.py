@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
@@ -38,6 +39,19 @@ def normalize_name(name: str) -> str:
 def normalize_distribution(name: str) -> str:
     """PEP 503 normalisation, as pip and importlib-metadata compare names."""
     return _DIST_RE.sub("-", name.strip()).lower()
+
+
+def split_metadata_dir(path: str) -> tuple[str, str] | None:
+    """``(name, version)`` from ``name-version.dist-info`` (or ``.egg-info``), else None.
+
+    What every installer writes; reading it spares parsing METADATA. An egg-info
+    name may carry the Python tag: ``foo-1.0-py3.11.egg-info``.
+    """
+    stem = os.path.basename(path.rstrip(os.sep)).rsplit(".", 1)[0]
+    name, sep, rest = stem.partition("-")
+    if sep and name and rest:
+        return name, rest.split("-")[0]
+    return None
 
 
 def normalize_kind(kind: str) -> str:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from plugin_registry.names import normalize_distribution
+from plugin_registry.names import normalize_distribution, split_metadata_dir
 from plugin_registry.records import PluginInfo
 
 # name [extras] specifier, without an environment marker: the form plugin records
@@ -78,11 +78,10 @@ def installed_versions() -> dict[str, str]:
 
 
 def _name_and_version(path: str) -> tuple[str, str]:
-    stem = os.path.basename(path).rsplit(".", 1)[0]
-    dist, sep, rest = stem.partition("-")
-    if sep and rest:
-        # egg-info may carry the Python tag: foo-1.0-py3.11.egg-info
-        return dist, rest.split("-")[0]
+    from_name = split_metadata_dir(path)
+    if from_name is not None:
+        return from_name
+    dist = os.path.basename(path).rsplit(".", 1)[0]
     metadata = os.path.join(path, "METADATA" if path.endswith(".dist-info") else "PKG-INFO")
     name = version = ""
     try:
