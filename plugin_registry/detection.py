@@ -36,6 +36,17 @@ if TYPE_CHECKING:
     from plugin_registry.registry import Registry
 
 
+def launched_by(registry: Registry, record: PluginInfo) -> bool | str:
+    """Whether ``record``'s environment started this process; a string says why it could not tell.
+
+    Imports the environment's module; one plugin's failure never escapes.
+    """
+    try:
+        return bool(registry.load_target(record).detect())
+    except (PluginLoadError, Exception) as exc:  # noqa: BLE001 - one plugin's fault
+        return f"its detect() failed: {type(exc).__name__}: {exc}"
+
+
 def detection_order(registry: Registry | None = None) -> list[PluginInfo]:
     """Available cluster environments in the order they are asked."""
     from plugin_registry import default_registry
@@ -55,18 +66,14 @@ def detect_environment(registry: Registry | None = None) -> PluginInfo:
 
     registry = registry or default_registry()
     for record in detection_order(registry):
-        try:
-            target = registry.load_target(record)
-            found = bool(target.detect())
-        except (PluginLoadError, Exception) as exc:  # noqa: BLE001 - one plugin's fault
+        found = launched_by(registry, record)
+        if isinstance(found, str):
             warnings.warn(
-                f"skipping cluster environment {record.qualified_name!r}: its detect() "
-                f"failed: {type(exc).__name__}: {exc}",
+                f"skipping cluster environment {record.qualified_name!r}: {found}",
                 PluginWarning,
                 stacklevel=2,
             )
-            continue
-        if found:
+        elif found:
             return record
     raise PluginNotFoundError(
         "no cluster environment detected and no default available; install plugin-registry's "

@@ -40,7 +40,8 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from plugin_registry.errors import PluginLoadError, PluginRegistryError
+from plugin_registry.detection import launched_by
+from plugin_registry.errors import PluginRegistryError
 from plugin_registry.hardware import Device, Hardware, detect_hardware
 from plugin_registry.names import Spec, expand, normalize_name
 from plugin_registry.preferences import Preferences
@@ -502,14 +503,10 @@ class Resolver:
                 judged.append(cand)
                 continue
             assert cand.record is not None
-            try:
-                found = bool(self.registry.load_target(cand.record).detect())
-            except (PluginLoadError, Exception) as exc:  # noqa: BLE001 - one plugin's fault
-                judged.append(
-                    dataclasses.replace(cand, accepted=False, reasons=(f"detect() failed: {exc}",))
-                )
-                continue
-            if not found:
+            found = launched_by(self.registry, cand.record)
+            if isinstance(found, str):
+                judged.append(dataclasses.replace(cand, accepted=False, reasons=(found,)))
+            elif not found:
                 judged.append(
                     dataclasses.replace(
                         cand,

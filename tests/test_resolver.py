@@ -378,3 +378,22 @@ def test_a_rank_missing_the_library_fails_every_rank(tmp_path: Path) -> None:
             "bitsandbytes 0.1.0 is installed but bitsandbytes>=0.45 is required"
             in (result["error"])
         )
+
+
+def test_an_environment_whose_detect_raises_is_passed_over() -> None:
+    from builtin_plugins.environments.lightning import LightningEnvironment
+    from plugin_registry.detection import detect_environment
+
+    class Exploding(LightningEnvironment):
+        @staticmethod
+        def detect() -> bool:
+            raise RuntimeError("scheduler socket gone")
+
+    registry = Registry(cache=False)
+    registry.register(Exploding, kind="cluster_environment", name="exploding", priority=90)
+    with pytest.warns(pr.PluginWarning, match="scheduler socket gone"):
+        assert detect_environment(registry).name == "lightning"
+    res = resolve(hardware=CPU, registry=registry, preferences=Preferences())
+    assert res.cluster_environment.name == "lightning"
+    rejected = {c.name: c for c in res.candidates["cluster_environment"]}["exploding"]
+    assert rejected.reasons == ("its detect() failed: RuntimeError: scheduler socket gone",)
