@@ -6,36 +6,54 @@ key is cheaper and at least as strict:
 
 * the file name hashes what decides *where* distributions are looked for:
   the interpreter, ``sys.path`` and the meta-path finders;
-* inside, the mtime of every ``sys.path`` entry. Installing, upgrading or
-  uninstalling a distribution creates or removes a ``*.dist-info`` entry in
-  its directory, which changes that directory's mtime, so one ``stat`` per
-  ``sys.path`` entry (not per distribution) sees every install;
+* inside, per ``sys.path`` entry, its mtime and the set of distribution entries
+  in it (``*.dist-info``, ``*.egg-info``, ``*.egg-link``, ``*.pth``). Installing,
+  upgrading or uninstalling a distribution changes that set. When a directory's
+  mtime is unchanged (and was not within :data:`RACY_SECONDS` of the snapshot,
+  git's "racily clean" rule) one ``stat`` suffices; when it changed -- a busy
+  working directory, ``/tmp`` -- the set is listed again and compared, so files
+  written beside the script do not force a rescan;
+* the ``entry_points.txt`` of every ``*.egg-info`` directory on the path is
+  stat'ed on each start: a legacy ``setup.py develop`` edits it in place,
+  which changes no directory;
 * per plugin package, the mtime of its ``entry_points.txt`` and of the
-  registration module's own files, so an edit in an editable install is seen;
-* a snapshot whose mtimes lie within :data:`RACY_SECONDS` of the moment it was
-  taken is not trusted (git's "racily clean" rule): a change in the same clock
-  tick as the stat would otherwise go unnoticed.
+  registration module's own files, so an edit in an editable install is seen.
+
+The cache is a file any user who can write its directory could plant, and a
+planted record could name any callable as its target. So the directory is
+created owner-only (0700) and its files 0600; a directory or file that another
+user owns, or that group or others may write, is never read nor written
+(:class:`~plugin_registry.errors.CacheWarning`; the listing is then built in
+memory). A file that is not a regular file, is larger than :data:`MAX_BYTES`,
+is not JSON or does not match the schema is a miss, and every record read back
+passes the same validation as a fresh one. The cache can therefore never grant
+more than the user's own site-packages already could.
 
 Reading the cache needs no importlib-metadata, pluggy or plugin import.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import stat
 import sys
-import tempfile
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from plugin_registry import _environ, _files
 from plugin_registry.errors import CacheWarning
+from plugin_registry.records import KINDS, Collected, EntryPointRef, validate_record
 
-FORMAT = 3
+FORMAT = 4
 RACY_SECONDS = 2.0
+#: A cache file larger than this is not read (a few hundred KiB is usual).
+MAX_BYTES = 64 * 1024 * 1024
+_DIST_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".pth")
 ENV_DIR = "PLUGIN_REGISTRY_CACHE_DIR"
 ENV_DISABLE = "PLUGIN_REGISTRY_NO_CACHE"
 
@@ -53,7 +71,7 @@ def default_dir() -> Path:
 
 
 def enabled_by_env() -> bool:
-    return os.environ.get(ENV_DISABLE, "").strip().lower() in ("", "0", "false", "no")
+    return not _environ.flag(os.environ, ENV_DISABLE)
 
 
 def search_path() -> list[str]:
@@ -62,34 +80,81 @@ def search_path() -> list[str]:
     return [entry or cwd for entry in sys.path]
 
 
-def path_snapshot(paths: list[str]) -> list[list[Any]]:
-    """``[path, mtime_ns or None]`` for each ``sys.path`` entry, in order."""
-    out: list[list[Any]] = []
-    for entry in paths:
-        try:
-            mtime: int | None = os.stat(entry).st_mtime_ns
-        except OSError:
-            mtime = None
-        out.append([entry, mtime])
+def _entries_digest(path: str) -> str | None:
+    """What the distributions in ``path`` are: a digest of their entry names.
+
+    ``None`` when the path does not exist, ``"file"`` for a zip or egg file (then
+    its mtime alone decides).
+    """
+    try:
+        names = [entry.name for entry in os.scandir(path) if entry.name.endswith(_DIST_SUFFIXES)]
+    except NotADirectoryError:
+        return "file"
+    except OSError:
+        return None if not os.path.exists(path) else "unlistable"
+    return hashlib.sha1("\0".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _egg_info_deps(path: str) -> dict[str, int | None]:
+    """``entry_points.txt`` of each egg-info in ``path``, which setup.py develop edits in place."""
+    out: dict[str, int | None] = {}
+    try:
+        eggs = [e.path for e in os.scandir(path) if e.name.endswith(".egg-info") and e.is_dir()]
+    except OSError:
+        return out
+    for egg in eggs:
+        file = os.path.join(egg, "entry_points.txt")
+        out[file] = _mtime(file)
     return out
 
 
-def is_trusted(mtimes: Mapping[str, int | None] | list[list[Any]], taken_at: float) -> bool:
-    """No mtime is so close to ``taken_at`` that a change could hide in its tick."""
-    values = mtimes.values() if isinstance(mtimes, Mapping) else (m for _, m in mtimes)
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except (OSError, ValueError):
+        return None
+
+
+def path_snapshot(paths: list[str], taken_at: float) -> list[list[Any]]:
+    """``[path, mtime_ns or None, entries digest, mtime trusted, egg-info deps]`` per entry."""
     limit = (taken_at - RACY_SECONDS) * 1e9
-    return all(m is None or m < limit for m in values)
+    out: list[list[Any]] = []
+    for entry in paths:
+        mtime = _mtime(entry)
+        out.append(
+            [
+                entry,
+                mtime,
+                _entries_digest(entry),
+                mtime is None or mtime < limit,
+                _egg_info_deps(entry),
+            ]
+        )
+    return out
+
+
+def paths_unchanged(snapshot: list[list[Any]], paths: list[str]) -> bool:
+    """No distribution was added, removed or edited in place on ``paths``."""
+    if [item[0] for item in snapshot] != paths:
+        return False
+    for path, mtime, digest, trusted, eggs in snapshot:
+        if not deps_unchanged(eggs):
+            return False
+        if trusted and _mtime(path) == mtime:
+            continue
+        if digest in (None, "file", "unlistable") or _entries_digest(path) != digest:
+            return False
+    return True
+
+
+def is_trusted(mtimes: Mapping[str, int | None], taken_at: float) -> bool:
+    """No mtime is so close to ``taken_at`` that a change could hide in its tick."""
+    limit = (taken_at - RACY_SECONDS) * 1e9
+    return all(m is None or m < limit for m in mtimes.values())
 
 
 def deps_unchanged(deps: Mapping[str, int | None]) -> bool:
-    for path, recorded in deps.items():
-        try:
-            current: int | None = os.stat(path).st_mtime_ns
-        except OSError:
-            current = None
-        if current != recorded:
-            return False
-    return True
+    return all(_mtime(path) == recorded for path, recorded in deps.items())
 
 
 class RecordCache:
@@ -108,15 +173,47 @@ class RecordCache:
                 [f"{type(f).__module__}.{type(f).__qualname__}" for f in sys.meta_path],
             ]
         )
-        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
         self.path = directory / f"{digest}.json"
 
-    def read(self) -> dict[str, Any] | None:
+    def _directory_problem(self) -> str:
+        """'' when the directory is a directory of this user's that only this user may write."""
         try:
-            data = json.loads(self.path.read_bytes())
+            info = os.stat(self.directory)
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            return f"it cannot be examined ({exc.strerror})"
+        if not stat.S_ISDIR(info.st_mode):
+            return "it is not a directory"
+        return _files.untrusted_reason(info)
+
+    def _refuse(self, why: str) -> None:
+        _warn_once(
+            f"untrusted:{self.directory}",
+            f"not using the plugin record cache in {self.directory}: {why}. Listing works "
+            f"without it (in memory). Make the directory your own with mode 0700 (chmod 700 "
+            f"{self.directory}), or set {ENV_DIR} to one that is",
+        )
+
+    def read(self) -> dict[str, Any] | None:
+        """The cached data, or None for a miss (absent, untrusted or malformed)."""
+        why = self._directory_problem()
+        if why:
+            self._refuse(why)
+            return None
+        try:
+            raw = _files.read_regular(self.path, max_bytes=MAX_BYTES, check=_files.untrusted_reason)
+        except _files.UntrustedFileError as exc:
+            self._refuse(str(exc))
+            return None
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except OSError:
+            return None  # a FIFO, a device, a directory, too large: a miss, rewritten
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
             _warn_once(f"read:{self.path}", f"ignoring unreadable record cache {self.path}: {exc}")
             return None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -124,18 +221,19 @@ class RecordCache:
         return data
 
     def write(self, data: dict[str, Any]) -> None:
-        """Replace the file atomically, so a concurrent reader sees old or new."""
+        """Replace the file atomically (owner-only), so a concurrent reader sees old or new."""
         data = {"format": FORMAT, "group": self.group, **data}
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, separators=(",", ":"))
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            text = json.dumps(data, separators=(",", ":"))
+        except (ValueError, TypeError, RecursionError):
+            return  # records are validated; this is only a guard
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            why = self._directory_problem()
+            if why:
+                self._refuse(why)
+                return
+            _files.atomic_write_text(self.path, text, mode=0o600, durable=False)
         except OSError as exc:
             _warn_once(
                 f"write:{self.directory}",
@@ -145,6 +243,132 @@ class RecordCache:
             )
 
 
+def _is_mtime(value: object) -> bool:
+    return value is None or (type(value) is int and value >= 0)
+
+
+def _is_deps(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and _is_mtime(v) for k, v in value.items()
+    )
+
+
+def _is_str_list(value: object, length: int | None = None) -> bool:
+    return isinstance(value, list) and (length is None or len(value) == length)
+
+
+@dataclasses.dataclass
+class Cached:
+    """A cache file's content, checked against its schema.
+
+    ``paths`` and ``refs`` are checked when the file is parsed; each package's
+    result only when it is reused (:meth:`reusable`), with every record passing
+    the validation a fresh record passes.
+    """
+
+    paths: list[list[Any]]
+    refs: list[EntryPointRef]
+    results: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, data: object) -> Cached | None:
+        """The content, or None when any part does not match the schema (a miss)."""
+        if not isinstance(data, dict):
+            return None
+        paths, refs, results = data.get("paths"), data.get("entry_points"), data.get("results")
+        if not (isinstance(paths, list) and isinstance(refs, list) and isinstance(results, dict)):
+            return None
+        for item in paths:
+            if not (
+                isinstance(item, list)
+                and len(item) == 5
+                and isinstance(item[0], str)
+                and _is_mtime(item[1])
+                and (item[2] is None or isinstance(item[2], str))
+                and isinstance(item[3], bool)
+                and _is_deps(item[4])
+            ):
+                return None
+        parsed: list[EntryPointRef] = []
+        for item in refs:
+            if not (
+                isinstance(item, list)
+                and len(item) == 5
+                and all(isinstance(v, str) for v in item[:4])
+                and (item[4] is None or isinstance(item[4], str))
+            ):
+                return None
+            parsed.append(EntryPointRef.from_list(item))
+        return cls(paths, parsed, results)
+
+    def reusable(self, ref: EntryPointRef) -> Collected | None:
+        """The cached result of ``ref`` when it is still valid and well formed, else None."""
+        entry = self.results.get(ref.key)
+        if not isinstance(entry, dict) or entry.get("ref") != ref.to_list():
+            return None
+        if entry.get("trusted") is not True or not _is_deps(entry.get("deps")):
+            return None
+        if not deps_unchanged(entry["deps"]):
+            return None
+        try:
+            collected = Collected.from_dict(entry)
+            for record in collected.records:
+                if record.kind not in KINDS or (record.distribution, record.version) != (
+                    ref.distribution,
+                    ref.version,
+                ):
+                    return None
+                validate_record(record, record.kind)
+                if not (
+                    isinstance(record.available, bool)
+                    and isinstance(record.unavailable_reason, str)
+                ):
+                    return None
+            for problem in collected.problems:
+                if not (
+                    problem.severity in ("error", "warning")
+                    and problem.kind in (None, *KINDS)
+                    and all(
+                        isinstance(v, str)
+                        for v in (
+                            problem.entry_point,
+                            problem.reason,
+                            problem.detail,
+                            *problem.names,
+                        )
+                    )
+                ):
+                    return None
+            if not (
+                isinstance(collected.collected_at, (int, float))
+                and all(isinstance(h, str) for h in collected.hooks)
+                and isinstance(collected.output, str)
+            ):
+                return None
+        except Exception:  # noqa: BLE001 - any malformed entry is a miss, collected afresh
+            return None
+        return collected
+
+    @staticmethod
+    def dump(
+        paths: list[list[Any]], refs: list[EntryPointRef], results: Mapping[str, Collected]
+    ) -> dict[str, Any]:
+        """The JSON-ready content for :meth:`RecordCache.write`."""
+        return {
+            "paths": paths,
+            "entry_points": [ref.to_list() for ref in refs],
+            "results": {
+                ref.key: {
+                    "ref": ref.to_list(),
+                    "trusted": is_trusted(results[ref.key].deps, results[ref.key].collected_at),
+                    **results[ref.key].to_dict(),
+                }
+                for ref in refs
+                if ref.key in results
+            },
+        }
+
+
 def clear(directory: Path | None = None) -> int:
     """Delete every cache file in ``directory``; return how many were removed."""
     directory = directory or default_dir()
@@ -152,14 +376,10 @@ def clear(directory: Path | None = None) -> int:
     if not directory.is_dir():
         return 0
     for file in directory.iterdir():
-        if file.suffix == ".json" or file.name.startswith(".tmp-"):
+        if (file.suffix == ".json" or file.name.endswith(".tmp")) and not file.is_dir():
             file.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def now() -> float:
-    return time.time()
 
 
 def _warn_once(key: str, message: str) -> None:

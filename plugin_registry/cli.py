@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from plugin_registry import _capture
+from plugin_registry._text import EncodedBuffer, one_line, printable
 from plugin_registry.errors import PluginRegistryError, PluginWarning
 from plugin_registry.names import expand
 from plugin_registry.records import KINDS, PluginInfo, Problem
@@ -38,14 +42,36 @@ def _record_json(record: PluginInfo) -> dict[str, Any]:
     return {**record.to_dict(), "names": _names(record)}
 
 
+class _Out(EncodedBuffer):
+    """What a command prints, kept until it has finished, in the real stdout's encoding."""
+
+    def __init__(self, encoding: str, tty: bool, width: int | None) -> None:
+        super().__init__(encoding)
+        self.tty = tty
+        self.width = width
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 140)
+    out = sys.stdout
+    tty = bool(getattr(out, "tty", False))
+    width = getattr(out, "width", None)
+    return Console(
+        file=out,
+        soft_wrap=False,
+        force_terminal=tty,
+        no_color=not tty,
+        highlight=False,
+        width=width if tty and width else 140,
+    )
 
 
 def _status(record: PluginInfo) -> str:
-    from rich.markup import escape
+    from plugin_registry._text import markup as escape
 
     if record.available:
         return "[green]available[/green]"
@@ -68,8 +94,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    from rich.markup import escape
     from rich.table import Table
+
+    from plugin_registry._text import markup as escape
 
     console = _console()
     for kind in KINDS:
@@ -119,8 +146,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    from rich.markup import escape
     from rich.table import Table
+
+    from plugin_registry._text import markup as escape
 
     table = Table(title=f"{record.kind}/{record.qualified_name}", show_header=False)
     table.add_column("field", style="bold")
@@ -142,8 +170,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.ok else 1
-    from rich.markup import escape
     from rich.table import Table
+
+    from plugin_registry._text import markup as escape
 
     console = _console()
     times = Table(title="Registration modules", title_justify="left")
@@ -203,15 +232,20 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(hardware.to_dict(), indent=2))
         return 0
-    print(hardware.summary())
+    lines = [hardware.summary()]
     for device in hardware.devices:
         props = ", ".join(f"{k}={v}" for k, v in device.properties.items())
-        print(f"  {device.label()}: {', '.join(device.dtypes)}" + (f"; {props}" if props else ""))
-    print(f"  CPU: {hardware.cpu_capability or 'unknown'}; {', '.join(hardware.cpu_dtypes)}")
-    for name, version in sorted(hardware.libraries.items()):
-        print(f"  {name}: {version or 'not installed'}")
-    for problem in hardware.problems:
-        print(f"  problem: {problem}")
+        lines.append(
+            f"  {device.label()}: {', '.join(device.dtypes)}" + (f"; {props}" if props else "")
+        )
+    lines.append(f"  CPU: {hardware.cpu_capability or 'unknown'}; {', '.join(hardware.cpu_dtypes)}")
+    lines.extend(
+        f"  {name}: {version or 'not installed'}"
+        for name, version in sorted(hardware.libraries.items())
+    )
+    lines.extend(f"  problem: {problem}" for problem in hardware.problems)
+    for line in lines:
+        print(one_line(line))
     return 0
 
 
@@ -234,7 +268,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(resolution.to_dict(), indent=2))
     else:
-        print(resolution.explain(), end="")
+        print(resolution.explain(encoding=sys.stdout.encoding or "utf-8"), end="")
     return 0
 
 
@@ -303,18 +337,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status: 0 done, 1 problems found (doctor), 2 an error.
+
+    What the command prints is kept until it has finished and then written
+    once, so code of a plugin that prints while the command runs cannot mix
+    into it (that goes to stderr), and a ``--json`` output is always valid JSON.
+    A closed pipe (``plugin-registry list | head -1``) is not an error, for
+    every command: exit 0, nothing on stderr.
+    """
     args = build_parser().parse_args(argv)
     # The listing shows broken packages itself; the warnings would repeat it.
     warnings.simplefilter("ignore", PluginWarning)
+    real = sys.stdout
+    encoding = getattr(real, "encoding", None) or "utf-8"
+    tty = bool(getattr(real, "isatty", lambda: False)())
+    width = shutil.get_terminal_size().columns if tty else None
+    out = _Out(encoding, tty, width)
+    code = 2
+    with _capture.captured(stderr=False) as stray:
+        sys.stdout = out
+        try:
+            code = args.func(args)
+        except PluginRegistryError as exc:
+            sys.stderr.write(f"plugin-registry: error: {printable(exc)}\n")
+            code = 2
+        except OSError as exc:
+            sys.stderr.write(
+                f"plugin-registry: error: {printable(exc.strerror or exc)}"
+                + (f": {printable(exc.filename)!r}" if exc.filename else "")
+                + "\n"
+            )
+            code = 2
+    if stray.text:
+        sys.stderr.write(printable(stray.text))
+    return _emit(out.getvalue(), real, code)
+
+
+def _emit(text: str, stream: Any, code: int) -> int:
+    """Write the command's output; characters the stream cannot encode are escaped."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    data = text.encode(encoding, "backslashreplace")
     try:
-        code: int = args.func(args)
-        return code
-    except PluginRegistryError as exc:
-        print(f"plugin-registry: error: {exc}", file=sys.stderr)
-        return 2
+        target = getattr(stream, "buffer", None)
+        if target is not None:
+            stream.flush()
+            target.write(data)
+        else:
+            stream.write(data.decode(encoding))
+        stream.flush()
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader has gone (`| head`): not an error. Point stdout at devnull
+        # so that the interpreter's own flush at exit does not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
         return 0
+    return code
 
 
 if __name__ == "__main__":

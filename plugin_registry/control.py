@@ -27,6 +27,7 @@ import fnmatch
 import os
 from collections.abc import Iterable, Mapping
 
+from plugin_registry import _environ
 from plugin_registry.errors import InvalidNameError
 from plugin_registry.names import normalize_distribution, normalize_kind, normalize_name
 
@@ -40,14 +41,6 @@ ENV_PIN = "PLUGIN_REGISTRY_PIN"
 #: off it is still loaded unless ``enable`` says otherwise: turning off
 #: third-party code should not take away the plugins that come with the core.
 CORE_DISTRIBUTION = "plugin-registry"
-
-
-def _split(value: str | None) -> list[str]:
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,21 +98,35 @@ class Control:
         """Arguments win; each one left as None is read from the environment."""
         env = os.environ if environ is None else environ
         if autoload is None:
-            autoload = not _truthy(env.get(ENV_DISABLE_AUTOLOAD))
+            autoload = not _environ.flag(env, ENV_DISABLE_AUTOLOAD)
         if enable is None:
-            enable = _split(env[ENV_ENABLE]) if ENV_ENABLE in env else [CORE_DISTRIBUTION]
-        if allow is None and env.get(ENV_ALLOW, "").strip():
-            allow = _split(env[ENV_ALLOW])
+            if ENV_ENABLE in env:
+                # Set but empty means "nothing besides the switch": not even the core.
+                enable = _environ.items(env, ENV_ENABLE) or []
+            else:
+                enable = [CORE_DISTRIBUTION]
+        if allow is None:
+            allow = _environ.items(env, ENV_ALLOW)
         if block is None:
-            block = _split(env.get(ENV_BLOCK))
+            block = _environ.items(env, ENV_BLOCK) or []
         if pins is None:
-            pins = dict(_parse_pin(item) for item in _split(env.get(ENV_PIN)))
+            pins = (
+                _environ.pairs(
+                    env, ENV_PIN, "xla=acme-xla", "name=distribution", error=InvalidNameError
+                )
+                or {}
+            )
         parsed_pins: dict[tuple[str | None, str], str] = {}
         for name, dist in pins.items():
             kind: str | None = None
             if "/" in name:
                 kind_part, name = name.split("/", 1)
                 kind = normalize_kind(kind_part)
+            if not normalize_name(name) or not normalize_distribution(dist):
+                raise InvalidNameError(
+                    f"pin {name!r}={dist!r} needs a plugin name and a distribution "
+                    "(e.g. PLUGIN_REGISTRY_PIN=xla=acme-xla)"
+                )
             parsed_pins[(kind, normalize_name(name))] = normalize_distribution(dist)
         return cls(
             autoload=autoload,
@@ -130,35 +137,32 @@ class Control:
         )
 
     def loads_distribution(self, distribution: str) -> str:
-        """'' when the distribution's entry points may be imported, else why not."""
+        """'' when the distribution's entry points may be imported, else why not and the way out."""
         if not self.autoload and distribution not in self.enable:
-            return f"autoload is off ({ENV_DISABLE_AUTOLOAD}) and it is not enabled ({ENV_ENABLE})"
+            return (
+                f"autoload is off ({ENV_DISABLE_AUTOLOAD}) and it is not enabled; to load it, "
+                f"add it to {ENV_ENABLE} (or Registry(enable=[...]))"
+            )
         for pattern in self.block:
             if pattern.whole_distribution and pattern.matches_distribution(distribution):
-                return f"blocked by pattern {pattern.text!r}"
+                return (
+                    f"blocked by pattern {pattern.text!r} ({ENV_BLOCK}); to load it, remove "
+                    "that pattern"
+                )
         if self.allow is not None and not any(
             p.matches_distribution(distribution) for p in self.allow
         ):
-            return "no allow pattern names it"
+            return f"no allow pattern names it ({ENV_ALLOW}); to load it, add '{distribution}:*'"
         return ""
 
     def hides(self, distribution: str | None, name: str) -> str:
         """'' when the plugin name is visible, else the rule that hides it."""
         for pattern in self.block:
             if pattern.matches(distribution, name):
-                return f"blocked by pattern {pattern.text!r}"
+                return f"blocked by pattern {pattern.text!r} ({ENV_BLOCK})"
         if self.allow is not None and not any(p.matches(distribution, name) for p in self.allow):
-            return "not matched by any allow pattern"
+            return f"not matched by any allow pattern ({ENV_ALLOW})"
         return ""
 
     def pinned(self, kind: str, name: str) -> str | None:
         return self.pins.get((kind, name)) or self.pins.get((None, name))
-
-
-def _parse_pin(item: str) -> tuple[str, str]:
-    if "=" not in item:
-        raise InvalidNameError(
-            f"{ENV_PIN} entry {item!r} is not name=distribution (e.g. 'xla=acme-xla')"
-        )
-    name, dist = item.split("=", 1)
-    return name.strip(), dist.strip()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
+from plugin_registry._text import describe
 from plugin_registry.errors import PluginLoadError, PluginNotFoundError, PluginWarning
 from plugin_registry.records import PluginInfo
 
@@ -44,7 +45,7 @@ def launched_by(registry: Registry, record: PluginInfo) -> bool | str:
     try:
         return bool(registry.load_target(record).detect())
     except (PluginLoadError, Exception) as exc:  # noqa: BLE001 - one plugin's fault
-        return f"its detect() failed: {type(exc).__name__}: {exc}"
+        return f"its detect() failed: {describe(exc)}"
 
 
 def detection_order(registry: Registry | None = None) -> list[PluginInfo]:

@@ -22,16 +22,18 @@ from typing import Any
 import importlib_metadata
 import pluggy
 
-from plugin_registry import hookspecs
+from plugin_registry import _capture, hookspecs
+from plugin_registry._text import describe, printable
 from plugin_registry.errors import InvalidRecordError
 from plugin_registry.names import (
     did_you_mean,
-    expand,
     normalize_distribution,
     split_metadata_dir,
 )
 from plugin_registry.records import (
     KINDS,
+    MAX_NAME_LENGTH,
+    MAX_RECORDS_PER_PACKAGE,
     Collected,
     EntryPointRef,
     Kind,
@@ -105,14 +107,33 @@ def _read_entry_points(dist: importlib_metadata.IDistribution, path: object) -> 
     return dist.read_text("entry_points.txt")
 
 
-def collect(
-    ref: EntryPointRef, manager: pluggy.PluginManager | None = None
-) -> tuple[Collected, object | None]:
+def collect(ref: EntryPointRef, manager: pluggy.PluginManager | None = None) -> Collected:
     """Import one registration module and gather its records, never raising.
 
-    Returns the result and the loaded plugin object (None when it failed), which
-    the caller may keep registered in ``manager`` for later hooks.
+    The module stays registered in ``manager`` (for later hooks) when it loaded.
+    Whatever it raises -- any exception, ``SystemExit``, a ``KeyboardInterrupt``
+    it raised itself -- becomes a Problem; only a real Ctrl-C from the user goes
+    through. What it prints is captured into the result, not shown.
     """
+    slow = (
+        f"plugin-registry: still importing {ref.value.strip()!r}, the registration module of "
+        f"{ref.distribution}, and asking it for records after {_capture.SLOW_SECONDS:g} s. If "
+        f"it hangs, skip the package with PLUGIN_REGISTRY_BLOCK='{ref.distribution}:*' (or "
+        "turn autoload off with PLUGIN_REGISTRY_DISABLE_AUTOLOAD=1)\n"
+    )
+    with (
+        _capture.captured() as output,
+        _capture.Interrupts() as interrupts,
+        _capture.slow_warning(slow),
+    ):
+        collected = _collect(ref, manager, interrupts)
+    collected.output = output.text
+    return collected
+
+
+def _collect(
+    ref: EntryPointRef, manager: pluggy.PluginManager | None, interrupts: _capture.Interrupts
+) -> Collected:
     started = time.time()
     deps: dict[str, int | None] = {}
     if ref.metadata_dir:
@@ -121,8 +142,9 @@ def collect(
     problems: list[Problem] = []
 
     def problem(reason: str, exc: BaseException | None, **kw: Any) -> Problem:
-        detail = "".join(traceback.format_exception(exc)) if exc is not None else ""
-        p = Problem(ref.distribution, ref.name, reason, detail=detail, exception=exc, **kw)
+        if exc is not None and interrupts.is_real(exc):
+            raise exc
+        p = Problem(ref.distribution, ref.name, reason, detail=_format(exc), exception=exc, **kw)
         problems.append(p)
         return p
 
@@ -132,19 +154,19 @@ def collect(
             "'package.module' or 'package.module:object'",
             None,
         )
-        return Collected([], problems, deps, started), None
+        return Collected([], problems, deps, started)
     before = set(sys.modules)
     try:
         plugin = importlib_metadata.EntryPoint(
             name=ref.name, value=ref.value, group=hookspecs.ENTRY_POINT_GROUP
         ).load()
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a third party's import
+    except BaseException as exc:  # noqa: BLE001 - a third party's import, isolated
         problem(
-            f"entry point {ref.name} = {ref.value!r} failed to load: {type(exc).__name__}: {exc}",
+            f"entry point {ref.name} = {ref.value!r} failed to load: {describe(exc)}",
             exc,
         )
         _track_modules(ref, before, deps)
-        return Collected([], problems, deps, started), None
+        return Collected([], problems, deps, started)
     _track_modules(ref, before, deps)
     heavy = sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in before)
     if heavy:
@@ -159,9 +181,9 @@ def collect(
     plugin_name = ref.key
     try:
         manager.register(plugin, name=plugin_name)
-    except Exception as exc:  # noqa: BLE001 - pluggy validation of a third party's hooks
-        problem(f"its hook implementations are invalid: {exc}", exc)
-        return Collected([], problems, deps, started), None
+    except BaseException as exc:  # noqa: BLE001 - pluggy validation of a third party's hooks
+        problem(f"its hook implementations are invalid: {describe(exc)}", exc)
+        return Collected([], problems, deps, started)
     for caller in manager.get_hookcallers(plugin) or ():
         if caller.spec is None:
             problem(
@@ -177,7 +199,8 @@ def collect(
         for impl in getattr(manager.hook, hook_name).get_hookimpls():
             if impl.plugin_name != plugin_name:
                 continue
-            records.extend(_call_hook(ref, kind, impl.function, problem))
+            room = MAX_RECORDS_PER_PACKAGE - len(records)
+            records.extend(_call_hook(ref, kind, impl.function, problem, room))
     # Remembered (and cached) so that callers of the other hooks import only
     # the packages implementing them.
     hooks = sorted(
@@ -185,8 +208,16 @@ def collect(
         for caller in manager.get_hookcallers(plugin) or ()
         if caller.spec is not None and caller.name not in hookspecs.HOOK_FOR_KIND.values()
     )
-    result = Collected(_dedupe(ref, records, problem), problems, deps, started, hooks)
-    return result, plugin
+    return Collected(_dedupe(ref, records, problem), problems, deps, started, hooks)
+
+
+def _format(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    try:
+        return "".join(traceback.format_exception(exc))[-20000:]
+    except BaseException:  # noqa: BLE001 - a traceback that cannot be formatted
+        return describe(exc)
 
 
 def new_manager() -> pluggy.PluginManager:
@@ -195,36 +226,49 @@ def new_manager() -> pluggy.PluginManager:
     return manager
 
 
-def _call_hook(ref: EntryPointRef, kind: Kind, function: Any, problem: Any) -> list[PluginInfo]:
+def _call_hook(
+    ref: EntryPointRef, kind: Kind, function: Any, problem: Any, room: int
+) -> list[PluginInfo]:
     where = f"{hookspecs.HOOK_FOR_KIND[kind]}()"
+    good: list[PluginInfo] = []
     try:
         returned = function()
-    except Exception as exc:  # noqa: BLE001 - a third party's hook
-        problem(f"{where} raised {type(exc).__name__}: {exc}", exc, kind=kind)
-        return []
-    if returned is None:
-        return []
-    if isinstance(returned, (str, bytes, Mapping)) or not isinstance(returned, Iterable):
-        problem(
-            f"{where} returned {type(returned).__name__}, not a list of PluginInfo",
-            None,
-            kind=kind,
-        )
-        return []
-    good: list[PluginInfo] = []
-    for item in returned:
-        try:
-            record = validate_record(item, kind)
-        except InvalidRecordError as exc:
-            name = getattr(item, "name", None)
+        if returned is None:
+            return []
+        if isinstance(returned, (str, bytes, Mapping)) or not isinstance(returned, Iterable):
             problem(
-                f"{where} returned an invalid record: {exc}",
-                exc,
+                f"{where} returned {type(returned).__name__}, not a list of PluginInfo",
+                None,
                 kind=kind,
-                names=(name,) if isinstance(name, str) else (),
             )
-            continue
-        good.append(dataclasses.replace(record, distribution=ref.distribution, version=ref.version))
+            return []
+        # Bounded: a generator without end must not hang every listing.
+        for count, item in enumerate(returned):
+            if count >= room:
+                problem(
+                    f"{where} returned more than {MAX_RECORDS_PER_PACKAGE} records (the most one "
+                    "package may register); the rest are ignored",
+                    None,
+                    kind=kind,
+                )
+                break
+            try:
+                record = validate_record(item, kind)
+            except BaseException as exc:  # noqa: BLE001 - a hostile record
+                name = getattr(item, "name", None) if isinstance(item, PluginInfo) else None
+                problem(
+                    f"{where} returned an invalid record: "
+                    + (printable(exc) if isinstance(exc, InvalidRecordError) else describe(exc)),
+                    exc,
+                    kind=kind,
+                    names=(name,) if type(name) is str and len(name) <= MAX_NAME_LENGTH else (),
+                )
+                continue
+            good.append(
+                dataclasses.replace(record, distribution=ref.distribution, version=ref.version)
+            )
+    except BaseException as exc:  # noqa: BLE001 - a third party's hook
+        problem(f"{where} raised {describe(exc)}", exc, kind=kind)
     return good
 
 
@@ -233,7 +277,7 @@ def _dedupe(ref: EntryPointRef, records: list[PluginInfo], problem: Any) -> list
     owner: dict[tuple[str, str], str] = {}
     kept: list[PluginInfo] = []
     for record in records:
-        names = {e.name for e in expand(record.name, record.aliases, record.name_parameters)}
+        names = set(record.names())
         clash = sorted(n for n in names if (record.kind, n) in owner)
         if clash:
             problem(

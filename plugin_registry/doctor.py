@@ -36,8 +36,14 @@ except BaseException as exc:
 seconds = time.perf_counter() - t0
 new = set(sys.modules) - before
 heavy = sorted(m for m in spec["watch"] if m in new)
-print(json.dumps({"seconds": seconds, "heavy": heavy, "error": error}))
+sys.stdout.flush()
+sys.__stdout__.write("\n@@plugin-registry-probe@@" + json.dumps(
+    {"seconds": seconds, "heavy": heavy, "error": error}) + "\n")
 """
+
+
+#: How long the doctor waits for one registration module to import.
+PROBE_SECONDS = 120
 
 
 @dataclasses.dataclass
@@ -82,12 +88,24 @@ def _import_names(distributions: Iterable[str]) -> set[str]:
 def probe_registration(value: str, watch: Iterable[str]) -> dict[str, Any]:
     """Import one registration module in a fresh interpreter; time and watch it."""
     spec = json.dumps({"path": sys.path, "value": value, "watch": sorted(set(watch))})
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, spec], capture_output=True, text=True, timeout=300
-    )
-    if proc.returncode != 0 or not proc.stdout.strip():
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE, spec],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        return {
+            "seconds": float(PROBE_SECONDS),
+            "heavy": [],
+            "error": f"importing it did not finish in {PROBE_SECONDS} s",
+        }
+    marker = "@@plugin-registry-probe@@"
+    if proc.returncode != 0 or marker not in proc.stdout:
         return {"seconds": 0.0, "heavy": [], "error": proc.stderr.strip()[-500:] or "no output"}
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.rsplit(marker, 1)[1].strip().splitlines()[0])
     return result
 
 
@@ -139,8 +157,23 @@ def run(registry: Registry) -> Report:
                     "move those imports into the plugin targets, or inside functions",
                 )
             )
+    for key, text in sorted(registry.output().items()):
+        findings.append(
+            Finding(
+                "warning",
+                key,
+                "its registration module writes to stdout/stderr when imported (captured, "
+                f"not shown): {text.strip()[:300]}",
+                "print nothing at import time; use logging, or print inside the plugin",
+            )
+        )
     for record in records:
         subject = f"{record.kind}/{record.qualified_name}"
+        hidden = _hidden_reason(registry, record)
+        if hidden:
+            # A hidden plugin's code is not imported, by the doctor either.
+            findings.append(Finding("info", subject, f"not checked: {hidden}"))
+            continue
         if not record.available:
             findings.append(
                 Finding("warning", subject, f"unavailable: {record.unavailable_reason}")
@@ -163,6 +196,13 @@ def run(registry: Registry) -> Report:
             )
     findings.extend(_shadowed_distributions(registry))
     return Report(findings, times)
+
+
+def _hidden_reason(registry: Registry, record: Any) -> str:
+    if record.distribution is None:
+        return ""
+    reasons = [registry.control.hides(record.distribution, n) for n in record.names()]
+    return reasons[0] if all(reasons) else ""
 
 
 def _shadowed_distributions(registry: Registry) -> list[Finding]:

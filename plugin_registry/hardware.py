@@ -32,6 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from plugin_registry._text import describe
 from plugin_registry.errors import PluginRegistryError
 
 if TYPE_CHECKING:
@@ -243,13 +244,13 @@ def _detect(registry: Registry | None) -> Hardware:
             cpu_capability, found = _torch_devices()
             devices.extend(found)
         except Exception as exc:  # noqa: BLE001 - a broken CUDA driver must not stop planning
-            problems.append(f"torch device query failed: {type(exc).__name__}: {exc}")
+            problems.append(f"torch device query failed: {describe(exc)}")
     if installed_version("torch_xla") and _xla_wanted():
         sources.append("torch_xla")
         try:
             devices.extend(_xla_devices())
         except Exception as exc:  # noqa: BLE001 - see _xla_wanted
-            problems.append(f"torch_xla device query failed: {type(exc).__name__}: {exc}")
+            problems.append(f"torch_xla device query failed: {describe(exc)}")
     for source, found_or_error in _hook_devices(registry):
         if isinstance(found_or_error, str):
             problems.append(f"{source}: {found_or_error}")
@@ -328,7 +329,7 @@ def _hook_devices(registry: Registry) -> Iterable[tuple[str, list[Device] | str]
         try:
             returned = impl.function()
         except Exception as exc:  # noqa: BLE001 - one package's fault
-            yield source, f"plugin_registry_detect_hardware() raised {type(exc).__name__}: {exc}"
+            yield source, f"plugin_registry_detect_hardware() raised {describe(exc)}"
             continue
         if not isinstance(returned, (list, tuple)) or not all(
             isinstance(d, Device) for d in returned

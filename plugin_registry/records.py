@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from plugin_registry.errors import InvalidRecordError
-from plugin_registry.names import NAME_RE, normalize_name, template_fields
+from plugin_registry.names import NAME_RE, expand, normalize_name, template_fields
 
 #: The entry-point group through which plugin packages are found.
 ENTRY_POINT_GROUP = "plugin_registry"
@@ -22,8 +22,20 @@ ENTRY_POINT_GROUP = "plugin_registry"
 Kind = Literal["precision", "checkpoint_io", "cluster_environment"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
-_TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", re.ASCII)
 _ACCELERATOR_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+#: Control characters (C0, DEL, C1) and line/paragraph separators: never in a
+#: name; in free text only as an escaped form (see plugin_registry._text).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+#: Limits on what one package may declare; a package over them is a Problem.
+MAX_NAME_LENGTH = 100
+MAX_TEXT_LENGTH = 2000
+MAX_NAMES_PER_RECORD = 1024
+MAX_RECORDS_PER_PACKAGE = 1000
+MAX_PARAMETER_DEPTH = 32
+MAX_PARAMETER_ITEMS = 10_000
+_MAX_INT = 2**63
 
 
 def _freeze(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -31,22 +43,49 @@ def _freeze(value: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _check_json(value: object, where: str) -> None:
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_json(item, where)
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidRecordError(f"{where}: key {key!r} is not a string")
-            _check_json(item, where)
-        return
-    raise InvalidRecordError(
-        f"{where}: {value!r} ({type(value).__name__}) is not a plain value; "
-        "parameters must be str, int, float, bool, None, lists or dicts of those"
-    )
+    """A plain JSON value of bounded depth and size, checked without recursion."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_PARAMETER_ITEMS:
+            raise InvalidRecordError(f"{where}: more than {MAX_PARAMETER_ITEMS} values")
+        if depth > MAX_PARAMETER_DEPTH:
+            raise InvalidRecordError(f"{where}: nested deeper than {MAX_PARAMETER_DEPTH} levels")
+        kind = type(item)
+        if item is None or kind in (str, bool):
+            continue
+        if kind is int:
+            if not -_MAX_INT <= item < _MAX_INT:  # type: ignore[operator]
+                raise InvalidRecordError(f"{where}: integer out of the 64-bit range JSON carries")
+            continue
+        if kind is float:
+            if item != item or item in (float("inf"), float("-inf")):
+                raise InvalidRecordError(f"{where}: {item!r} is not a finite number")
+            continue
+        if kind in (list, tuple):
+            stack.extend((v, depth + 1) for v in item)  # type: ignore[attr-defined]
+            continue
+        if isinstance(item, Mapping) and kind in (dict, MappingProxyType):
+            for key, v in item.items():
+                if type(key) is not str:
+                    raise InvalidRecordError(f"{where}: key {_short(key)} is not a string")
+                stack.append((v, depth + 1))
+            continue
+        raise InvalidRecordError(
+            f"{where}: a {kind.__name__} is not a plain value; parameters must be str, int, "
+            "float, bool, None, lists or dicts of those"
+        )
+
+
+def _short(value: object) -> str:
+    """A bounded repr that a hostile ``__repr__`` cannot break."""
+    try:
+        text = repr(value) if type(value) in (str, int, float, bool, type(None)) else ""
+    except BaseException:  # noqa: BLE001 - e.g. an int too large to print
+        text = ""
+    return text[:80] if text else f"<a {type(value).__name__}>"
 
 
 @dataclasses.dataclass(frozen=True, eq=True)
@@ -125,6 +164,10 @@ class PluginInfo:
     def __hash__(self) -> int:
         return hash((self.kind, self.name, self.distribution, self.target))
 
+    def names(self) -> list[str]:
+        """Every concrete, normalised name the record answers to, in declaration order."""
+        return [e.name for e in expand(self.name, self.aliases, self.name_parameters)]
+
     @property
     def qualified_name(self) -> str:
         """``distribution:name``, the spelling that picks this provider."""
@@ -154,50 +197,104 @@ class PluginInfo:
         return cls(**data)
 
 
-def validate_record(obj: object, kind: Kind, *, check_target: bool = True) -> PluginInfo:
-    """Check a record returned by a hook for ``kind``; raise InvalidRecordError."""
-    if not isinstance(obj, PluginInfo):
+def _check_text(value: object, where: str, label: str, limit: int = MAX_TEXT_LENGTH) -> None:
+    if type(value) is not str:
+        raise InvalidRecordError(f"{where}: {label} must be a str, got {type(value).__name__}")
+    if len(value) > limit:
+        raise InvalidRecordError(f"{where}: {label} is {len(value)} characters; at most {limit}")
+
+
+def _check_words(values: object, where: str, label: str) -> tuple[str, ...]:
+    if type(values) is not tuple:
+        raise InvalidRecordError(f"{where}: {label} must be a list of strings")
+    for value in values:
+        _check_text(value, where, f"{label} entry", MAX_NAME_LENGTH)
+    return values
+
+
+def _check_name(spelled: object, where: str, label: str) -> str:
+    """A name or alias as spelled: a str, short, with no control or separator character."""
+    _check_text(spelled, where, label, MAX_NAME_LENGTH)
+    assert isinstance(spelled, str)
+    if _CONTROL_RE.search(spelled) or spelled != spelled.strip():
         raise InvalidRecordError(
-            f"expected a plugin_registry.PluginInfo, got {type(obj).__name__} ({obj!r:.80})"
+            f"{where}: {label} {spelled!r} contains a control, separator or surrounding space "
+            "character; names are letters, digits, '-', '_' and '.'"
         )
-    where = f"record {obj.name!r}" if isinstance(obj.name, str) else "record"
-    if not isinstance(obj.name, str) or not obj.name:
-        raise InvalidRecordError(f"{where}: name must be a non-empty string")
+    return spelled
+
+
+def _count_names(obj: PluginInfo) -> int:
+    total = 0
+    for spelled in (obj.name, *obj.aliases):
+        count = 1
+        for field in template_fields(spelled):
+            count *= len(obj.name_parameters.get(field, ()))
+            if count > MAX_NAMES_PER_RECORD:
+                return count
+        total += count
+    return total
+
+
+def validate_record(obj: object, kind: Kind, *, check_target: bool = True) -> PluginInfo:
+    """Check a record returned by a hook for ``kind``; raise InvalidRecordError.
+
+    Every field is checked by exact type (a ``str`` subclass with its own
+    ``__eq__`` is refused before it is compared), within the limits above.
+    """
+    if type(obj) is not PluginInfo:
+        raise InvalidRecordError(f"expected a plugin_registry.PluginInfo, got {type(obj).__name__}")
+    if type(obj.name) is not str or not obj.name:
+        raise InvalidRecordError("record: name must be a non-empty string")
+    where = f"record {obj.name[:MAX_NAME_LENGTH]!r}"
+    _check_name(obj.name, where, "name")
+    if type(obj.kind) is not str or obj.kind not in KINDS:
+        shown = obj.kind if type(obj.kind) is str else f"<a {type(obj.kind).__name__}>"
+        raise InvalidRecordError(
+            f"{where}: unknown kind {shown!r}; choose one of {', '.join(KINDS)}"
+        )
     if obj.kind != kind:
         raise InvalidRecordError(
             f"{where}: kind {obj.kind!r} returned from the {kind!r} hook; "
             f"return it from plugin_registry_{obj.kind}_plugins instead"
-            if obj.kind in KINDS
-            else f"{where}: unknown kind {obj.kind!r}; choose one of {', '.join(KINDS)}"
         )
-    if check_target and (not isinstance(obj.target, str) or not _TARGET_RE.match(obj.target)):
+    _check_text(obj.target, where, "target", 500)
+    if check_target and not _TARGET_RE.match(obj.target):
         raise InvalidRecordError(
             f"{where}: target {obj.target!r} is not of the form 'package.module:attribute'"
         )
-    if not isinstance(obj.summary, str):
-        raise InvalidRecordError(f"{where}: summary must be a string")
-    if not isinstance(obj.priority, int) or isinstance(obj.priority, bool):
-        raise InvalidRecordError(f"{where}: priority {obj.priority!r} is not an integer")
-    for label, values in (("requires", obj.requires), ("accelerators", obj.accelerators)):
-        for value in values:
-            if not isinstance(value, str) or not value.strip():
-                raise InvalidRecordError(f"{where}: {label} entry {value!r} is not a string")
+    _check_text(obj.summary, where, "summary")
+    _check_text(obj.install_hint, where, "install_hint")
+    if type(obj.priority) is not int or not -_MAX_INT <= obj.priority < _MAX_INT:
+        raise InvalidRecordError(f"{where}: priority {_short(obj.priority)} is not an integer")
+    for label in ("aliases", "requires", "accelerators", "provides", "strategies"):
+        _check_words(getattr(obj, label), where, label)
+    for value in obj.requires:
+        if not value.strip():
+            raise InvalidRecordError(
+                f"{where}: requires entry {value!r} is not a string naming a distribution"
+            )
     for label, words in (("accelerator", obj.accelerators), ("strategy", obj.strategies)):
         for word in words:
-            if not isinstance(word, str) or not _ACCELERATOR_RE.match(word):
+            if not _ACCELERATOR_RE.match(word):
                 raise InvalidRecordError(f"{where}: {label} {word!r} is not a lowercase word")
     _check_constraints(obj.constraints, where)
-    if not isinstance(obj.shardable, bool):
+    if type(obj.shardable) is not bool:
         raise InvalidRecordError(f"{where}: shardable must be True or False")
-    _check_json(dict(obj.parameters), f"{where}: parameters")
+    _check_json(obj.parameters, f"{where}: parameters")
     for field_name, choices in obj.name_parameters.items():
-        if not choices or not all(isinstance(c, str) and c for c in choices):
+        _check_text(field_name, where, "name_parameters key", MAX_NAME_LENGTH)
+        if not choices or not all(type(c) is str and c for c in choices):
             raise InvalidRecordError(
                 f"{where}: name_parameters[{field_name!r}] must be a non-empty list of strings"
             )
+        for choice in choices:
+            _check_name(choice, where, f"choice of {field_name!r}")
+            if not NAME_RE.match(normalize_name(choice)):
+                raise InvalidRecordError(
+                    f"{where}: choice {choice!r} of {field_name!r} is not valid in a name"
+                )
     for spelled in obj.provides:
-        if not isinstance(spelled, str) or not spelled:
-            raise InvalidRecordError(f"{where}: provides entry {spelled!r} is not a string")
         missing = template_fields(spelled) - set(obj.name_parameters)
         if missing:
             raise InvalidRecordError(
@@ -205,10 +302,8 @@ def validate_record(obj: object, kind: Kind, *, check_target: bool = True) -> Pl
                 "choices in name_parameters"
             )
     for spelled in (obj.name, *obj.aliases):
-        if not isinstance(spelled, str):
-            raise InvalidRecordError(f"{where}: alias {spelled!r} is not a string")
-        fields = template_fields(spelled)
-        missing = fields - set(obj.name_parameters)
+        _check_name(spelled, where, "alias" if spelled is not obj.name else "name")
+        missing = template_fields(spelled) - set(obj.name_parameters)
         if missing:
             raise InvalidRecordError(
                 f"{where}: placeholder(s) {sorted(missing)} in {spelled!r} have no "
@@ -220,12 +315,12 @@ def validate_record(obj: object, kind: Kind, *, check_target: bool = True) -> Pl
                 f"{where}: {spelled!r} is not a valid plugin name (letters, digits, '-', '_', "
                 "'.'; starting with a letter or digit)"
             )
-    for field_name, choices in obj.name_parameters.items():
-        for choice in choices:
-            if not NAME_RE.match(normalize_name(choice)):
-                raise InvalidRecordError(
-                    f"{where}: choice {choice!r} of {field_name!r} is not valid in a name"
-                )
+    count = _count_names(obj)
+    if count > MAX_NAMES_PER_RECORD:
+        raise InvalidRecordError(
+            f"{where}: its name, aliases and name_parameters expand to more than "
+            f"{MAX_NAMES_PER_RECORD} names (at least {count}); declare fewer choices"
+        )
     return obj
 
 
@@ -233,8 +328,11 @@ def _check_constraints(constraints: Mapping[str, Any], where: str) -> None:
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     for key, value in constraints.items():
-        if not isinstance(key, str) or not _ACCELERATOR_RE.match(key):
-            raise InvalidRecordError(f"{where}: constraint key {key!r} is not a lowercase word")
+        if type(key) is not str or not _ACCELERATOR_RE.match(key):
+            raise InvalidRecordError(
+                f"{where}: constraint key {_short(key)} is not a lowercase word"
+            )
+        _check_text(value, where, f"constraint {key}", MAX_NAME_LENGTH)
         try:
             SpecifierSet(value)
         except (InvalidSpecifier, TypeError) as exc:
@@ -320,6 +418,8 @@ class Collected:
     collected_at: float
     #: Hooks beyond the record hooks that the registration module implements.
     hooks: list[str] = dataclasses.field(default_factory=list)
+    #: What the registration module and its hooks wrote to stdout and stderr.
+    output: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -328,6 +428,7 @@ class Collected:
             "deps": self.deps,
             "collected_at": self.collected_at,
             "hooks": list(self.hooks),
+            "output": self.output,
         }
 
     @classmethod
@@ -338,4 +439,5 @@ class Collected:
             deps=dict(data["deps"]),
             collected_at=data["collected_at"],
             hooks=list(data["hooks"]),
+            output=data.get("output", ""),
         )

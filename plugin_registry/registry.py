@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from plugin_registry import cache as cache_mod
+from plugin_registry._text import describe, printable
 from plugin_registry.control import Control
 from plugin_registry.errors import (
     AmbiguousPluginError,
@@ -104,115 +105,104 @@ class Registry:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_mod.default_dir()
         self.stats = DiscoveryStats()
         self._lock = threading.RLock()
-        self._discovered = False
-        self._records: list[PluginInfo] = []
-        self._problems: list[Problem] = []
-        self._skipped: dict[str, str] = {}
-        self._refs: list[EntryPointRef] = []
-        self._hooks: dict[str, list[str]] = {}
-        self._manager: Any = None
+        self._state: _Snapshot | None = None
         self._in_process: list[PluginInfo] = []
-        self._objects: dict[tuple[str, str], Any] = {}
+        # Keyed by the record itself: a record registered later under the same
+        # name with another target never reaches an object registered before.
+        self._objects: dict[PluginInfo, Any] = {}
         self._overrides: set[tuple[str, str]] = set()
         self._index: dict[tuple[str, str], list[Match]] | None = None
 
     # -- discovery -------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Forget what was discovered; the next call discovers again."""
+        """Forget what was discovered; the next call discovers again, from scratch.
+
+        The next discovery builds a new snapshot with a new pluggy manager and
+        replaces the old one whole; plugins registered in-process stay.
+        """
         with self._lock:
-            self._discovered = False
+            self._state = None
             self._index = None
 
-    def _ensure(self) -> None:
-        if self._discovered:
-            return
+    def _snapshot(self) -> _Snapshot:
+        state = self._state
+        if state is not None:
+            return state
         with self._lock:
-            if not self._discovered:
-                self._discover()
-                self._discovered = True
+            if self._state is None:
+                self._state = self._discover()
                 self._index = None
                 self._warn_problems()
+            return self._state
 
-    def _discover(self) -> None:
+    def _ensure(self) -> None:
+        self._snapshot()
+
+    def _discover(self) -> _Snapshot:
         started = time.perf_counter()
         stats = DiscoveryStats()
         if "plugin_registry.requirements" in sys.modules:
             sys.modules["plugin_registry.requirements"].forget_versions()
         store = cache_mod.RecordCache(self.cache_dir, self.group) if self.cache_enabled else None
         stats.cache_file = str(store.path) if store else None
-        data = store.read() if store else None
-        paths = cache_mod.path_snapshot(cache_mod.search_path())
-        if data and data.get("paths") == paths and data.get("paths_trusted"):
-            refs = [EntryPointRef.from_list(item) for item in data["entry_points"]]
+        cached = cache_mod.Cached.parse(store.read()) if store else None
+        search = cache_mod.search_path()
+        taken = time.time()
+        if cached is not None and cache_mod.paths_unchanged(cached.paths, search):
+            refs = cached.refs
+            paths = cached.paths
         else:
             from plugin_registry.discovery import scan
 
+            paths = cache_mod.path_snapshot(search, taken)
             refs = scan(self.group)
             stats.scanned = True
-        old: dict[str, Any] = data.get("results", {}) if data else {}
+        manager: Any = None
         results: dict[str, Collected] = {}
         skipped: dict[str, str] = {}
         for ref in refs:
             why = self.control.loads_distribution(ref.distribution)
             if why:
                 skipped[ref.key] = why
-            entry = old.get(ref.key)
-            if (
-                entry is not None
-                and entry["ref"] == ref.to_list()
-                and entry["trusted"]
-                and cache_mod.deps_unchanged(entry["deps"])
-            ):
-                collected = Collected.from_dict(entry)
+            reused = cached.reusable(ref) if cached is not None else None
+            if reused is not None:
                 if stats.scanned:  # what else is installed may have changed
                     from plugin_registry.requirements import with_availability
 
-                    collected.records = with_availability(collected.records)
-                results[ref.key] = collected
+                    reused.records = with_availability(reused.records)
+                results[ref.key] = reused
                 stats.reused += 1
             elif not why:
                 from plugin_registry.discovery import collect, new_manager
                 from plugin_registry.requirements import with_availability
 
-                if self._manager is None:
-                    self._manager = new_manager()
-                collected, _ = collect(ref, self._manager)
+                manager = manager or new_manager()
+                collected = collect(ref, manager)
                 collected.records = with_availability(collected.records)
                 results[ref.key] = collected
                 stats.collected += 1
         if store and (stats.scanned or stats.collected):
-            taken = cache_mod.now()
-            store.write(
-                {
-                    "paths": paths,
-                    "paths_trusted": cache_mod.is_trusted(paths, taken),
-                    "entry_points": [ref.to_list() for ref in refs],
-                    "results": {
-                        key: {
-                            "ref": ref.to_list(),
-                            "trusted": cache_mod.is_trusted(
-                                results[key].deps, results[key].collected_at
-                            ),
-                            **results[key].to_dict(),
-                        }
-                        for ref in refs
-                        if (key := ref.key) in results
-                    },
-                }
-            )
+            store.write(cache_mod.Cached.dump(paths, refs, results))
             stats.cache_written = True
-        self._refs = refs
-        self._hooks = {key: results[key].hooks for key in results if key not in skipped}
-        self._skipped = skipped
-        self._records = [
-            r for ref in refs if ref.key not in skipped for r in results[ref.key].records
-        ]
-        self._problems = [
-            p for ref in refs if ref.key not in skipped for p in results[ref.key].problems
-        ]
+        loaded = [ref for ref in refs if ref.key not in skipped]
         stats.seconds = time.perf_counter() - started
         self.stats = stats
+        return _Snapshot(
+            refs=tuple(refs),
+            skipped=skipped,
+            hooks={ref.key: tuple(results[ref.key].hooks) for ref in loaded},
+            records=tuple(r for ref in loaded for r in results[ref.key].records),
+            problems=tuple(p for ref in loaded for p in results[ref.key].problems),
+            output={ref.key: results[ref.key].output for ref in loaded if results[ref.key].output},
+            withheld=tuple(
+                r
+                for ref in refs
+                if ref.key in skipped and ref.key in results
+                for r in results[ref.key].records
+            ),
+            manager=manager,
+        )
 
     def _warn_problems(self) -> None:
         for problem in self.problems():
@@ -222,7 +212,7 @@ class Registry:
             _warned.add(key)
             warnings.warn(
                 f"plugin package {problem.distribution or IN_PROCESS} "
-                f"(entry point {problem.entry_point!r}): {problem.reason}",
+                f"(entry point {problem.entry_point!r}): {printable(problem.reason)}",
                 PluginWarning,
                 stacklevel=4,
             )
@@ -231,7 +221,7 @@ class Registry:
 
     def _all_records(self) -> list[PluginInfo]:
         self._ensure()
-        return [*self._records, *self._in_process]
+        return [*self._snapshot().records, *self._in_process]
 
     def list_plugins(
         self, kind: str | None = None, *, include_hidden: bool = False
@@ -254,18 +244,15 @@ class Registry:
 
     def problems(self) -> list[Problem]:
         """Broken packages and records, then names that two providers claim."""
-        self._ensure()
-        return [*self._problems, *self._conflicts()]
+        return [*self._snapshot().problems, *self._conflicts()]
 
     def skipped(self) -> dict[str, str]:
         """Entry points not loaded (``dist:entry-point`` -> why), by the control policy."""
-        self._ensure()
-        return dict(self._skipped)
+        return dict(self._snapshot().skipped)
 
     def entry_points(self) -> list[EntryPointRef]:
         """The entry points of the group found on ``sys.path``, as plain refs."""
-        self._ensure()
-        return list(self._refs)
+        return list(self._snapshot().refs)
 
     def _visible(self, record: PluginInfo) -> bool:
         if record.distribution is None:
@@ -388,26 +375,79 @@ class Registry:
             if owners:
                 message += f" (it is provided by {_join(owners)})"
         candidates = known if not spec.kind else {n for (k, n) in index if k == spec.kind}
-        message += did_you_mean(spec.name, candidates) or "."
+        suggestion = did_you_mean(spec.name, candidates)
+        message += suggestion or "."
+        state = self._snapshot()
+        withheld = self._withheld_for(spec)
+        if withheld:
+            dist, why = withheld[0]
+            raise PluginBlockedError(
+                f"plugin {str(spec)!r} is installed (by {dist}) but its package is not loaded: "
+                f"{why}",
+                name=spec.name,
+                kind=spec.kind,
+            )
         broken = self._broken_for(spec.name)
+        failed = [p for p in state.problems if p.severity == "error" and not p.names]
+        if broken is None and failed and not suggestion:
+            broken = failed[0]
         if broken is not None:
             cause = self._live_exception(broken)
+            others = [p for p in failed if p is not broken]
             raise BrokenPluginError(
                 f"plugin {spec.name!r} cannot be used: its package "
                 f"{broken.distribution} is broken: {broken.reason}"
+                + (
+                    " (also broken: " + _join(sorted({str(p.distribution) for p in others})) + ")"
+                    if others
+                    else ""
+                )
+                + ". Fix or reinstall the package, or run 'plugin-registry doctor'"
             ) from cause
-        failed = [p for p in self._problems if p.severity == "error" and not p.names]
         if failed:
             message += (
                 " Plugin packages that failed to load and may provide it: "
                 + _join(sorted({f"{p.distribution} ({p.reason})" for p in failed}))
                 + "."
             )
+        not_loaded = sorted({ref.distribution for ref in state.refs if ref.key in state.skipped})
+        if not_loaded and not suggestion:
+            raise PluginBlockedError(
+                message
+                + " Installed packages that are not loaded may provide it: "
+                + _join(
+                    [
+                        f"{ref.distribution} ({state.skipped[ref.key]})"
+                        for ref in state.refs
+                        if ref.key in state.skipped
+                    ]
+                ),
+                name=spec.name,
+                kind=spec.kind,
+            )
         message += " Run 'plugin-registry list' to see every plugin."
         return PluginNotFoundError(message)
 
+    def _withheld_for(self, spec: Spec) -> list[tuple[str, str]]:
+        """``(distribution, why)`` of packages the policy keeps out that serve ``spec``.
+
+        Known only where a listing before (the cache) saw their records.
+        """
+        state = self._snapshot()
+        out: list[tuple[str, str]] = []
+        for record in state.withheld:
+            if spec.kind not in (None, record.kind) or spec.name not in record.names():
+                continue
+            if spec.distribution not in (None, _provider(record)):
+                continue
+            key = next(
+                (ref.key for ref in state.refs if ref.distribution == record.distribution), ""
+            )
+            out.append((str(record.distribution), state.skipped.get(key, "")))
+        return out
+
     def _broken_for(self, name: str) -> Problem | None:
-        for problem in self._problems:
+        for problem in self._snapshot().problems:
             if problem.severity != "error":
                 continue
             names = {normalize_name(n) for n in problem.names}
@@ -415,20 +455,28 @@ class Registry:
                 return problem
         return None
 
-    def _live_exception(self, problem: Problem) -> BaseException | None:
-        """The original exception; re-collected when the problem came from the cache."""
+    def _live_exception(self, problem: Problem) -> BaseException:
+        """The original exception; re-collected when the problem came from the cache.
+
+        Where the failure does not happen again, the cached traceback stands in
+        for it, so the cause is never missing.
+        """
         if problem.exception is not None:
             return problem.exception
         from plugin_registry.discovery import collect
 
-        for ref in self._refs:
+        for ref in self._snapshot().refs:
             if ref.distribution == problem.distribution and ref.name == problem.entry_point:
-                fresh, _ = collect(ref)
+                fresh = collect(ref)
                 for p in fresh.problems:
                     if p.reason == problem.reason and p.exception is not None:
                         return p.exception
-                return next((p.exception for p in fresh.problems if p.exception), None)
-        return None
+                found = next((p.exception for p in fresh.problems if p.exception), None)
+                if found is not None:
+                    return found
+        return PluginLoadError(
+            f"{problem.reason} (recorded by an earlier listing)\n{problem.detail}".rstrip()
+        )
 
     # -- loading ---------------------------------------------------------------
 
@@ -449,7 +497,7 @@ class Registry:
         except Exception as exc:
             raise PluginLoadError(
                 f"building {record.kind} plugin {record.name!r} ({record.target}) from "
-                f"{record.provider} with {params!r} failed: {type(exc).__name__}: {exc}"
+                f"{record.provider} with {printable(repr(params))} failed: {describe(exc)}"
             ) from exc
         base = base_class(record.kind)
         if base is not None and not isinstance(instance, base):
@@ -462,8 +510,8 @@ class Registry:
 
     def load_target(self, record: PluginInfo) -> Any:
         """The class or factory a record names, imported now."""
-        obj = self._objects.get((record.kind, record.name))
-        if obj is not None and record.distribution is None:
+        obj = self._objects.get(record) if record.distribution is None else None
+        if obj is not None:
             return obj
         module_name, _, attr = record.target.partition(":")
         try:
@@ -473,7 +521,7 @@ class Registry:
         except Exception as exc:
             raise PluginLoadError(
                 f"cannot import {record.target!r}, the target of {record.kind} plugin "
-                f"{record.name!r} from {record.provider}: {type(exc).__name__}: {exc}. "
+                f"{record.name!r} from {record.provider}: {describe(exc)}. "
                 "Reinstall the providing package, or run 'plugin-registry doctor'"
             ) from exc
         if not callable(obj):
@@ -538,7 +586,7 @@ class Registry:
         from plugin_registry.requirements import with_availability
 
         record = with_availability([record])[0]
-        names = [e.name for e in expand(record.name, record.aliases, record.name_parameters)]
+        names = record.names()
         with self._lock:
             index = self._build_index()
             taken = sorted(
@@ -547,57 +595,99 @@ class Registry:
             if taken and not override:
                 raise PluginConflictError(
                     f"{record.kind} name(s) {names} already served by {_join(taken)}; "
-                    "pass override=True to let the in-process plugin win, or choose another name"
+                    "pass override=True to let the in-process plugin win, or choose another name",
+                    name=names[0],
+                    kind=record.kind,
+                    providers=taken,
                 )
-            self._in_process = [
-                r
-                for r in self._in_process
-                if not (r.kind == record.kind and normalize_name(r.name) in names)
-            ]
+            for old in self._in_process:
+                if old.kind == record.kind and set(old.names()) & set(names):
+                    self._forget(old)
             self._in_process.append(record)
             if obj is not None:
-                self._objects[(record.kind, record.name)] = obj
+                self._objects[record] = obj
             if override:
                 self._overrides.update((record.kind, n) for n in names)
             self._index = None
         return record
 
-    def unregister(self, name: str, kind: str) -> None:
-        """Remove an in-process plugin (and its override)."""
+    def unregister(self, name: str, kind: str) -> PluginInfo:
+        """Remove an in-process plugin, its object and its override; return its record.
+
+        The exact inverse of :meth:`register`: afterwards the name resolves as it
+        did before. A name no in-process plugin has is a PluginNotFoundError.
+        """
         kind_n = normalize_kind(kind)
         wanted = normalize_name(name)
         with self._lock:
-            self._in_process = [
-                r for r in self._in_process if (r.kind, normalize_name(r.name)) != (kind_n, wanted)
-            ]
-            self._overrides.discard((kind_n, wanted))
+            found = [r for r in self._in_process if r.kind == kind_n and wanted in r.names()]
+            if not found:
+                raise PluginNotFoundError(
+                    f"no in-process {kind_n} plugin named {name!r} to unregister"
+                    + (
+                        did_you_mean(wanted, [n for r in self._in_process for n in r.names()])
+                        or "; only plugins added with register() can be unregistered"
+                    ),
+                    name=wanted,
+                    kind=kind_n,
+                )
+            for record in found:
+                self._forget(record)
             self._index = None
+        return found[0]
+
+    def _forget(self, record: PluginInfo) -> None:
+        self._in_process = [r for r in self._in_process if r is not record]
+        self._objects.pop(record, None)
+        for n in record.names():
+            self._overrides.discard((record.kind, n))
 
     def implementers(self, hook: str) -> list[EntryPointRef]:
         """The loadable entry points whose registration module implements ``hook``.
 
         Known from discovery (and its cache), without importing anything.
         """
-        self._ensure()
-        return [ref for ref in self._refs if hook in self._hooks.get(ref.key, ())]
+        state = self._snapshot()
+        return [ref for ref in state.refs if hook in state.hooks.get(ref.key, ())]
 
     def plugin_manager(self, refs: Iterable[EntryPointRef] | None = None) -> Any:
         """The pluggy manager with the registration modules of ``refs`` registered.
 
         For hooks beyond the record hooks; imports those modules (every loadable
-        one when ``refs`` is None).
+        one when ``refs`` is None). The manager belongs to the current snapshot:
+        :meth:`refresh` starts a new one.
         """
         from plugin_registry.discovery import collect, new_manager
 
-        self._ensure()
+        state = self._snapshot()
         with self._lock:
-            if self._manager is None:
-                self._manager = new_manager()
-            registered = {self._manager.get_name(p) for p in self._manager.get_plugins()}
-            for ref in self._refs if refs is None else refs:
-                if ref.key not in self._skipped and ref.key not in registered:
-                    collect(ref, self._manager)
-            return self._manager
+            if state.manager is None:
+                state.manager = new_manager()
+            manager = state.manager
+            registered = {manager.get_name(p) for p in manager.get_plugins()}
+            for ref in state.refs if refs is None else refs:
+                if ref.key not in state.skipped and ref.key not in registered:
+                    collect(ref, manager)
+            return manager
+
+    def output(self) -> dict[str, str]:
+        """What each registration module wrote to stdout/stderr while it was collected."""
+        return dict(self._snapshot().output)
+
+
+@dataclasses.dataclass(eq=False)
+class _Snapshot:
+    """One discovery, whole: :meth:`Registry.refresh` replaces it, never edits it."""
+
+    refs: tuple[EntryPointRef, ...]
+    skipped: dict[str, str]
+    hooks: dict[str, tuple[str, ...]]
+    records: tuple[PluginInfo, ...]
+    problems: tuple[Problem, ...]
+    output: dict[str, str]
+    #: Records of packages the policy keeps out, where the cache knows them.
+    withheld: tuple[PluginInfo, ...] = ()
+    manager: Any = None
 
 
 def _provider(record: PluginInfo) -> str:

@@ -8,7 +8,6 @@ for it, ranked, with the reasons each was accepted or rejected.
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -152,13 +151,19 @@ class Resolution:
             "notes": list(self.notes),
         }
 
-    def explain(self, width: int = 110) -> str:
-        """The decision as tables, one per slot, ranked as the resolver ranked them."""
+    def explain(self, width: int = 110, encoding: str = "utf-8") -> str:
+        """The decision as tables, one per slot, ranked as the resolver ranked them.
+
+        For an ``encoding`` that has no box characters (``ascii``), the tables
+        are drawn with ASCII.
+        """
         from rich.console import Console
-        from rich.markup import escape
         from rich.table import Table
 
-        buffer = io.StringIO()
+        from plugin_registry._text import EncodedBuffer
+        from plugin_registry._text import markup as escape
+
+        buffer = EncodedBuffer(encoding)
         console = Console(file=buffer, width=width, color_system=None, highlight=False)
         settings = ", ".join(f"{k}={v!r}" for k, v in self.settings.items() if k != "plugins")
         console.print(escape(f"Resolution for {settings}"))

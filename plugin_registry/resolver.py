@@ -190,8 +190,9 @@ class Resolver:
             else list(records)
         )
         self.prefer = dict(preferences.prefer)
-        for (_kind, name), dist in registry.control.pins.items():
-            self.prefer.setdefault(name, dist)
+        # Pins keep their kind: a pin of 'precision/torch' says nothing of the
+        # checkpoint IO named torch.
+        self.pins = dict(registry.control.pins)
 
     # -- entry ---------------------------------------------------------------
 
@@ -480,7 +481,7 @@ class Resolver:
             reasons.append(
                 f"strategy {job.strategy!r} takes its ranks from the XLA runtime (XLAEnvironment)"
             )
-        preferred = self.prefer.get(cand.name)
+        preferred = self._preferred(cand.kind, cand.name)
         if (
             preferred
             and not cand.explicit
@@ -492,6 +493,9 @@ class Resolver:
             reasons.append("explicitly requested" if cand.explicit else _accept_reason(cand))
             return dataclasses.replace(cand, accepted=True, reasons=tuple(reasons))
         return dataclasses.replace(cand, accepted=False, reasons=tuple(reasons))
+
+    def _preferred(self, kind: str, name: str) -> str | None:
+        return self.prefer.get(name) or self.pins.get((kind, name)) or self.pins.get((None, name))
 
     def _detect(
         self, candidates: list[Candidate], job: _Job

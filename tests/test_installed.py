@@ -227,7 +227,9 @@ def test_autoload_off_loads_only_enabled_distributions(good_venv: Venv) -> None:
     )
     assert {dist for _, _, dist, *_ in enabled["plugins"]} == {"acme-plugins"}
     out = lookup(good_venv, "acme", PLUGIN_REGISTRY_DISABLE_AUTOLOAD="1")
-    assert out["acme"][0] == "PluginNotFoundError"
+    # Installed but kept out: said so, as a PluginNotFoundError subclass (issue 13, item 9).
+    assert out["acme"][0] == "PluginBlockedError"
+    assert "autoload is off" in out["acme"][1] and "PLUGIN_REGISTRY_ENABLE" in out["acme"][1]
     # The constructor argument does the same as the variable.
     data = good_venv.json(
         """

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import collections
 import copy
-import queue
+import os
+import signal
+import sys
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
-
-_STOP = object()
-
 
 Staging = dict[tuple[Any, ...], Any]
 
@@ -77,7 +79,7 @@ def snapshot(obj: Any, reuse: Staging | None = None) -> tuple[Any, Staging]:
 
 
 class AsyncCheckpointIO(CheckpointIO):
-    """Wraps a CheckpointIO and runs its saves in one background thread.
+    """Wraps a CheckpointIO and runs its saves in a background thread.
 
     * ``save_checkpoint`` returns once it has taken a snapshot of the checkpoint
       (tensors copied), so the training loop may go on changing its tensors. The
@@ -92,6 +94,12 @@ class AsyncCheckpointIO(CheckpointIO):
     * ``load_checkpoint`` and ``remove_checkpoint`` wait for pending saves first.
     * :meth:`teardown` waits for every pending save and stops the thread, also
       after a failure.
+    * Nothing is lost at exit: the saving thread is not a daemon, so the
+      interpreter finishes pending saves before it exits, also when the script
+      ends without :meth:`teardown` or with an exception. A failure nobody was
+      told of is written to stderr at exit and the exit status becomes 1.
+      SIGTERM (what SLURM and Kubernetes send before they stop a job) first
+      finishes the pending saves, then runs the handler that was there before.
 
     ``checkpoint_io`` is the wrapped plugin, or the name of a registered
     checkpoint IO plugin (default ``"torch"``).
@@ -111,42 +119,43 @@ class AsyncCheckpointIO(CheckpointIO):
         self.checkpoint_io = inner
         self.max_pending = max_pending
         self._slots = threading.BoundedSemaphore(max_pending)
-        self._queue: queue.Queue[Any] = queue.Queue()
+        # One re-entrant lock: the SIGTERM handler may run while the main thread holds it.
+        self._cond = threading.Condition(threading.RLock())
+        self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._busy = 0  # saves queued or running
         self._errors: list[tuple[str, BaseException]] = []
-        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._running = False
         self._pool: list[Staging] = []  # buffers of finished saves, for the next snapshots
+        _live.add(self)
+        _install_exit_guards()
 
     def _worker(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
-                self._queue.task_done()
-                return
-            checkpoint, path, storage_options, staged = item
-            item = None
+            with self._cond:
+                if not self._pending:
+                    # Decided under the lock that queues: a save queued after
+                    # this point starts a new thread.
+                    self._running = False
+                    self._cond.notify_all()
+                    return
+                checkpoint, path, storage_options, staged = self._pending.popleft()
             try:
                 self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
             except BaseException as exc:  # noqa: BLE001 - raised in the caller later
-                with self._lock:
+                with self._cond:
                     self._errors.append((str(path), exc))
             finally:
                 checkpoint = None
-                with self._lock:
+                with self._cond:
                     self._pool.append(staged)
+                    self._busy -= 1
+                    self._cond.notify_all()
                 staged = None
                 self._slots.release()
-                self._queue.task_done()
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(
-                target=self._worker, name="AsyncCheckpointIO", daemon=True
-            )
-            self._thread.start()
 
     def _raise_errors(self) -> None:
-        with self._lock:
+        with self._cond:
             errors, self._errors = self._errors, []
         if errors:
             path, first = errors[0]
@@ -163,18 +172,35 @@ class AsyncCheckpointIO(CheckpointIO):
         self._raise_errors()
         self._slots.acquire()  # before the snapshot: a waiting caller holds no copy
         try:
-            with self._lock:
+            with self._cond:
                 reuse = self._pool.pop() if self._pool else None
             frozen, staged = snapshot(checkpoint, reuse)
         except BaseException:
             self._slots.release()
             raise
-        self._ensure_thread()
-        self._queue.put((frozen, path, storage_options, staged))
+        with self._cond:
+            self._pending.append((frozen, path, storage_options, staged))
+            self._busy += 1
+            if not self._running:
+                # Not a daemon: the interpreter waits for it before exiting, so a
+                # save queued by a script's last line is written, not cut off.
+                self._thread = threading.Thread(target=self._worker, name="AsyncCheckpointIO")
+                self._running = True
+                self._thread.start()
+
+    def pending(self) -> int:
+        """How many saves are queued or running."""
+        with self._cond:
+            return self._busy
+
+    def _drain(self) -> None:
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
 
     def wait(self) -> None:
         """Block until every queued save has finished; raise the first failure."""
-        self._queue.join()
+        self._drain()
         self._raise_errors()
 
     def load_checkpoint(
@@ -191,14 +217,73 @@ class AsyncCheckpointIO(CheckpointIO):
 
     def teardown(self) -> None:
         """Finish every pending save, stop the thread, then raise any failure."""
+        self._drain()
         thread = self._thread
-        if thread is not None and thread.is_alive():
-            self._queue.put(_STOP)
+        if thread is not None and thread is not threading.current_thread():
             thread.join()
-        self._thread = None
-        with self._lock:
+        with self._cond:
             self._pool.clear()
         try:
             self._raise_errors()
         finally:
             self.checkpoint_io.teardown()
+
+    def _unreported(self) -> list[tuple[str, BaseException]]:
+        with self._cond:
+            errors, self._errors = self._errors, []
+        return errors
+
+
+#: Every AsyncCheckpointIO alive, for the exit and SIGTERM guards.
+_live: weakref.WeakSet[AsyncCheckpointIO] = weakref.WeakSet()
+_guards_installed = False
+_previous_sigterm: Any = None
+
+
+def _install_exit_guards() -> None:
+    """Once per process: report lost saves at exit; finish saves on SIGTERM."""
+    global _guards_installed, _previous_sigterm
+    if _guards_installed:
+        return
+    _guards_installed = True
+    atexit.register(_at_exit)
+    if threading.current_thread() is threading.main_thread():
+        try:
+            _previous_sigterm = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):  # not the main interpreter, or no SIGTERM here
+            _previous_sigterm = None
+
+
+def _flush_all() -> None:
+    for aio in list(_live):
+        aio._drain()
+
+
+def _at_exit() -> None:
+    # The interpreter has joined the saving threads by now; this catches saves
+    # queued by other exit handlers and reports failures nobody was told of.
+    _flush_all()
+    lost = [(path, exc) for aio in list(_live) for path, exc in aio._unreported()]
+    if not lost:
+        return
+    for path, exc in lost:
+        sys.stderr.write(
+            f"AsyncCheckpointIO: the background save to {path!r} failed and was never "
+            f"reported: {type(exc).__name__}: {exc}\n"
+        )
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)  # a lost checkpoint must not look like success to a job scheduler
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _flush_all()
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_IGN:
+        return
+    else:  # the default action: die of SIGTERM, as the sender expects
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -21,6 +21,25 @@ def filesystem(path: PathLike, storage_options: dict[str, Any] | None = None) ->
     return fs, fspath
 
 
+def checked_path(path: PathLike) -> str:
+    """``path`` as a string; CheckpointError for an empty path or one with a NUL byte."""
+    try:
+        text = os.fspath(path)
+    except TypeError as exc:
+        raise CheckpointError(
+            f"a checkpoint path must be a str or os.PathLike, got {type(path).__name__}", str(path)
+        ) from exc
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text.strip():
+        raise CheckpointError("the checkpoint path is empty; pass a file path or URL", text)
+    if "\0" in text:
+        raise CheckpointError(
+            f"the checkpoint path {text!r} contains a NUL byte, which no filesystem accepts", text
+        )
+    return text
+
+
 def is_local(fs: Any) -> bool:
     from fsspec.implementations.local import LocalFileSystem
 
@@ -93,6 +112,7 @@ class TorchCheckpointIO(CheckpointIO):
         """Write ``checkpoint``; on failure the previous file at ``path`` is untouched."""
         import torch
 
+        path = checked_path(path)
         fs, fspath = filesystem(path, storage_options)
         try:
             if is_local(fs):
@@ -133,6 +153,8 @@ class TorchCheckpointIO(CheckpointIO):
             cause = "no permission to write there"
         elif exc.errno == errno.EISDIR:
             cause = "the path is a directory"
+        elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            cause = "a parent of the path is a file, not a directory"
         else:
             cause = type(exc).__name__
         return (
@@ -152,6 +174,7 @@ class TorchCheckpointIO(CheckpointIO):
 
         safe = self.weights_only if weights_only is None else weights_only
         use_mmap = self.mmap if mmap is None else mmap
+        path = checked_path(path)
         fs, fspath = filesystem(path)
         shown = os.fspath(path)
         if not fs.exists(fspath):
@@ -205,6 +228,6 @@ class TorchCheckpointIO(CheckpointIO):
 
     def remove_checkpoint(self, path: PathLike) -> None:
         """Delete the checkpoint (file or directory); a missing path is not an error."""
-        fs, fspath = filesystem(path)
+        fs, fspath = filesystem(checked_path(path))
         if fs.exists(fspath):
             fs.rm(fspath, recursive=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from builtin_plugins.environments.variables import get, get_int
+from builtin_plugins.environments.variables import get_int, read_host_file
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
 
 _WHO = "is this process started by jsrun inside an LSF job?"
@@ -27,16 +27,8 @@ class LSFEnvironment(ClusterEnvironment):
 
     @staticmethod
     def _read_hosts() -> list[str]:
-        path = get("LSB_DJOB_RANKFILE", _WHO)
-        if not path:
-            raise ClusterEnvironmentError(f"LSB_DJOB_RANKFILE is empty; {_WHO}")
-        try:
-            with open(path, encoding="utf-8") as fh:
-                lines = [line.strip() for line in fh if line.strip()]
-        except OSError as exc:
-            raise ClusterEnvironmentError(
-                f"cannot read the LSF rank file LSB_DJOB_RANKFILE={path!r}: {exc.strerror}"
-            ) from exc
+        lines = read_host_file("LSB_DJOB_RANKFILE", _WHO, "the LSF rank file")
+        path = os.environ["LSB_DJOB_RANKFILE"]
         if len(lines) < 2:
             raise ClusterEnvironmentError(
                 f"the LSF rank file {path!r} lists {len(lines)} host(s); expected the launch "

@@ -9,7 +9,7 @@ import zlib
 from typing import Any
 
 from builtin_plugins.environments.lightning import find_free_network_port
-from builtin_plugins.environments.variables import get_int
+from builtin_plugins.environments.variables import get_int, parse_count
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
 
 _WHO = "is this process started by mpirun?"
@@ -111,7 +111,7 @@ class MPIEnvironment(ClusterEnvironment):
             elif self.use_mpi4py:
                 self._main_port = self._comm_world.bcast(find_free_network_port(), root=0)
             elif "PMIX_NAMESPACE" in os.environ:
-                digest = zlib.crc32(os.environ["PMIX_NAMESPACE"].encode())
+                digest = zlib.crc32(os.environ["PMIX_NAMESPACE"].encode("utf-8", "surrogateescape"))
                 self._main_port = 20000 + digest % 20000
             else:
                 raise ClusterEnvironmentError(
@@ -125,8 +125,8 @@ class MPIEnvironment(ClusterEnvironment):
         names = _launcher()
         if names is None:
             return False
-        value = os.environ.get(names[0], "")
-        return value.isdigit() and int(value) > 1
+        size = parse_count(os.environ.get(names[0], ""))
+        return size is not None and size > 1
 
     def world_size(self) -> int:
         if self.use_mpi4py:

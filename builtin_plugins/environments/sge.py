@@ -6,7 +6,13 @@ import contextlib
 import os
 import socket
 
-from builtin_plugins.environments.variables import get, get_int, port_from_job_id
+from builtin_plugins.environments.variables import (
+    get,
+    get_int,
+    parse_count,
+    port_from_job_id,
+    read_host_file,
+)
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
 
 _WHO = "is this process part of a Grid Engine job submitted with qsub -pe?"
@@ -50,22 +56,17 @@ class SGEEnvironment(ClusterEnvironment):
 
     def slots(self) -> list[tuple[str, int]]:
         """``(host, slots)`` per line of ``PE_HOSTFILE``, in order."""
-        path = get("PE_HOSTFILE", _WHO)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                lines = [line.split() for line in fh if line.strip()]
-        except OSError as exc:
-            raise ClusterEnvironmentError(
-                f"cannot read PE_HOSTFILE={path!r}: {exc.strerror}; {_WHO}"
-            ) from exc
+        lines = [line.split() for line in read_host_file("PE_HOSTFILE", _WHO)]
+        path = os.environ["PE_HOSTFILE"]
         out = []
         for fields in lines:
-            if len(fields) < 2 or not fields[1].isdigit():
+            slots = parse_count(fields[1]) if len(fields) >= 2 else None
+            if slots is None or slots < 1:
                 raise ClusterEnvironmentError(
-                    f"PE_HOSTFILE={path!r} has a line {' '.join(fields)!r}; expected "
-                    "'host slots queue processors'"
+                    f"PE_HOSTFILE={path!r} has a line {' '.join(fields)[:80]!r}; expected "
+                    "'host slots queue processors' with at least one slot"
                 )
-            out.append((fields[0], int(fields[1])))
+            out.append((fields[0], slots))
         return out
 
     @property

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import signal
 
-from builtin_plugins.environments.hostlist import expand_hostlist, tasks_per_node
-from builtin_plugins.environments.variables import get, get_int, port_from_job_id
+from builtin_plugins.environments.hostlist import expand_hostlist, first_host, tasks_per_node
+from builtin_plugins.environments.variables import get, get_int, parse_count, port_from_job_id
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
 
 _WHO = "is this process started by srun?"
@@ -18,9 +18,16 @@ def _is_interactive() -> bool:
     return os.environ.get("SLURM_JOB_NAME") in _INTERACTIVE_NAMES
 
 
+def _nodelist() -> tuple[str, str]:
+    for variable in ("SLURM_NODELIST", "SLURM_JOB_NODELIST"):
+        if os.environ.get(variable):
+            return variable, os.environ[variable]
+    return "SLURM_NODELIST", ""
+
+
 def _in_job_step() -> bool:
     """A task of a job step: ``srun`` sets SLURM_STEP_ID; the allocation's shell has none."""
-    return os.environ.get("SLURM_STEP_ID", "").isdigit()
+    return parse_count(os.environ.get("SLURM_STEP_ID", ""), digits=12) is not None
 
 
 class SLURMEnvironment(ClusterEnvironment):
@@ -46,12 +53,16 @@ class SLURMEnvironment(ClusterEnvironment):
     @property
     def hosts(self) -> list[str]:
         """Every host of the job, from ``SLURM_NODELIST`` (or ``SLURM_JOB_NODELIST``)."""
-        nodelist = os.environ.get("SLURM_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
-        return expand_hostlist(nodelist) if nodelist else ["127.0.0.1"]
+        variable, nodelist = _nodelist()
+        return expand_hostlist(nodelist, variable) if nodelist else ["127.0.0.1"]
 
     @property
     def main_address(self) -> str:
-        return os.environ.get("MASTER_ADDR") or self.hosts[0]
+        """``MASTER_ADDR``, else the first host of the node list (the rest is not expanded)."""
+        if os.environ.get("MASTER_ADDR"):
+            return os.environ["MASTER_ADDR"]
+        variable, nodelist = _nodelist()
+        return first_host(nodelist, variable) if nodelist else "127.0.0.1"
 
     @property
     def main_port(self) -> int:
@@ -75,7 +86,7 @@ class SLURMEnvironment(ClusterEnvironment):
         if _is_interactive() and not _in_job_step():
             return None
         job_id = os.environ.get("SLURM_JOB_ID")
-        return int(job_id) if job_id is not None and job_id.isdigit() else None
+        return parse_count(job_id, digits=12) if job_id is not None else None
 
     def world_size(self) -> int:
         return get_int("SLURM_NTASKS", _WHO)

@@ -1,0 +1,234 @@
+"""Files the registry reads and writes: one atomic writer, one bounded reader.
+
+Every file the registry writes (the record cache, lock files, hardware records)
+and every checkpoint the built-in checkpoint IO writes goes through
+:func:`atomic_write`: a new file made with ``O_EXCL`` (``mkstemp``) beside the
+target, written, fsynced, given the mode the target should have, renamed over
+the target, and the directory fsynced. A planted file or symlink at any
+predictable name is never followed, a failure leaves the old file as it was,
+and a reader sees the old file or the new one, whole.
+
+Every file a user or another program hands us (a lock, a hardware record, a
+host file a launcher names, the cache) is read through :func:`read_regular`:
+a regular file only (never a FIFO that blocks or a device without end), at most
+``max_bytes``, so a planted ``/dev/zero`` cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import stat
+import tempfile
+from collections.abc import Callable
+from typing import BinaryIO
+
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
+
+
+class UnreadableFileError(OSError):
+    """A file that is not a regular file, is too large, or cannot be opened."""
+
+
+class UntrustedFileError(UnreadableFileError):
+    """A file that the ``check`` of :func:`read_regular` refused (owner, mode)."""
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the kernel tells it."""
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/self/status", encoding="ascii") as fh,
+    ):
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    # os.umask can only be read by setting it; done at once, back to back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def read_regular(
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int,
+    check: Callable[[os.stat_result], str] | None = None,
+) -> bytes:
+    """The bytes of the regular file at ``path``; UnreadableFileError for anything else.
+
+    Opened non-blocking, so a FIFO planted at the path fails at once instead of
+    waiting for a writer; the type is checked on the open descriptor (no race
+    with a swap after a check); at most ``max_bytes`` are read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise UnreadableFileError(exc.errno, exc.strerror, os.fspath(path)) from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise UnreadableFileError(f"{os.fspath(path)!r} is not a valid path: {exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnreadableFileError(f"{os.fspath(path)!r} is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFileError(
+                f"{os.fspath(path)!r} is not a regular file (a device, FIFO or socket)"
+            )
+        why = check(info) if check is not None else ""
+        if why:
+            raise UntrustedFileError(f"{os.fspath(path)!r}: {why}")
+        if info.st_size > max_bytes:
+            raise UnreadableFileError(
+                f"{os.fspath(path)!r} is {info.st_size} bytes, more than the {max_bytes} "
+                "bytes such a file may have"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise UnreadableFileError(
+                f"{os.fspath(path)!r} is larger than the {max_bytes} bytes such a file may have"
+            )
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str | os.PathLike[str], *, max_bytes: int) -> str:
+    """:func:`read_regular` decoded as UTF-8; UnreadableFileError for binary data."""
+    data = read_regular(path, max_bytes=max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(
+            f"{os.fspath(path)!r} is not UTF-8 text (a bad byte at offset {exc.start})"
+        ) from None
+
+
+def untrusted_reason(info: os.stat_result) -> str:
+    """'' when a file or directory is the user's own and only the user may write it."""
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        return f"it is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"group or others may write it (mode {stat.S_IMODE(info.st_mode):04o})"
+    return ""
+
+
+def _temporary_re(base: str) -> re.Pattern[str]:
+    return re.compile(rf"^\.{re.escape(base)}\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.\w+\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def stale_temporaries(path: str) -> list[str]:
+    """Temporary files for ``path`` whose writer, on this host, is dead.
+
+    Only plain files count: a directory or anything else planted under such a
+    name is left alone (and never blocks a save).
+    """
+    directory, base = os.path.split(os.path.abspath(path))
+    pattern = _temporary_re(base)
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            m = pattern.match(entry.name)
+            if not m or m["host"] != _HOST or _alive(int(m["pid"][:12])):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    found.append(entry.path)
+    return found
+
+
+def fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _target_mode(path: str, mode: int | None) -> int:
+    """The mode the new file gets: ``mode``, else the old file's, else 0666 less umask."""
+    if mode is not None:
+        return mode
+    try:
+        info = os.stat(path)
+    except OSError:
+        return 0o666 & ~current_umask()
+    return stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else 0o666 & ~current_umask()
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[BinaryIO], None],
+    *,
+    durable: bool = True,
+    mode: int | None = None,
+    make_parents: bool = True,
+) -> None:
+    """Replace ``path`` with what ``write`` writes, all or nothing.
+
+    On any error the temporary is removed and ``path`` is left as it was. The new
+    file gets ``mode``, or the mode of the file it replaces, or what ``open()``
+    would give (0666 less the umask). ``durable=False`` skips the fsyncs (still
+    atomic against a process crash, not against a power loss). Stale
+    temporaries of earlier writers that died are removed first, best effort.
+    """
+    path = os.path.abspath(os.fspath(path))
+    directory, base = os.path.split(path)
+    if make_parents:
+        os.makedirs(directory, exist_ok=True)
+    for stale in stale_temporaries(path):
+        with contextlib.suppress(OSError):
+            os.unlink(stale)
+    new_mode = _target_mode(path, mode)
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix=f".{base}.{_HOST}.{os.getpid()}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fchmod(fh.fileno(), new_mode)
+            if durable:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_directory(directory)
+
+
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, *, mode: int | None = None, durable: bool = True
+) -> None:
+    """:func:`atomic_write` of UTF-8 text."""
+    data = text.encode("utf-8")
+
+    def write(fh: BinaryIO) -> None:
+        fh.write(data)
+
+    atomic_write(path, write, mode=mode, durable=durable)

@@ -1,0 +1,193 @@
+"""Checkpoints at the edges: exit paths, file modes, planted names, bad paths (issue 13)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
+from plugin_registry._files import _HOST
+from plugin_registry.kinds.checkpoint_io import CheckpointError
+from tests.support import REPO
+
+
+def run_script(code: str, tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+_SLOW_IO = """
+import sys, time, torch
+from builtin_plugins.checkpoint_io.async_io import AsyncCheckpointIO
+from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
+
+class SlowIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        time.sleep(1.0)  # the script has long reached its end when this writes
+        super().save_checkpoint(checkpoint, path, storage_options)
+"""
+
+
+def test_async_save_queued_by_the_last_line_is_written(tmp_path: Path) -> None:
+    proc = run_script(
+        _SLOW_IO
+        + """
+aio = AsyncCheckpointIO(SlowIO())
+aio.save_checkpoint({"w": torch.arange(10)}, "last.pt")
+""",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert torch.equal(torch.load(tmp_path / "last.pt")["w"], torch.arange(10))
+
+
+def test_two_large_pending_saves_finish_at_exit(tmp_path: Path) -> None:
+    proc = run_script(
+        """
+import torch
+from builtin_plugins.checkpoint_io.async_io import AsyncCheckpointIO
+aio = AsyncCheckpointIO("torch", max_pending=2)
+big = torch.ones(24 * 1024 * 1024)  # 96 MB each
+aio.save_checkpoint({"w": big}, "a.pt")
+aio.save_checkpoint({"w": big * 2}, "b.pt")
+""",
+        tmp_path,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert torch.load(tmp_path / "a.pt", mmap=True)["w"][-1].item() == 1.0
+    assert torch.load(tmp_path / "b.pt", mmap=True)["w"][-1].item() == 2.0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_exception_after_queueing_still_saves(tmp_path: Path) -> None:
+    proc = run_script(
+        _SLOW_IO
+        + """
+aio = AsyncCheckpointIO(SlowIO())
+aio.save_checkpoint({"step": torch.tensor(5)}, "c.pt")
+raise RuntimeError("the training loop crashed")
+""",
+        tmp_path,
+    )
+    assert proc.returncode == 1 and "the training loop crashed" in proc.stderr
+    assert torch.load(tmp_path / "c.pt")["step"].item() == 5
+
+
+def test_failed_save_nobody_heard_of_is_reported_at_exit(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    proc = run_script(
+        """
+from builtin_plugins.checkpoint_io.async_io import AsyncCheckpointIO
+aio = AsyncCheckpointIO("torch")
+aio.save_checkpoint({"x": 1}, "blocker/c.pt")
+""",
+        tmp_path,
+    )
+    assert proc.returncode == 1
+    assert "never reported" in proc.stderr and "blocker/c.pt" in proc.stderr
+
+
+def test_sigterm_finishes_pending_saves_then_runs_the_previous_handler(tmp_path: Path) -> None:
+    proc = run_script(
+        _SLOW_IO
+        + """
+import os, signal
+signal.signal(signal.SIGTERM, lambda *a: (print("previous handler ran", flush=True), sys.exit(3)))
+aio = AsyncCheckpointIO(SlowIO())
+aio.save_checkpoint({"w": torch.ones(3)}, "term.pt")
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(30)
+print("not reached")
+""",
+        tmp_path,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "previous handler ran" in proc.stdout and "not reached" not in proc.stdout
+    assert torch.equal(torch.load(tmp_path / "term.pt")["w"], torch.ones(3))
+
+
+def test_sigterm_with_default_handler_saves_then_dies_of_sigterm(tmp_path: Path) -> None:
+    proc = run_script(
+        _SLOW_IO
+        + """
+import os, signal
+aio = AsyncCheckpointIO(SlowIO())
+aio.save_checkpoint({"w": torch.ones(2)}, "term.pt")
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(30)
+""",
+        tmp_path,
+    )
+    assert proc.returncode == -signal.SIGTERM
+    assert torch.equal(torch.load(tmp_path / "term.pt")["w"], torch.ones(2))
+
+
+def test_new_checkpoint_honours_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        TorchCheckpointIO().save_checkpoint({"a": 1}, tmp_path / "c.pt")
+        assert stat.S_IMODE((tmp_path / "c.pt").stat().st_mode) == 0o644
+        os.umask(0o077)
+        TorchCheckpointIO().save_checkpoint({"a": 1}, tmp_path / "d.pt")
+        assert stat.S_IMODE((tmp_path / "d.pt").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_overwrite_keeps_the_existing_mode(tmp_path: Path) -> None:
+    path = tmp_path / "c.pt"
+    TorchCheckpointIO().save_checkpoint({"a": 1}, path)
+    path.chmod(0o640)
+    TorchCheckpointIO().save_checkpoint({"a": 2}, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert torch.load(path)["a"] == 2
+
+
+def test_directory_planted_under_a_stale_temporary_name_does_not_block(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    planted = tmp_path / f".c.pt.{_HOST}.{int(dead.stdout)}.abc123.tmp"
+    planted.mkdir()
+    (planted / "inside").write_text("x")
+    TorchCheckpointIO().save_checkpoint({"a": 1}, tmp_path / "c.pt")
+    assert torch.load(tmp_path / "c.pt")["a"] == 1
+    assert planted.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [("", "empty"), ("bad\0name.pt", "NUL"), ("   ", "empty")],
+)
+def test_bad_paths_are_checkpoint_errors(path: str, words: str) -> None:
+    io = TorchCheckpointIO()
+    with pytest.raises(CheckpointError, match=words):
+        io.save_checkpoint({"a": 1}, path)
+    with pytest.raises(CheckpointError, match=words):
+        io.load_checkpoint(path)
+
+
+def test_parent_that_is_a_file_is_a_checkpoint_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(CheckpointError, match="parent of the path is a file"):
+        TorchCheckpointIO().save_checkpoint({"a": 1}, tmp_path / "file" / "c.pt")

@@ -1,0 +1,664 @@
+"""A hostile or broken plugin package, a planted cache, a bad variable (issue 13).
+
+Every test here failed on the main of the day the issue was filed. Packages are
+written straight into a directory on ``sys.path`` (tests/sitedir.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+import plugin_registry as pr
+from plugin_registry import _capture, cli
+from plugin_registry.cache import RecordCache
+from plugin_registry.errors import (
+    BrokenPluginError,
+    CacheWarning,
+    InvalidEnvironmentError,
+    InvalidNameError,
+    PluginBlockedError,
+    PluginNotFoundError,
+)
+from plugin_registry.registry import Registry
+from tests.sitedir import SiteDir, registration
+from tests.support import REPO
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SiteDir:
+    d = SiteDir(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(d.path))
+    return d
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def env_class_module() -> str:
+    return """
+        from plugin_registry.kinds.cluster_environment import ClusterEnvironment
+
+        class Env(ClusterEnvironment):
+            creates_processes_externally = True
+            main_address = "127.0.0.1"
+            main_port = 29500
+            @staticmethod
+            def detect():
+                return False
+            def world_size(self):
+                return 1
+            def set_world_size(self, size):
+                pass
+            def global_rank(self):
+                return 0
+            def set_global_rank(self, rank):
+                pass
+            def local_rank(self):
+                return 0
+            def node_rank(self):
+                return 0
+    """
+
+
+def install_env_package(
+    site: SiteDir, dist: str, name: str, *, preamble: str = "", extra: str = ""
+) -> str:
+    """A package registering one cluster environment ``name``; returns its module name."""
+    mod = unique(dist.replace("-", "_"))
+    record = f'PluginInfo(name="{name}", kind="cluster_environment", target="{mod}.env:Env"{extra})'
+    site.install(
+        dist,
+        {
+            f"{mod}/__init__.py": "",
+            f"{mod}/env.py": env_class_module(),
+            f"{mod}/registration.py": registration(
+                "cluster_environment", record, preamble=preamble
+            ),
+        },
+        f"{mod}.registration",
+    )
+    return mod
+
+
+def builtin_names(registry: Registry) -> set[str]:
+    return {r.name for r in registry.list_plugins() if r.distribution == "plugin-registry"}
+
+
+# -- 1. cache poisoning ---------------------------------------------------------
+
+
+def _poison(cache_file: Path, marker: Path) -> None:
+    data = json.loads(cache_file.read_text())
+    for result in data["results"].values():
+        for record in result["records"]:
+            if record["kind"] == "checkpoint_io" and record["name"] == "torch":
+                record["target"] = "subprocess:run"
+                record["parameters"] = {"args": ["touch", str(marker)]}
+    cache_file.write_text(json.dumps(data))
+
+
+def _warm_cache(cache_dir: Path) -> Path:
+    Registry(cache_dir=cache_dir).list_plugins()
+    (cache_file,) = cache_dir.glob("*.json")
+    return cache_file
+
+
+def test_cache_directory_and_file_are_created_owner_only(tmp_path: Path) -> None:
+    old = os.umask(0o002)
+    try:
+        cache_file = _warm_cache(tmp_path / "cache")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "cache").stat().st_mode) == 0o700
+    assert stat.S_IMODE(cache_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("where", ["group-writable-dir", "group-writable-file", "other-owner"])
+def test_planted_cache_is_never_read(tmp_path: Path, where: str) -> None:
+    cache_dir = tmp_path / "cache"
+    cache_file = _warm_cache(cache_dir)
+    marker = tmp_path / "pwned"
+    _poison(cache_file, marker)
+    if where == "group-writable-dir":
+        cache_dir.chmod(0o775)
+    elif where == "group-writable-file":
+        cache_file.chmod(0o664)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("chown to another user needs root")
+        os.chown(cache_file, 65534, 65534)
+    planted = cache_file.read_bytes()
+    with pytest.warns(CacheWarning, match="not using the plugin record cache"):
+        registry = Registry(cache_dir=cache_dir)
+        io = registry.load("checkpoint_io/torch")
+    assert type(io).__name__ == "TorchCheckpointIO"
+    assert not marker.exists()
+    assert registry.get("checkpoint_io/torch").target.startswith("builtin_plugins.")
+    after = cache_file.read_bytes()
+    # Never the poison carried over: left alone in a directory we may not trust,
+    # or replaced by a clean file of our own where the directory is ours.
+    assert after == planted or b"subprocess:run" not in after
+    if after != planted:
+        assert stat.S_IMODE(cache_file.stat().st_mode) == 0o600
+
+
+def test_record_from_the_cache_is_validated_like_a_fresh_one(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    cache_file = _warm_cache(cache_dir)
+    data = json.loads(cache_file.read_text())
+    for result in data["results"].values():
+        for record in result["records"]:
+            if record["name"] == "torch" and record["kind"] == "checkpoint_io":
+                record["target"] = "not a target"
+                record["summary"] = 5
+    cache_file.write_text(json.dumps(data))
+    registry = Registry(cache_dir=cache_dir)
+    record = registry.get("checkpoint_io/torch")
+    assert record.target == "builtin_plugins.checkpoint_io.torch_io:TorchCheckpointIO"
+    assert registry.stats.collected == 1, "the bad entry is collected afresh"
+
+
+# -- 4. malformed cache files ---------------------------------------------------
+
+
+def _deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"format": 4, "paths": "x", "entry_points": [], "results": {}},
+        {"format": 4, "paths": [], "entry_points": [[1, 2, 3, 4, 5]], "results": {}},
+        {"format": 4},
+        {"format": 4, "paths": [], "entry_points": [], "results": {"a": None}},
+        "WRONG-TYPES",
+        "DEEP",
+    ],
+)
+def test_malformed_cache_is_a_miss(tmp_path: Path, content: object) -> None:
+    cache_dir = tmp_path / "cache"
+    cache_file = _warm_cache(cache_dir)
+    if content == "DEEP":
+        cache_file.write_text(_deep(100_000))
+    elif content == "WRONG-TYPES":
+        data = json.loads(cache_file.read_text())
+        data["paths"] = [[p[0], "mtime", 3, "yes", []] for p in data["paths"]]
+        for result in data["results"].values():
+            result["records"] = [{"name": 1}]
+            result["deps"] = ["a"]
+        cache_file.write_text(json.dumps(data))
+    else:
+        # A cache that matches this interpreter and sys.path, but not the schema.
+        cache_file.write_text(json.dumps(content))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)
+        registry = Registry(cache_dir=cache_dir)
+        assert {"torch", "slurm", "bf16-mixed"} <= builtin_names(registry)
+    assert registry.stats.scanned or registry.stats.collected
+
+
+def _list_in_subprocess(cache_dir: Path) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import plugin_registry as pr, warnings; warnings.simplefilter('ignore');"
+        "print(len(pr.list_plugins()))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PLUGIN_REGISTRY_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_cache_path_that_is_not_a_regular_file_is_a_miss(tmp_path: Path, kind: str) -> None:
+    cache_dir = tmp_path / "cache"
+    proc = _list_in_subprocess(cache_dir)
+    assert proc.returncode == 0, proc.stderr
+    (cache_file,) = cache_dir.glob("*.json")
+    cache_file.unlink()
+    if kind == "fifo":
+        os.mkfifo(cache_file)
+    elif kind == "dev-zero":
+        cache_file.symlink_to("/dev/zero")
+    else:
+        cache_file.mkdir()
+    proc = _list_in_subprocess(cache_dir)  # a hang or a MemoryError fails here
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) >= 20
+
+
+# -- 5. output of plugin code -----------------------------------------------------
+
+
+def test_printing_registration_module_does_not_corrupt_json(
+    site: SiteDir, capfd: pytest.CaptureFixture[str]
+) -> None:
+    mod = install_env_package(
+        site,
+        "noisy-plugins",
+        "noisy-env",
+        preamble="""
+            import os, sys
+            print("hello from import")
+            sys.stderr.write("err from import\\n")
+            os.write(1, b"raw bytes on fd 1\\n")
+        """,
+    )
+
+    def forget() -> None:  # each command imports the module afresh, as a new process would
+        for name in [m for m in sys.modules if m.startswith(mod)]:
+            del sys.modules[name]
+
+    registry = Registry(cache=False)
+    registry.list_plugins()
+    (text,) = registry.output().values()
+    assert "hello from import" in text and "raw bytes on fd 1" in text
+    assert "err from import" in text
+    assert capfd.readouterr() == ("", ""), "nothing reaches the host's stdout or stderr"
+    for command in (["list", "--json"], ["show", "noisy-env", "--json"], ["doctor", "--json"]):
+        forget()
+        code = cli.main(["--no-cache", *command])
+        out, err = capfd.readouterr()
+        assert code in (0, 1), err
+        data = json.loads(out)  # raises if anything else was printed
+        assert "hello from import" not in out.replace(
+            "writes to stdout/stderr when imported", ""
+        ) or command[0] == "doctor"
+    assert any("hello from import" in f["message"] for f in data["findings"])
+
+
+# -- 6. control characters ------------------------------------------------------
+
+
+def test_escape_sequences_in_plugin_text_never_reach_the_terminal(
+    site: SiteDir, capfd: pytest.CaptureFixture[str]
+) -> None:
+    install_env_package(
+        site,
+        "ansi-plugins",
+        "ansi-env",
+        extra=r', summary="nice\x1b]0;pwned\x07\x1b[2J plugin"',
+    )
+    install_env_package(
+        site, "ansi-broken", "x", preamble=r'raise ImportError("bad\x1b[2Jthing\x9b31m")'
+    )
+    with pytest.warns(pr.PluginWarning) as caught:
+        Registry(cache=False).list_plugins()
+    assert caught and all("\x1b" not in str(w.message) for w in caught)
+    for command in (["list"], ["show", "ansi-env"], ["doctor"]):
+        cli.main(["--no-cache", *command])
+        out, err = capfd.readouterr()
+        assert "\x1b" not in out + err and "\x07" not in out + err and "\x9b" not in out + err
+    cli.main(["--no-cache", "list"])
+    out = capfd.readouterr().out
+    assert "\\x1b" in out and "bad\\x1b[2Jthing" in out.replace("\n", "").replace("│", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("evil\x1bname", "control"),
+        ("evil\nname", "control"),
+        (" padded", "control"),
+        ("evil\u2028x", "control"),
+        ("a" * 101, "at most 100"),
+    ],
+)
+def test_names_with_control_characters_or_too_long_are_refused(
+    site: SiteDir, name: str, words: str
+) -> None:
+    install_env_package(site, "bad-names", name.encode("unicode_escape").decode())
+    registry = Registry(cache=False)
+    with pytest.warns(pr.PluginWarning):
+        problems = [p for p in registry.problems() if p.distribution == "bad-names"]
+    assert len(problems) == 1 and words in problems[0].reason
+    assert not [r for r in registry.list_plugins() if r.distribution == "bad-names"]
+
+
+def test_long_summary_is_refused(site: SiteDir) -> None:
+    install_env_package(site, "long-summary", "long-env", extra=', summary="x" * 5000')
+    with pytest.warns(pr.PluginWarning, match="summary is 5000 characters"):
+        Registry(cache=False).list_plugins()
+
+
+# -- 7. records and imports that crashed or hung the core -------------------------
+
+_CRASHERS = {
+    "deep-params": (
+        "",
+        """
+        p = {}
+        cur = p
+        for _ in range(100_000):
+            cur["k"] = {}
+            cur = cur["k"]
+        """,
+        ", parameters=p",
+        "nested deeper",
+    ),
+    "big-int": ("", "", ", parameters={'n': 10**5000}", "64-bit"),
+    "evil-kind": (
+        "",
+        """
+        class Kind(str):
+            def __eq__(self, other):
+                raise RuntimeError("gotcha")
+            __ne__ = __eq__
+            __hash__ = str.__hash__
+        """,
+        "",
+        "unknown kind",
+    ),
+    "base-exc": ("class Boom(BaseException):\n    pass\nraise Boom('boom')\n", "", "", "Boom"),
+    "sys-exit": ("raise SystemExit(3)\n", "", "", "SystemExit"),
+    "fake-ctrl-c": ("raise KeyboardInterrupt\n", "", "", "KeyboardInterrupt"),
+    "name-explosion": (
+        "",
+        "np = {f'f{i}': [f'c{j}' for j in range(12)] for i in range(7)}\n",
+        "",
+        "more than 1024 names",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_CRASHERS))
+def test_hostile_records_and_imports_become_problems(site: SiteDir, case: str) -> None:
+    raise_at_import, preamble, extra, words = _CRASHERS[case]
+    mod = unique("crash")
+    name = "n-" + "-".join("{f%d}" % i for i in range(7)) if case == "name-explosion" else "crash"
+    kind_expr = 'Kind("cluster_environment")' if case == "evil-kind" else '"cluster_environment"'
+    np_arg = ", name_parameters=np" if case == "name-explosion" else ""
+    body = (
+        "from plugin_registry import PluginInfo, hookimpl\n"
+        + raise_at_import
+        + textwrap.dedent(preamble)
+        + "\n@hookimpl\ndef plugin_registry_cluster_environment_plugins():\n"
+        + f"    return [PluginInfo(name={name!r}, kind={kind_expr}, target='{mod}.env:Env'"
+        + f"{np_arg}{extra})]\n"
+    )
+    site.install(
+        f"crash-{case}",
+        {f"{mod}/__init__.py": "", f"{mod}/env.py": env_class_module(), f"{mod}/reg.py": body},
+        f"{mod}.reg",
+    )
+    started = time.perf_counter()
+    registry = Registry(cache=False)
+    with pytest.warns(pr.PluginWarning):
+        problems = [p for p in registry.problems() if p.distribution == f"crash-{case}"]
+    assert time.perf_counter() - started < 30
+    assert problems and words in problems[0].reason, [p.reason for p in problems]
+    assert {"torch", "slurm"} <= builtin_names(registry)
+
+
+def test_endless_generator_from_a_hook_is_cut_off(site: SiteDir) -> None:
+    mod = unique("endless")
+    body = (
+        "import itertools\nfrom plugin_registry import PluginInfo, hookimpl\n"
+        "@hookimpl\ndef plugin_registry_cluster_environment_plugins():\n"
+        f"    return (PluginInfo(name=f'e{{i}}', kind='cluster_environment', "
+        f"target='{mod}.env:Env') for i in itertools.count())\n"
+    )
+    site.install(
+        "endless",
+        {f"{mod}/__init__.py": "", f"{mod}/env.py": env_class_module(), f"{mod}/reg.py": body},
+        f"{mod}.reg",
+    )
+    registry = Registry(cache=False)
+    with pytest.warns(pr.PluginWarning, match="more than 1000 records"):
+        records = [r for r in registry.list_plugins() if r.distribution == "endless"]
+    assert len(records) == 1000
+
+
+def test_hanging_registration_module_is_named_on_stderr(
+    site: SiteDir, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_capture, "SLOW_SECONDS", 0.3)
+    install_env_package(site, "sleepy-plugins", "sleepy", preamble="import time; time.sleep(1.5)")
+    Registry(cache=False).list_plugins()
+    err = capfd.readouterr().err
+    assert "sleepy-plugins" in err and "PLUGIN_REGISTRY_BLOCK='sleepy-plugins:*'" in err
+
+
+def test_real_ctrl_c_goes_through(site: SiteDir) -> None:
+    mod = unique("slow")
+    site.install(
+        "ctrl-c",
+        {f"{mod}.py": "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n"},
+        mod,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        Registry(cache=False).list_plugins()
+
+
+# -- 8. switches ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["y", "t", "enable", "enabled", "ON", " yes "])
+def test_disable_autoload_accepts_every_true_spelling(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("PLUGIN_REGISTRY_DISABLE_AUTOLOAD", value)
+    assert Registry().control.autoload is False
+
+
+@pytest.mark.parametrize(
+    "variable", ["PLUGIN_REGISTRY_DISABLE_AUTOLOAD", "PLUGIN_REGISTRY_NO_CACHE"]
+)
+@pytest.mark.parametrize("value", ["2", "maybe", "yess"])
+def test_unreadable_switch_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidEnvironmentError, match=variable):
+        Registry()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "error"),
+    [
+        ("PLUGIN_REGISTRY_ALLOW", ",", InvalidEnvironmentError),
+        ("PLUGIN_REGISTRY_BLOCK", " , ,", InvalidEnvironmentError),
+        ("PLUGIN_REGISTRY_PIN", "=x", InvalidNameError),
+        ("PLUGIN_REGISTRY_PIN", "torch=", InvalidNameError),
+        ("PLUGIN_REGISTRY_PIN", "precision/=x", InvalidNameError),
+    ],
+)
+def test_lists_that_name_nothing_are_errors(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, error: type[Exception]
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(error, match=variable.removeprefix("PLUGIN_REGISTRY_") + "|pin"):
+        Registry()
+
+
+def test_cli_reports_a_bad_switch_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PLUGIN_REGISTRY_DISABLE_AUTOLOAD", "maybe")
+    assert cli.main(["list"]) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "PLUGIN_REGISTRY_DISABLE_AUTOLOAD='maybe'" in err
+
+
+# -- 9. blocked plugins -----------------------------------------------------------
+
+
+def test_doctor_does_not_import_targets_of_blocked_names(site: SiteDir, tmp_path: Path) -> None:
+    from plugin_registry import doctor
+
+    marker = tmp_path / "imported"
+    mod = install_env_package(site, "marked-plugins", "marked")
+    env_file = site.path / mod / "env.py"
+    env_file.write_text(f"open({str(marker)!r}, 'w').close()\n" + env_file.read_text())
+    report = doctor.run(Registry(cache=False, block=["marked"]))
+    assert not marker.exists()
+    assert any(
+        f.subject.endswith(":marked") and "not checked" in f.message for f in report.findings
+    )
+
+
+def test_show_a_plugin_of_a_blocked_distribution_says_blocked(
+    site: SiteDir, tmp_path: Path
+) -> None:
+    install_env_package(site, "walled-plugins", "walled")
+    cache_dir = tmp_path / "cache"
+    Registry(cache_dir=cache_dir).list_plugins()  # the cache knows its records now
+    for registry in (
+        Registry(cache_dir=cache_dir, block=["walled-plugins:*"]),
+        Registry(cache=False, block=["walled-plugins:*"]),
+        Registry(cache=False, autoload=False),
+    ):
+        with pytest.raises(PluginBlockedError, match="walled-plugins") as info:
+            registry.get("walled")
+        assert "to load it" in str(info.value)
+        assert isinstance(info.value, PluginNotFoundError)
+
+
+# -- 10, 11. registry state -------------------------------------------------------
+
+
+def test_refresh_rediscovers_everything(site: SiteDir) -> None:
+    registry = Registry(cache=False)
+    before = len(registry.list_plugins())
+    registry.refresh()
+    assert len(registry.list_plugins()) == before
+    assert registry.problems() == []
+    install_env_package(site, "late-plugins", "late")
+    registry.refresh()
+    assert len(registry.list_plugins()) == before + 1
+    assert registry.get("late").distribution == "late-plugins"
+
+
+class _A:
+    pass
+
+
+def test_register_and_unregister_are_exact_inverses(site: SiteDir) -> None:
+    mod = unique("mymod")
+    site.install(
+        "mymod-holder",
+        {f"{mod}.py": textwrap.dedent(env_class_module()) + "\nclass B(Env):\n    pass\n"},
+    )
+    from plugin_registry.kinds.cluster_environment import ClusterEnvironment
+
+    registry = Registry(cache=False)
+
+    class A(ClusterEnvironment):  # type: ignore[misc]
+        creates_processes_externally = True
+        main_address = "x"
+        main_port = 1
+
+        @staticmethod
+        def detect() -> bool:
+            return False
+
+        def world_size(self) -> int:
+            return 1
+
+        def set_world_size(self, size: int) -> None:
+            pass
+
+        def global_rank(self) -> int:
+            return 0
+
+        def set_global_rank(self, rank: int) -> None:
+            pass
+
+        def local_rank(self) -> int:
+            return 0
+
+        def node_rank(self) -> int:
+            return 0
+
+    registry.register(A, name="mine", kind="cluster_environment")
+    assert type(registry.load("mine")) is A
+    registry.unregister("mine", "cluster_environment")
+    with pytest.raises(PluginNotFoundError):
+        registry.get("mine")
+    registry.register(pr.PluginInfo(name="mine", kind="cluster_environment", target=f"{mod}:B"))
+    assert type(registry.load("mine")).__name__ == "B"
+    registry.unregister("mine", "cluster_environment")
+    with pytest.raises(PluginNotFoundError, match="no in-process"):
+        registry.unregister("mine", "cluster_environment")
+    registry.register(A, name="slurm", kind="cluster_environment", override=True)
+    assert type(registry.load("slurm")) is A
+    registry.unregister("slurm", "cluster_environment")
+    assert type(registry.load("slurm")).__name__ == "SLURMEnvironment"
+
+
+# -- 12. pins keep their kind -----------------------------------------------------
+
+
+def test_pin_of_a_precision_name_leaves_the_checkpoint_io_of_that_name(site: SiteDir) -> None:
+    from plugin_registry.resolver import resolve
+
+    registry = Registry(cache=False, pins={"precision/torch": "some-vendor"})
+    resolution = resolve(precision="32-true", registry=registry, hardware=None)
+    chosen = {c.kind: c.name for c in resolution.choices}
+    assert chosen["checkpoint_io"] == "torch"
+
+
+# -- 13. broken packages ----------------------------------------------------------
+
+
+def test_name_of_a_broken_package_is_a_broken_plugin_error_with_its_cause(
+    site: SiteDir, tmp_path: Path
+) -> None:
+    install_env_package(site, "wrecked-plugins", "wrecked", preamble="import no_such_module_xyz")
+    cache_dir = tmp_path / "cache"
+    for attempt in range(2):  # the second listing comes from the cache
+        registry = Registry(cache_dir=cache_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pr.PluginWarning)
+            with pytest.raises(BrokenPluginError) as info:
+                registry.load("wrecked")
+        assert isinstance(info.value, PluginNotFoundError)
+        assert isinstance(info.value.__cause__, ModuleNotFoundError), attempt
+        assert "wrecked-plugins" in str(info.value)
+    assert registry.stats.reused >= 1
+
+
+# -- 14. the cache in a busy directory --------------------------------------------
+
+
+def test_new_files_beside_the_script_do_not_force_a_rescan(site: SiteDir, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    Registry(cache_dir=cache_dir).list_plugins()
+    (site.path / "checkpoint-1.pt").write_bytes(b"x")  # the directory's mtime changes
+    warm = Registry(cache_dir=cache_dir)
+    warm.list_plugins()
+    assert not warm.stats.scanned and warm.stats.collected == 0
+    install_env_package(site, "fresh-plugins", "fresh")
+    seen = Registry(cache_dir=cache_dir)
+    assert seen.get("fresh").distribution == "fresh-plugins" and seen.stats.scanned
+
+
+def test_in_place_edit_of_an_egg_info_entry_points_is_seen(site: SiteDir, tmp_path: Path) -> None:
+    mod = install_env_package(site, "legacy-plugins", "legacy")
+    info = next(site.path.glob("legacy_plugins-*.dist-info"))
+    egg = site.path / "legacy_plugins.egg-info"
+    info.rename(egg)  # what `setup.py develop` leaves: an egg-info in the source tree
+    (egg / "PKG-INFO").write_text((egg / "METADATA").read_text())
+    cache_dir = tmp_path / "cache"
+    Registry(cache_dir=cache_dir).list_plugins()
+    time.sleep(0.05)
+    (egg / "entry_points.txt").write_text(f"[plugin_registry]\nplugins = {mod}.registration\n\n")
+    os.utime(site.path, ns=(0, 0))  # the directory itself looks untouched
+    (egg / "entry_points.txt").write_text("")
+    registry = Registry(cache_dir=cache_dir)
+    assert "legacy" not in {r.name for r in registry.list_plugins()}
