@@ -223,7 +223,12 @@ def atomic_write(
 
 
 def atomic_write_text(
-    path: str | os.PathLike[str], text: str, *, mode: int | None = None, durable: bool = True
+    path: str | os.PathLike[str],
+    text: str,
+    *,
+    mode: int | None = None,
+    durable: bool = True,
+    make_parents: bool = True,
 ) -> None:
     """:func:`atomic_write` of UTF-8 text."""
     data = text.encode("utf-8")
@@ -231,4 +236,4 @@ def atomic_write_text(
     def write(fh: BinaryIO) -> None:
         fh.write(data)
 
-    atomic_write(path, write, mode=mode, durable=durable)
+    atomic_write(path, write, mode=mode, durable=durable, make_parents=make_parents)

@@ -22,7 +22,7 @@ from typing import Any
 import importlib_metadata
 import pluggy
 
-from plugin_registry import _capture, hookspecs
+from plugin_registry import _capture, _files, hookspecs
 from plugin_registry._text import describe, printable
 from plugin_registry.errors import InvalidRecordError
 from plugin_registry.names import (
@@ -67,19 +67,30 @@ def scan(group: str = hookspecs.ENTRY_POINT_GROUP) -> list[EntryPointRef]:
     seen: set[str] = set()
     found: list[EntryPointRef] = []
     for dist in importlib_metadata.distributions():
-        norm = getattr(dist, "_normalized_name", None) or normalize_distribution(dist.name or "")
-        if norm in seen:
-            continue
-        seen.add(norm)
-        path = getattr(dist, "_path", None)
-        text = _read_entry_points(dist, path)
-        if not text or header not in text:
-            continue
-        metadata_dir = str(path) if path is not None else None
-        name, version = name_and_version(dist, path)
-        for ep in dist.entry_points.select(group=group):
-            found.append(EntryPointRef(name, version, ep.name, ep.value, metadata_dir))
+        try:
+            found.extend(_refs_of(dist, group, header, seen))
+        except Exception:  # noqa: BLE001 - unreadable metadata of one distribution
+            continue  # it cannot be a usable plugin package; the others still are
     return found
+
+
+def _refs_of(
+    dist: importlib_metadata.IDistribution, group: str, header: str, seen: set[str]
+) -> list[EntryPointRef]:
+    norm = getattr(dist, "_normalized_name", None) or normalize_distribution(dist.name or "")
+    if norm in seen:
+        return []
+    seen.add(norm)
+    path = getattr(dist, "_path", None)
+    text = _read_entry_points(dist, path)
+    if not text or header not in text:
+        return []
+    metadata_dir = str(path) if path is not None else None
+    name, version = name_and_version(dist, path)
+    return [
+        EntryPointRef(name, version, ep.name, ep.value, metadata_dir)
+        for ep in dist.entry_points.select(group=group)
+    ]
 
 
 def name_and_version(dist: importlib_metadata.IDistribution, path: object) -> tuple[str, str]:
@@ -98,10 +109,10 @@ def name_and_version(dist: importlib_metadata.IDistribution, path: object) -> tu
 def _read_entry_points(dist: importlib_metadata.IDistribution, path: object) -> str | None:
     # A plain file read for the common on-disk case: pathlib's machinery in
     # read_text() costs more than the read itself, once per installed package.
+    # Bounded, and a regular file only: a FIFO or device there never hangs a scan.
     if isinstance(path, pathlib.Path):
         try:
-            with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as fh:
-                return fh.read()
+            return _files.read_text(os.path.join(path, "entry_points.txt"), max_bytes=1 << 20)
         except OSError:
             return None
     return dist.read_text("entry_points.txt")

@@ -79,3 +79,8 @@ class PluginWarning(UserWarning):
 
 class CacheWarning(UserWarning):
     """The record cache could not be read or written (it is then rebuilt)."""
+
+
+class UserFileError(PluginRegistryError, ValueError):
+    """A file the user passed (lock, hardware record, ``[tool.plugin-registry]``) is missing,
+    unreadable or malformed; the one-line message names the file and the field."""

@@ -28,12 +28,13 @@ import platform
 import sys
 import threading
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from plugin_registry._files import atomic_write_text
+from plugin_registry._schema import Checker, read_json
 from plugin_registry._text import describe
-from plugin_registry.errors import PluginRegistryError
+from plugin_registry.errors import UserFileError
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
@@ -53,7 +54,7 @@ def canonical(distribution: str) -> str:
     return normalize_distribution(distribution)
 
 
-class HardwareFileError(PluginRegistryError, ValueError):
+class HardwareFileError(UserFileError):
     """A hardware record file that cannot be read; the message says which field."""
 
 
@@ -164,49 +165,77 @@ class Hardware:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Hardware:
+    def from_dict(cls, data: Mapping[str, Any], where: str = "hardware record") -> Hardware:
         """Inverse of :meth:`to_dict`; raises HardwareFileError naming the bad field."""
+        check = Checker(where, HardwareFileError)
         if not isinstance(data, Mapping):
             raise HardwareFileError(
-                f"a hardware record is a JSON object, got {type(data).__name__}"
+                f"{where}: a hardware record is a JSON object, got {type(data).__name__}"
             )
+        data = dict(data)
         if data.get("format", FORMAT) != FORMAT:
             raise HardwareFileError(
-                f"hardware record format {data.get('format')!r} is not {FORMAT}; write it again "
+                f"{where}: format {data.get('format')!r} is not {FORMAT}; write it again "
                 "with `plugin-registry hardware --json` from this version"
             )
         known = {f.name for f in dataclasses.fields(cls)} | {"format"}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in set(data) - known)
         if unknown:
-            raise HardwareFileError(
-                f"unknown field(s) {unknown} in hardware record; known: {sorted(known)}"
+            raise HardwareFileError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+        cores = check.field(data, "cpu_cores", int)
+        if cores < 1:
+            raise check.fail("cpu_cores", "must be a positive integer")
+        devices = []
+        for index, item in enumerate(check.field(data, "devices", list, default=[])):
+            at = f"devices[{index}]."
+            check.value(item, at.rstrip("."), dict)
+            extra = sorted(set(item) - {"accelerator", "index", "name", "dtypes", "properties"})
+            if extra:
+                raise check.fail(
+                    f"{at}{extra[0]}", "is not a device field: a device entry is malformed"
+                )
+            device_index = check.field(item, "index", int, prefix=at, default=0)
+            if device_index < 0:
+                raise check.fail(f"{at}index", "must not be negative")
+            devices.append(
+                Device(
+                    accelerator=check.field(item, "accelerator", str, prefix=at),
+                    index=device_index,
+                    name=check.field(item, "name", str, prefix=at, default=""),
+                    dtypes=tuple(check.strings(item.get("dtypes", ["float32"]), f"{at}dtypes")),
+                    properties=check.mapping(
+                        item.get("properties", {}), f"{at}properties", str, int, float
+                    ),
+                )
             )
-        if not isinstance(data.get("cpu_cores"), int) or data["cpu_cores"] < 1:
-            raise HardwareFileError("hardware record: 'cpu_cores' must be a positive integer")
-        try:
-            devices = tuple(Device(**d) for d in data.get("devices", ()))
-        except TypeError as exc:
-            raise HardwareFileError(f"hardware record: a device entry is malformed: {exc}") from exc
-        fields = {k: v for k, v in data.items() if k not in ("format", "devices")}
-        return cls(devices=devices, **fields)
+        fields: dict[str, Any] = {"cpu_cores": cores}
+        for key in ("cpu_dtypes", "sources", "problems"):
+            if key in data:
+                fields[key] = tuple(check.strings(data[key], key))
+        for key in ("cpu_capability", "platform"):
+            if key in data:
+                fields[key] = check.value(data[key], key, str)
+        if "torch" in data:
+            fields["torch"] = check.value(data["torch"], "torch", str, type(None))
+        if "libraries" in data:
+            fields["libraries"] = check.mapping(data["libraries"], "libraries", str, type(None))
+        return cls(devices=tuple(devices), **fields)
 
     def dump(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the record atomically (the core's one atomic writer)."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n", durable=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Hardware:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError as exc:
+        """Read a record written by ``plugin-registry hardware --json``; one-line errors."""
+        shown = os.fspath(path)
+        if not os.path.exists(shown):
             raise HardwareFileError(
-                f"hardware file {os.fspath(path)!r} does not exist; write one with "
+                f"hardware file {shown!r} does not exist; write one with "
                 "`plugin-registry hardware --json > FILE` on the target machine"
-            ) from exc
-        except ValueError as exc:
-            raise HardwareFileError(
-                f"hardware file {os.fspath(path)!r} is not JSON: {exc}"
-            ) from exc
-        return cls.from_dict(data)
+            )
+        data = read_json(path, "hardware file", HardwareFileError)
+        return cls.from_dict(data, where=f"hardware file {shown!r}")
 
 
 _cached: Hardware | None = None

@@ -15,10 +15,11 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plugin_registry.errors import PluginRegistryError
+from plugin_registry._files import atomic_write_text
+from plugin_registry._schema import Checker, read_json
+from plugin_registry.errors import PluginRegistryError, UserFileError
 from plugin_registry.names import Spec
 from plugin_registry.records import KINDS
 
@@ -33,6 +34,10 @@ FORMAT = 1
 
 class LockMismatchError(PluginRegistryError):
     """A lock (or another rank) disagrees with this resolution; the message lists how."""
+
+
+class LockFileError(UserFileError, LockMismatchError):
+    """A lock file that cannot be read or written, or does not match the lock format."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,36 +116,70 @@ class Lock:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Lock:
-        try:
-            if data["format"] != FORMAT:
-                raise LockMismatchError(
-                    f"lock format {data['format']!r} is not {FORMAT}; write the lock again"
+    def from_dict(cls, data: Mapping[str, Any], where: str = "lock") -> Lock:
+        """Inverse of :meth:`to_dict`; LockFileError naming the bad field."""
+        check = Checker(where, LockFileError)
+        if not isinstance(data, Mapping):
+            raise LockFileError(f"{where}: a lock is a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        if check.field(data, "format", int) != FORMAT:
+            raise LockFileError(
+                f"{where}: lock format {data['format']!r} is not {FORMAT}; write the lock again"
+            )
+        settings = check.field(data, "settings", dict)
+        for key, value in settings.items():
+            check.value(value, f"settings.{key}", str, int, float, bool, list, type(None))
+        plugins_data = check.field(data, "plugins", dict)
+        plugins: list[LockedPlugin] = []
+        for kind in KINDS:
+            entry = check.field(plugins_data, kind, dict, prefix="plugins.")
+            at = f"plugins.{kind}."
+            extra = sorted(set(entry) - {f.name for f in dataclasses.fields(LockedPlugin)})
+            if extra:
+                raise check.fail(f"{at}{extra[0]}", "is not a field of a locked plugin")
+            plugins.append(
+                LockedPlugin(
+                    kind=kind,
+                    name=check.field(entry, "name", str, prefix=at),
+                    distribution=check.field(entry, "distribution", str, type(None), prefix=at),
+                    version=check.field(entry, "version", str, type(None), prefix=at),
+                    target=check.field(entry, "target", str, prefix=at),
+                    parameters=check.field(entry, "parameters", dict, prefix=at, default={}),
+                    instance=check.field(entry, "instance", bool, prefix=at, default=False),
                 )
-            plugins = tuple(LockedPlugin(kind, **data["plugins"][kind]) for kind in KINDS)
-            return cls(dict(data["settings"]), plugins, dict(data["libraries"]))
-        except (KeyError, TypeError) as exc:
-            raise LockMismatchError(f"malformed lock: missing or bad field {exc}") from exc
+            )
+        libraries = check.mapping(data.get("libraries", {}), "libraries", str, type(None))
+        return cls(dict(settings), tuple(plugins), libraries)
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        """Atomically: a reader never sees half a lock."""
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, target)
+        """Atomically (the core's one writer): a reader never sees half a lock, and a
+        file or symlink planted at any temporary name is never followed."""
+        try:
+            atomic_write_text(
+                path,
+                json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n",
+                durable=False,
+                make_parents=False,
+            )
+        except OSError as exc:
+            parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+            why = (
+                f"its directory {parent!r} does not exist"
+                if not os.path.isdir(parent)
+                else (exc.strerror or str(exc))
+            )
+            raise LockFileError(f"cannot write lock file {os.fspath(path)!r}: {why}") from None
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Lock:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise LockMismatchError(
-                f"lock file {os.fspath(path)!r} does not exist; write one with "
+        shown = os.fspath(path)
+        if not os.path.lexists(shown):
+            raise LockFileError(
+                f"lock file {shown!r} does not exist; write one with "
                 "`plugin-registry resolve ... --write-lock FILE` or Resolution.lock().write()"
-            ) from exc
-        except ValueError as exc:
-            raise LockMismatchError(f"lock file {os.fspath(path)!r} is not JSON: {exc}") from exc
-        return cls.from_dict(data)
+            )
+        data = read_json(path, "lock file", LockFileError)
+        return cls.from_dict(data, where=f"lock file {shown!r}")
 
     def differences(self, other: Lock, mine: str = "lock", theirs: str = "here") -> list[str]:
         """Each way ``other`` differs, as a sentence; empty when they agree."""

@@ -25,15 +25,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from plugin_registry.errors import PluginRegistryError
+from plugin_registry import _environ
+from plugin_registry._files import read_text
+from plugin_registry.errors import UserFileError
 from plugin_registry.names import normalize_distribution, normalize_name
 
 ENV_PRIORITY = "PLUGIN_REGISTRY_PRIORITY"
 ENV_PREFER = "PLUGIN_REGISTRY_PREFER"
 TABLE = "plugin-registry"
+MAX_PYPROJECT_BYTES = 4 * 1024 * 1024
 
 
-class PreferencesError(PluginRegistryError, ValueError):
+class PreferencesError(UserFileError):
     """A malformed priority or preference; the message names where it was set."""
 
 
@@ -74,10 +77,12 @@ class Preferences:
                     )
                 sources.append(str(found))
         if env.get(ENV_PRIORITY, "").strip():
-            priority.update(_priorities(_pairs(env[ENV_PRIORITY], ENV_PRIORITY), ENV_PRIORITY))
+            priority.update(_priorities(_pairs(env, ENV_PRIORITY, "acme-fp8=100"), ENV_PRIORITY))
             sources.append(ENV_PRIORITY)
         if env.get(ENV_PREFER, "").strip():
-            prefer.update(_preferred(_pairs(env[ENV_PREFER], ENV_PREFER), ENV_PREFER))
+            prefer.update(
+                _preferred(_pairs(env, ENV_PREFER, "transformer-engine=acme-fp8"), ENV_PREFER)
+            )
             sources.append(ENV_PREFER)
         return cls(priority=priority, prefer=prefer, sources=tuple(sources))
 
@@ -93,33 +98,30 @@ def _nearest_pyproject(start: Path) -> Path | None:
 
 def _read_table(path: Path) -> Mapping[str, Any] | None:
     try:
-        text = path.read_text()
-        if f"[tool.{TABLE}" not in text and f'[tool."{TABLE}"' not in text:
-            return None  # most projects: no table, no TOML parse
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - exercised on 3.10 only
-            import tomli as tomllib
+        text = read_text(path, max_bytes=MAX_PYPROJECT_BYTES)
+    except OSError as exc:
+        raise PreferencesError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if f"[tool.{TABLE}" not in text and f'[tool."{TABLE}"' not in text:
+        return None  # most projects: no table, no TOML parse
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    try:
         data = tomllib.loads(text)
-    except (OSError, ValueError) as exc:
-        raise PreferencesError(f"cannot read {path}: {exc}") from exc
-    table = data.get("tool", {}).get(TABLE)
+    except RecursionError:
+        raise PreferencesError(f"{path}: nested too deeply to read") from None
+    except ValueError as exc:
+        raise PreferencesError(f"{path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+    tool = data.get("tool", {})
+    table = tool.get(TABLE) if isinstance(tool, Mapping) else None
     if table is not None and not isinstance(table, Mapping):
         raise PreferencesError(f"{path}: [tool.{TABLE}] must be a table")
     return table
 
 
-def _pairs(text: str, where: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise PreferencesError(f"{where}: entry {item!r} is not name=value")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
+def _pairs(environ: Mapping[str, str], name: str, example: str) -> dict[str, str]:
+    return _environ.pairs(environ, name, example, "name=value", error=PreferencesError) or {}
 
 
 def _key(name: str) -> str:
@@ -135,8 +137,10 @@ def _priorities(values: Any, where: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for name, value in values.items():
         try:
-            number = int(value) if not isinstance(value, (bool, float)) else None
+            number = int(value) if type(value) in (int, str) else None
         except ValueError:
+            number = None
+        if number is not None and not -(2**63) <= number < 2**63:
             number = None
         if number is None:
             raise PreferencesError(

@@ -21,7 +21,6 @@ import pytest
 
 import plugin_registry as pr
 from plugin_registry import _capture, cli
-from plugin_registry.cache import RecordCache
 from plugin_registry.errors import (
     BrokenPluginError,
     CacheWarning,
@@ -276,9 +275,10 @@ def test_printing_registration_module_does_not_corrupt_json(
         out, err = capfd.readouterr()
         assert code in (0, 1), err
         data = json.loads(out)  # raises if anything else was printed
-        assert "hello from import" not in out.replace(
-            "writes to stdout/stderr when imported", ""
-        ) or command[0] == "doctor"
+        assert (
+            "hello from import" not in out.replace("writes to stdout/stderr when imported", "")
+            or command[0] == "doctor"
+        )
     assert any("hello from import" in f["message"] for f in data["findings"])
 
 
@@ -380,7 +380,8 @@ _CRASHERS = {
 def test_hostile_records_and_imports_become_problems(site: SiteDir, case: str) -> None:
     raise_at_import, preamble, extra, words = _CRASHERS[case]
     mod = unique("crash")
-    name = "n-" + "-".join("{f%d}" % i for i in range(7)) if case == "name-explosion" else "crash"
+    exploding = "n-" + "-".join("{f" + str(i) + "}" for i in range(7))
+    name = exploding if case == "name-explosion" else "crash"
     kind_expr = 'Kind("cluster_environment")' if case == "evil-kind" else '"cluster_environment"'
     np_arg = ", name_parameters=np" if case == "name-explosion" else ""
     body = (
