@@ -100,6 +100,16 @@ def faults(session: nox.Session) -> None:
 
 
 @nox.session
+def stateful(session: nox.Session) -> None:
+    """The registry state machine at length: 500 sequences, shrunk on failure (CI runs 8)."""
+    install(session, "test")
+    session.env["PLUGIN_REGISTRY_STATEFUL_EXAMPLES"] = (
+        session.posargs[0] if session.posargs else "500"
+    )
+    session.run("python", "-m", "pytest", "tests/test_registry_state.py", "-p", "no:cacheprovider")
+
+
+@nox.session
 def xla(session: nox.Session) -> None:
     """The XLA plugins on a real torch_xla runtime (PJRT on the CPU), beside torch 2.9.
 

@@ -6,13 +6,14 @@ key is cheaper and at least as strict:
 
 * the file name hashes what decides *where* distributions are looked for:
   the interpreter, ``sys.path`` and the meta-path finders;
-* inside, per ``sys.path`` entry, its mtime and the set of distribution entries
-  in it (``*.dist-info``, ``*.egg-info``, ``*.egg-link``, ``*.pth``). Installing,
-  upgrading or uninstalling a distribution changes that set. When a directory's
+* inside, per ``sys.path`` entry, its mtime and the distribution entries in it
+  (``*.dist-info``, ``*.egg-info``, ``*.egg-link``, ``*.pth``, each with its
+  inode and mtime). Installing, upgrading, reinstalling or uninstalling a
+  distribution changes them. When a directory's
   mtime is unchanged (and was not within :data:`RACY_SECONDS` of the snapshot,
   git's "racily clean" rule) one ``stat`` suffices; when it changed -- a busy
-  working directory, ``/tmp`` -- the set is listed again and compared, so files
-  written beside the script do not force a rescan;
+  working directory, ``/tmp`` -- the distribution entries are listed again and
+  compared, so files written beside the script do not force a rescan;
 * the ``entry_points.txt`` of every ``*.egg-info`` directory on the path is
   stat'ed on each start: a legacy ``setup.py develop`` edits it in place,
   which changes no directory;
@@ -81,18 +82,25 @@ def search_path() -> list[str]:
 
 
 def _entries_digest(path: str) -> str | None:
-    """What the distributions in ``path`` are: a digest of their entry names.
+    """What the distributions in ``path`` are: a digest of their entries.
 
-    ``None`` when the path does not exist, ``"file"`` for a zip or egg file (then
-    its mtime alone decides).
+    Each entry counts with its name, inode and mtime, so a distribution removed
+    and installed again at the same version (``pip install --force-reinstall``)
+    is a change too. ``None`` when the path does not exist, ``"file"`` for a zip
+    or egg file (then its mtime alone decides).
     """
     try:
-        names = [entry.name for entry in os.scandir(path) if entry.name.endswith(_DIST_SUFFIXES)]
+        parts = []
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.name.endswith(_DIST_SUFFIXES):
+                    info = entry.stat(follow_symlinks=False)
+                    parts.append(f"{entry.name}\0{info.st_ino}\0{info.st_mtime_ns}")
     except NotADirectoryError:
         return "file"
     except OSError:
         return None if not os.path.exists(path) else "unlistable"
-    return hashlib.sha1("\0".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()
+    return hashlib.sha1("\n".join(sorted(parts)).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _egg_info_deps(path: str) -> dict[str, int | None]:

@@ -127,9 +127,12 @@ def running(cls: Any, label: str, directory: Path) -> Iterator[Any]:
         cluster = cls(directory)
     except Unavailable as exc:
         pytest.skip(f"{label} cannot run here: {exc}")
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    try:
+        # A start that fails half-way still stops what it started.
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +175,41 @@ def test_slurm_step_inside_an_interactive_allocation(slurm: Slurm, tmp_path: Pat
     )
     ranks = results(tmp_path, 2)
     check_group(ranks, "slurm")
+
+
+def _cell_state() -> tuple[object, ...]:
+    common = GridEngine.ROOT / "default" / "common"
+    files = tuple(
+        (common / n).read_bytes() if (common / n).exists() else None
+        for n in ("host_aliases", "act_qmaster")
+    )
+    daemons = subprocess.run(["pgrep", "-x", "sge_qmaster|sge_execd"], capture_output=True)
+    return (*files, daemons.stdout)
+
+
+def test_grid_engine_start_that_fails_half_way_leaves_the_cell_as_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs before the module's Grid Engine fixture starts its daemons."""
+    try:
+        GridEngine(tmp_path / "failing")
+    except Unavailable as exc:
+        pytest.skip(f"Grid Engine cannot run here: {exc}")
+    before = _cell_state()
+    real = GridEngine._qconf
+    failed: list[bool] = []
+
+    def failing(self: GridEngine, *args: str, editor: str | None = None) -> str:
+        if args[:1] == ("-Msconf",) and not failed:
+            failed.append(True)
+            raise RuntimeError("scheduler configuration refused (simulated)")
+        return real(self, *args, editor=editor)
+
+    monkeypatch.setattr(GridEngine, "_qconf", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        next(running(GridEngine, "Grid Engine", tmp_path / "failing"))
+    monkeypatch.setattr(GridEngine, "_qconf", real)
+    assert _cell_state() == before, "files restored and no daemon left running"
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -141,7 +142,14 @@ class GridEngine:
     Debian's packages leave an initialised cell in /var/lib/gridengine but start
     nothing. 127.0.0.1 resolves to "localhost" first here, so the host is aliased
     to localhost; jobs run as root, so min_uid/min_gid are 0 -- set before execd
-    starts, which reads them once.
+    starts, which reads them once. The queue has no load thresholds: with the
+    default ``np_load_avg=1.75`` a busy 2-core CI machine puts it in load alarm
+    (state ``a``) and jobs never start.
+
+    The cell is the system's: every change :meth:`start` makes (files in the
+    cell's ``common`` directory, the global and scheduler configurations, the
+    objects it adds) is undone by :meth:`stop`, also after a start that failed
+    half-way.
     """
 
     ROOT = Path("/var/lib/gridengine")
@@ -154,6 +162,22 @@ class GridEngine:
         self.dir = directory
         self.env = {**os.environ, "SGE_ROOT": str(self.ROOT), "SGE_CELL": "default"}
         self.slots = 2
+        self._undo: list[Callable[[], object]] = []
+        self._qmaster_started = False
+        self._execd_started = False
+
+    def _keep_file(self, path: Path) -> None:
+        """Note how ``path`` was, so that :meth:`stop` puts it back."""
+        if path.exists():
+            before = path.read_bytes()
+            self._undo.append(lambda: path.write_bytes(before))
+        else:
+            self._undo.append(lambda: path.unlink(missing_ok=True))
+
+    def _keep_config(self, show: str, modify: str) -> None:
+        saved = self.dir / f"saved{show}"
+        saved.write_text(self._qconf(show))
+        self._undo.append(lambda: self._qconf(modify, str(saved)))
 
     def _qconf(self, *args: str, editor: str | None = None) -> str:
         env = {**self.env, "EDITOR": editor} if editor else self.env
@@ -176,9 +200,12 @@ class GridEngine:
         self.dir.mkdir(parents=True, exist_ok=True)
         common = self.ROOT / "default" / "common"
         short = socket.gethostname().split(".")[0]
+        for name in ("host_aliases", "act_qmaster"):
+            self._keep_file(common / name)
         (common / "host_aliases").write_text(f"localhost {short}\n")
         (common / "act_qmaster").write_text("localhost\n")
         _run("/usr/sbin/sge_qmaster", env=self.env)
+        self._qmaster_started = True
         deadline = time.time() + 30
         # -sh (admin hosts) answers on a fresh cell too; -ss fails there until a
         # submit host exists ("no submit host defined").
@@ -189,6 +216,9 @@ class GridEngine:
         submit_hosts = _run("qconf", "-ss", env=self.env, check=False).stdout.split()
         if "localhost" not in submit_hosts:
             self._qconf("-as", "localhost")
+            self._undo.append(lambda: self._qconf("-ds", "localhost"))
+        self._keep_config("-sconf", "-Mconf")
+        self._keep_config("-ssconf", "-Msconf")
         config = self.dir / "global"
         lines = [line for line in self._qconf("-sconf").splitlines() if not line.startswith("#")]
         config.write_text(
@@ -223,6 +253,7 @@ class GridEngine:
                     "-e 's/^allocation_rule .*/allocation_rule $pe_slots/'",
                 ),
             )
+            self._undo.append(lambda: self._qconf("-dp", "smp"))
         if "localhost" not in _run("qconf", "-sel", env=self.env, check=False).stdout.split():
             exechost = self.dir / "exechost"
             exechost.write_text(
@@ -231,6 +262,7 @@ class GridEngine:
                 "report_variables NONE\n"
             )
             self._qconf("-Ae", str(exechost))
+            self._undo.append(lambda: self._qconf("-de", "localhost"))
         if "all.q" not in _run("qconf", "-sql", env=self.env, check=False).stdout.split():
             self._qconf(
                 "-aq",
@@ -241,7 +273,20 @@ class GridEngine:
                     f"-e 's/^pe_list .*/pe_list smp/' -e 's/^slots .*/slots {self.slots}/'",
                 ),
             )
+            self._undo.append(lambda: self._qconf("-dq", "all.q"))
+        else:
+            before = self._qconf("-sq", "all.q")
+            thresholds = next(
+                (ln.split(None, 1)[1] for ln in before.splitlines() if ln.startswith("load_thr")),
+                "np_load_avg=1.75",
+            )
+            self._undo.append(
+                lambda: self._qconf("-rattr", "queue", "load_thresholds", thresholds, "all.q")
+            )
+        # Before execd starts: a loaded CI machine must not put the queue in alarm.
+        self._qconf("-rattr", "queue", "load_thresholds", "NONE", "all.q")
         _run("/usr/sbin/sge_execd", env=self.env)
+        self._execd_started = True
         _run("qmod", "-c", "all.q", env=self.env, check=False)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -256,8 +301,18 @@ class GridEngine:
         raise RuntimeError(f"the Grid Engine queue never became ready:\n{out}")
 
     def stop(self) -> None:
-        _kill_pidfile(self.SPOOL / "execd" / "localhost" / "execd.pid")
-        _kill_pidfile(self.SPOOL / "qmaster" / "qmaster.pid")
+        """Stop what :meth:`start` started and undo what it changed, newest first."""
+        if self._execd_started:
+            _run("qmod", "-d", "all.q", env=self.env, check=False)
+            _kill_pidfile(self.SPOOL / "execd" / "localhost" / "execd.pid")
+            self._execd_started = False
+        while self._undo:
+            undo = self._undo.pop()
+            with contextlib.suppress(Exception):
+                undo()
+        if self._qmaster_started:
+            _kill_pidfile(self.SPOOL / "qmaster" / "qmaster.pid")
+            self._qmaster_started = False
 
     def qsub(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return _run("qsub", "-sync", "y", *args, env=self.env, timeout=timeout)
