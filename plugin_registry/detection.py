@@ -29,8 +29,9 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
+from plugin_registry import _capture
 from plugin_registry._text import describe
-from plugin_registry.errors import PluginLoadError, PluginNotFoundError, PluginWarning
+from plugin_registry.errors import PluginNotFoundError, PluginWarning
 from plugin_registry.records import PluginInfo
 
 if TYPE_CHECKING:
@@ -42,9 +43,14 @@ def launched_by(registry: Registry, record: PluginInfo) -> bool | str:
 
     Imports the environment's module; one plugin's failure never escapes.
     """
+    interrupts = _capture.Interrupts()
     try:
-        return bool(registry.load_target(record).detect())
-    except (PluginLoadError, Exception) as exc:  # noqa: BLE001 - one plugin's fault
+        # Implicit (every resolve asks every environment): its output is captured.
+        with _capture.captured(), interrupts:
+            return bool(registry.load_target(record).detect())
+    except BaseException as exc:
+        if interrupts.is_real(exc):
+            raise
         return f"its detect() failed: {describe(exc)}"
 
 

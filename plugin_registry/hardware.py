@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from plugin_registry import _capture
 from plugin_registry._files import atomic_write_text
 from plugin_registry._schema import Checker, read_json
 from plugin_registry._text import describe
@@ -355,9 +356,14 @@ def _hook_devices(registry: Registry) -> Iterable[tuple[str, list[Device] | str]
     manager = registry.plugin_manager(refs)
     for impl in manager.hook.plugin_registry_detect_hardware.get_hookimpls():
         source = str(impl.plugin_name)
+        interrupts = _capture.Interrupts()
         try:
-            returned = impl.function()
-        except Exception as exc:  # noqa: BLE001 - one package's fault
+            # A package's detection may print; it must not reach `hardware --json`.
+            with _capture.captured(), interrupts:
+                returned = impl.function()
+        except BaseException as exc:
+            if interrupts.is_real(exc):
+                raise
             yield source, f"plugin_registry_detect_hardware() raised {describe(exc)}"
             continue
         if not isinstance(returned, (list, tuple)) or not all(

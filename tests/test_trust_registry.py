@@ -663,3 +663,42 @@ def test_in_place_edit_of_an_egg_info_entry_points_is_seen(site: SiteDir, tmp_pa
     (egg / "entry_points.txt").write_text("")
     registry = Registry(cache_dir=cache_dir)
     assert "legacy" not in {r.name for r in registry.list_plugins()}
+
+
+def test_printing_detect_and_hardware_hooks_do_not_corrupt_json(
+    site: SiteDir, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugin_registry import hardware
+
+    monkeypatch.setattr(hardware, "_cached", None)  # restored after: no detection leaks out
+    mod = unique("chatty")
+    env = textwrap.dedent(env_class_module()).replace(
+        "        return False", '        print("detect says hi"); return False'
+    )
+    body = registration(
+        "cluster_environment",
+        f'PluginInfo(name="chatty", kind="cluster_environment", target="{mod}.env:Env", '
+        'accelerators=("any",))',
+        preamble="""
+            from plugin_registry import hookimpl as _impl
+
+            @_impl
+            def plugin_registry_detect_hardware():
+                print("hardware hook says hi")
+                return []
+        """,
+    )
+    site.install(
+        "chatty-plugins",
+        {f"{mod}/__init__.py": "", f"{mod}/env.py": env, f"{mod}/reg.py": body},
+        f"{mod}.reg",
+    )
+    from plugin_registry.hardware import detect_hardware
+
+    detect_hardware(Registry(cache=False), refresh=True)
+    assert "says hi" not in capfd.readouterr().out
+    for command in (["resolve", "--precision", "32-true", "--json"], ["hardware", "--json"]):
+        assert cli.main(["--no-cache", *command]) == 0
+        out = capfd.readouterr().out
+        json.loads(out)
+        assert "says hi" not in out
