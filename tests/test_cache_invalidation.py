@@ -93,8 +93,9 @@ def test_change_within_the_racy_window_is_not_trusted(fresh_venv: Venv, wheelhou
     first = venv.json(STATE)  # site-packages changed < 2 s ago: its mtime is not trusted
     assert first["written"]
     second = venv.json(STATE)
-    # ... so its distribution entries are listed and compared instead: unchanged, no rescan.
-    assert not second["scanned"] and second["collected"] == 0
+    # ... so its distribution entries are listed and compared instead: unchanged, no rescan
+    # (the package's own files are as fresh, so its registration module is imported again).
+    assert not second["scanned"]
     # Same-tick change that leaves the directory mtime as it was: still seen.
     site = venv.site
     before = os.stat(site).st_mtime_ns
