@@ -90,12 +90,13 @@ def _entries_digest(path: str) -> str | None:
     or egg file (then its mtime alone decides).
     """
     try:
+        # listdir and one lstat per distribution entry: a busy directory of
+        # thousands of other files costs one listing, no stat for each.
+        names = [n for n in os.listdir(path) if n.endswith(_DIST_SUFFIXES)]
         parts = []
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if entry.name.endswith(_DIST_SUFFIXES):
-                    info = entry.stat(follow_symlinks=False)
-                    parts.append(f"{entry.name}\0{info.st_ino}\0{info.st_mtime_ns}")
+        for name in names:
+            info = os.lstat(os.path.join(path, name))
+            parts.append(f"{name}\0{info.st_ino}\0{info.st_mtime_ns}")
     except NotADirectoryError:
         return "file"
     except OSError:
