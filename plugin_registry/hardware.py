@@ -224,7 +224,7 @@ class Hardware:
 
     def dump(self, path: str | os.PathLike[str]) -> None:
         """Write the record atomically (the core's one atomic writer)."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n", durable=False)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Hardware:

@@ -158,7 +158,6 @@ class Lock:
             atomic_write_text(
                 path,
                 json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n",
-                durable=False,
                 make_parents=False,
             )
         except OSError as exc:

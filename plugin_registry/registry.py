@@ -379,6 +379,13 @@ class Registry:
         message += suggestion or "."
         state = self._snapshot()
         withheld = self._withheld_for(spec)
+        skipped_dists = {
+            ref.distribution: state.skipped[ref.key]
+            for ref in state.refs
+            if ref.key in state.skipped
+        }
+        if not withheld and spec.distribution in skipped_dists:
+            withheld = [(spec.distribution, skipped_dists[spec.distribution])]
         if withheld:
             dist, why = withheld[0]
             raise PluginBlockedError(
@@ -386,6 +393,7 @@ class Registry:
                 f"{why}",
                 name=spec.name,
                 kind=spec.kind,
+                providers=[dist],
             )
         broken = self._broken_for(spec.name)
         failed = [p for p in state.problems if p.severity == "error" and not p.names]
@@ -410,20 +418,14 @@ class Registry:
                 + _join(sorted({f"{p.distribution} ({p.reason})" for p in failed}))
                 + "."
             )
-        not_loaded = sorted({ref.distribution for ref in state.refs if ref.key in state.skipped})
-        if not_loaded and not suggestion:
+        if skipped_dists and not suggestion:
             raise PluginBlockedError(
-                message
-                + " Installed packages that are not loaded may provide it: "
-                + _join(
-                    [
-                        f"{ref.distribution} ({state.skipped[ref.key]})"
-                        for ref in state.refs
-                        if ref.key in state.skipped
-                    ]
-                ),
+                f"no loaded package provides {spec.kind or 'a'} plugin {str(spec)!r}; installed "
+                "packages that are not loaded may: "
+                + _join([f"{dist} ({why})" for dist, why in sorted(skipped_dists.items())]),
                 name=spec.name,
                 kind=spec.kind,
+                providers=sorted(skipped_dists),
             )
         message += " Run 'plugin-registry list' to see every plugin."
         return PluginNotFoundError(message)

@@ -702,3 +702,15 @@ def test_printing_detect_and_hardware_hooks_do_not_corrupt_json(
         out = capfd.readouterr().out
         json.loads(out)
         assert "says hi" not in out
+
+
+def test_lookup_in_a_blocked_distribution_says_so_not_no_such_plugin() -> None:
+    registry = Registry(cache=False, block=["plugin-registry:*"])
+    with pytest.raises(PluginBlockedError) as info:
+        registry.get("precision/plugin-registry:bf16-mixed")
+    assert "installed (by plugin-registry) but its package is not loaded" in str(info.value)
+    assert "remove that pattern" in str(info.value)
+    with pytest.raises(PluginBlockedError) as info:
+        registry.get("slurm")
+    assert not str(info.value).startswith("no plugin named")
+    assert info.value.providers == ("plugin-registry",)
