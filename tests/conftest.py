@@ -80,3 +80,29 @@ def broken_venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> V
 def fresh_venv(tmp_path: Path) -> Iterator[Venv]:
     """An empty venv a test may change."""
     yield Venv(tmp_path / "venv")
+
+
+#: Fixtures that build wheels or venvs, or start daemons: a test using one is slow.
+SLOW_FIXTURES = frozenset(
+    {"wheelhouse", "good_venv", "broken_venv", "fresh_venv", "slurm", "grid_engine"}
+)
+#: Modules that train with DeepSpeed/FSDP/bitsandbytes, start launchers or build packages.
+SLOW_MODULES = frozenset(
+    {
+        "test_launchers.py",
+        "test_deepspeed.py",
+        "test_template.py",
+        "test_packaging.py",
+        "test_trust_checkpoints.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark slow tests, so that ``pytest -m "not slow"`` is the inner loop (< 2 min)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SLOW_FIXTURES or item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("launcher") is not None:
+            item.add_marker(pytest.mark.slow)

@@ -213,6 +213,7 @@ def test_fsdp_accepts_a_user_scaler_where_lightning_refuses() -> None:
         lightning_fsdp.FSDPPrecision("16-mixed", scaler=scaler)
 
 
+@pytest.mark.slow  # two processes training under FSDP: the inner loop skips it
 def test_real_fsdp_on_cpu_with_gloo_two_processes(tmp_path: Path) -> None:
     out = tmp_path / "fsdp.json"
     script = REPO / "tests" / "fsdp_worker.py"

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from plugin_registry.errors import (
     PluginNotFoundError,
 )
 from plugin_registry.registry import Registry
-from tests.sitedir import SiteDir, registration
+from tests.sitedir import SiteDir, env_class_module, install_env_package, registration, unique
 from tests.support import REPO
 
 
@@ -39,56 +38,6 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SiteDir:
     d = SiteDir(tmp_path / "site")
     monkeypatch.syspath_prepend(str(d.path))
     return d
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
-
-
-def env_class_module() -> str:
-    return """
-        from plugin_registry.kinds.cluster_environment import ClusterEnvironment
-
-        class Env(ClusterEnvironment):
-            creates_processes_externally = True
-            main_address = "127.0.0.1"
-            main_port = 29500
-            @staticmethod
-            def detect():
-                return False
-            def world_size(self):
-                return 1
-            def set_world_size(self, size):
-                pass
-            def global_rank(self):
-                return 0
-            def set_global_rank(self, rank):
-                pass
-            def local_rank(self):
-                return 0
-            def node_rank(self):
-                return 0
-    """
-
-
-def install_env_package(
-    site: SiteDir, dist: str, name: str, *, preamble: str = "", extra: str = ""
-) -> str:
-    """A package registering one cluster environment ``name``; returns its module name."""
-    mod = unique(dist.replace("-", "_"))
-    record = f'PluginInfo(name="{name}", kind="cluster_environment", target="{mod}.env:Env"{extra})'
-    site.install(
-        dist,
-        {
-            f"{mod}/__init__.py": "",
-            f"{mod}/env.py": env_class_module(),
-            f"{mod}/registration.py": registration(
-                "cluster_environment", record, preamble=preamble
-            ),
-        },
-        f"{mod}.registration",
-    )
-    return mod
 
 
 def builtin_names(registry: Registry) -> set[str]:
