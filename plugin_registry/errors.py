@@ -1,7 +1,14 @@
-"""The errors and warnings the registry raises; each message says the way out."""
+"""Every error and warning plugin_registry raises; each message says the way out.
+
+All are declared here (other modules re-export the ones users meet there), so
+a caller catches by type and reads structured fields (``.name``, ``.kind``,
+``.providers``, ``.suggestions`` on lookup errors; ``.path`` on checkpoint
+errors; ``.stage`` on load errors) instead of matching message text.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 
@@ -53,7 +60,17 @@ class PluginUnavailableError(PluginRegistryError):
 
 
 class PluginLoadError(PluginRegistryError, ImportError):
-    """Importing or building the plugin failed; the cause is chained."""
+    """Importing or building the plugin failed; the cause is chained.
+
+    ``stage`` tells which: ``"import"`` (the target could not be imported or is
+    not callable), ``"build"`` (calling it raised or returned the wrong type),
+    ``"parameters"`` (it takes no such parameter), ``"registration"`` (the
+    package that registers it is broken).
+    """
+
+    def __init__(self, message: str, *, stage: str = "import", **fields: object) -> None:
+        super().__init__(message, **fields)  # type: ignore[arg-type]
+        self.stage = stage
 
 
 class BrokenPluginError(PluginLoadError, PluginNotFoundError):
@@ -73,14 +90,63 @@ class InvalidRecordError(PluginRegistryError, ValueError):
     """A hook returned something that is not a valid plugin record."""
 
 
-class PluginWarning(UserWarning):
+class PluginRegistryWarning(UserWarning):
+    """Base of every warning plugin_registry emits."""
+
+
+class PluginWarning(PluginRegistryWarning):
     """A broken or conflicting plugin package; emitted once per process."""
 
 
-class CacheWarning(UserWarning):
-    """The record cache could not be read or written (it is then rebuilt)."""
+class CacheWarning(PluginRegistryWarning):
+    """The record cache could not be read, trusted or written (listing then works without it)."""
+
+
+class ResolutionWarning(PluginRegistryWarning):
+    """The resolver changed a request the way Lightning does (16-mixed on CPU)."""
+
+
+class ResolutionError(PluginRegistryError, ValueError):
+    """No plugin can fill a slot, or an explicit choice cannot work; says why and what would."""
+
+
+class InvalidSettingError(PluginRegistryError, ValueError):
+    """A setting the resolver cannot read; the message lists what it accepts."""
+
+
+class LockMismatchError(PluginRegistryError):
+    """A lock (or another rank) disagrees with this resolution; the message lists how."""
+
+
+class ScaffoldError(PluginRegistryError, ValueError):
+    """A package name the template cannot use, or a destination that exists."""
+
+
+class ClusterEnvironmentError(PluginRegistryError, RuntimeError):
+    """The launcher's environment is missing or contradicts itself; the message names
+    the variable, its value and what sets it."""
+
+
+class CheckpointError(PluginRegistryError):
+    """A checkpoint could not be saved or loaded; the message names the path and the cause."""
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else os.fspath(path)
 
 
 class UserFileError(PluginRegistryError, ValueError):
     """A file the user passed (lock, hardware record, ``[tool.plugin-registry]``) is missing,
     unreadable or malformed; the one-line message names the file and the field."""
+
+
+class HardwareFileError(UserFileError):
+    """A hardware record file that cannot be read; the message says which field."""
+
+
+class PreferencesError(UserFileError):
+    """A malformed priority or preference; the message names where it was set."""
+
+
+class LockFileError(UserFileError, LockMismatchError):
+    """A lock file that cannot be read or written, or does not match the lock format."""

@@ -35,7 +35,7 @@ from plugin_registry import _capture
 from plugin_registry._files import atomic_write_text
 from plugin_registry._schema import Checker, read_json
 from plugin_registry._text import describe
-from plugin_registry.errors import UserFileError
+from plugin_registry.errors import HardwareFileError as HardwareFileError
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
@@ -53,10 +53,6 @@ def canonical(distribution: str) -> str:
     from plugin_registry.names import normalize_distribution
 
     return normalize_distribution(distribution)
-
-
-class HardwareFileError(UserFileError):
-    """A hardware record file that cannot be read; the message says which field."""
 
 
 @dataclasses.dataclass(frozen=True)

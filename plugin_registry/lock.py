@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from plugin_registry._files import atomic_write_text
 from plugin_registry._schema import Checker, read_json
-from plugin_registry.errors import PluginRegistryError, UserFileError
+from plugin_registry.errors import LockFileError as LockFileError
+from plugin_registry.errors import LockMismatchError as LockMismatchError
+from plugin_registry.errors import PluginRegistryError
 from plugin_registry.names import Spec
 from plugin_registry.records import KINDS
 
@@ -30,14 +32,6 @@ if TYPE_CHECKING:
     from plugin_registry.resolution import Resolution
 
 FORMAT = 1
-
-
-class LockMismatchError(PluginRegistryError):
-    """A lock (or another rank) disagrees with this resolution; the message lists how."""
-
-
-class LockFileError(UserFileError, LockMismatchError):
-    """A lock file that cannot be read or written, or does not match the lock format."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -137,9 +137,14 @@ def parse_spec(spec: str, kind: str | None = None) -> Spec:
     return Spec(spec_kind or wanted, dist, name)
 
 
+def suggestions(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """The candidates closest to ``word``, best first (difflib's ratio >= 0.6)."""
+    return difflib.get_close_matches(word, sorted(set(candidates)), n=n, cutoff=0.6)
+
+
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
     """`` Did you mean 'a' or 'b'?`` or an empty string."""
-    close = difflib.get_close_matches(word, sorted(set(candidates)), n=n, cutoff=0.6)
+    close = suggestions(word, candidates, n)
     if not close:
         return ""
     quoted = [repr(c) for c in close]

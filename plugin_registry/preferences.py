@@ -27,17 +27,13 @@ from typing import Any
 
 from plugin_registry import _environ
 from plugin_registry._files import read_text
-from plugin_registry.errors import UserFileError
+from plugin_registry.errors import PreferencesError as PreferencesError
 from plugin_registry.names import normalize_distribution, normalize_name
 
 ENV_PRIORITY = "PLUGIN_REGISTRY_PRIORITY"
 ENV_PREFER = "PLUGIN_REGISTRY_PREFER"
 TABLE = "plugin-registry"
 MAX_PYPROJECT_BYTES = 4 * 1024 * 1024
-
-
-class PreferencesError(UserFileError):
-    """A malformed priority or preference; the message names where it was set."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -42,6 +42,7 @@ from plugin_registry.names import (
     normalize_kind,
     normalize_name,
     parse_spec,
+    suggestions,
 )
 from plugin_registry.records import (
     ENTRY_POINT_GROUP,
@@ -327,7 +328,10 @@ class Registry:
             raise AmbiguousPluginError(
                 f"{spec.name!r} names plugins of several kinds; say which: "
                 + _join([f"'{k}/{spec.name}'" for k in kinds], "or")
-                + " (or pass kind=...)"
+                + " (or pass kind=...)",
+                name=spec.name,
+                providers=sorted({_provider(m.record) for m in visible}),
+                suggestions=[f"{k}/{spec.name}" for k in kinds],
             )
         kind_found = kinds[0]
         providers = sorted({_provider(m.record) for m in visible})
@@ -339,7 +343,11 @@ class Registry:
                     f"{_join(providers)}; none is chosen. Use a qualified name ("
                     + _join([f"'{p}:{spec.name}'" for p in providers], "or")
                     + f") or pin one: PLUGIN_REGISTRY_PIN={spec.name}=<distribution> or "
-                    "Registry(pins={...})"
+                    "Registry(pins={...})",
+                    name=spec.name,
+                    kind=kind_found,
+                    providers=providers,
+                    suggestions=[f"{p}:{spec.name}" for p in providers],
                 )
             return pinned
         return visible[0]
@@ -410,7 +418,10 @@ class Registry:
                     if others
                     else ""
                 )
-                + ". Fix or reinstall the package, or run 'plugin-registry doctor'"
+                + ". Fix or reinstall the package, or run 'plugin-registry doctor'",
+                stage="registration",
+                name=spec.name,
+                kind=spec.kind,
             ) from cause
         if failed:
             message += (
@@ -428,7 +439,12 @@ class Registry:
                 providers=sorted(skipped_dists),
             )
         message += " Run 'plugin-registry list' to see every plugin."
-        return PluginNotFoundError(message)
+        return PluginNotFoundError(
+            message,
+            name=spec.name,
+            kind=spec.kind,
+            suggestions=suggestions(spec.name, candidates),
+        )
 
     def _withheld_for(self, spec: Spec) -> list[tuple[str, str]]:
         """``(distribution, why)`` of packages the policy keeps out that serve ``spec``.
@@ -477,7 +493,8 @@ class Registry:
                 if found is not None:
                     return found
         return PluginLoadError(
-            f"{problem.reason} (recorded by an earlier listing)\n{problem.detail}".rstrip()
+            f"{problem.reason} (recorded by an earlier listing)\n{problem.detail}".rstrip(),
+            stage="registration",
         )
 
     # -- loading ---------------------------------------------------------------
@@ -499,14 +516,16 @@ class Registry:
         except Exception as exc:
             raise PluginLoadError(
                 f"building {record.kind} plugin {record.name!r} ({record.target}) from "
-                f"{record.provider} with {printable(repr(params))} failed: {describe(exc)}"
+                f"{record.provider} with {printable(repr(params))} failed: {describe(exc)}",
+                stage="build",
             ) from exc
         base = base_class(record.kind)
         if base is not None and not isinstance(instance, base):
             raise PluginLoadError(
                 f"{record.kind} plugin {record.name!r} from {record.provider}: {record.target} "
                 f"built a {type(instance).__name__}, which is not a "
-                f"{base.__module__}.{base.__qualname__}"
+                f"{base.__module__}.{base.__qualname__}",
+                stage="build",
             )
         return instance
 
@@ -718,5 +737,6 @@ def _check_parameters(record: PluginInfo, factory: Any, params: Mapping[str, Any
             f"{record.kind} plugin {record.name!r} takes no parameter "
             + _join([repr(k) for k in unknown], "or")
             + (did_you_mean(unknown[0], names) or ".")
-            + f" It accepts: {', '.join(names) or 'nothing'}"
+            + f" It accepts: {', '.join(names) or 'nothing'}",
+            stage="parameters",
         )

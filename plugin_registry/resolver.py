@@ -41,7 +41,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from plugin_registry.detection import launched_by
-from plugin_registry.errors import PluginRegistryError
+from plugin_registry.errors import ResolutionError as ResolutionError
+from plugin_registry.errors import ResolutionWarning as ResolutionWarning
 from plugin_registry.hardware import Device, Hardware, detect_hardware
 from plugin_registry.names import Spec, expand, normalize_name
 from plugin_registry.preferences import Preferences
@@ -79,14 +80,6 @@ _OWN_PRECISION_CLASS = {
 _MODEL_PARALLEL_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-true")
 # accelerator="auto" tries these in Lightning's order; third-party kinds come before the CPU.
 _AUTO_ORDER = ("xla", "mps", "cuda")
-
-
-class ResolutionError(PluginRegistryError, ValueError):
-    """No plugin can fill a slot, or an explicit choice cannot work; says why and what would."""
-
-
-class ResolutionWarning(UserWarning):
-    """The resolver changed a request the way Lightning does (16-mixed on CPU)."""
 
 
 @dataclasses.dataclass(eq=False)

@@ -15,13 +15,9 @@ import string
 from importlib import resources
 from pathlib import Path
 
-from plugin_registry.errors import PluginRegistryError
+from plugin_registry.errors import ScaffoldError as ScaffoldError
 
 _DIST_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-
-
-class ScaffoldError(PluginRegistryError, ValueError):
-    """A package name the template cannot use, or a destination that exists."""
 
 
 def fields(dist: str) -> dict[str, str]:

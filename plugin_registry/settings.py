@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from plugin_registry.errors import PluginRegistryError
+from plugin_registry.errors import InvalidSettingError as InvalidSettingError
 from plugin_registry.names import did_you_mean
 
 #: The ``precision=`` values Lightning 2.x accepts, in its spelling.
@@ -82,10 +82,6 @@ def _strategies() -> dict[str, Strategy]:
 STRATEGIES = _strategies()
 #: Families whose strategy brings its own precision plugin (Lightning's FSDPPrecision etc.).
 OWN_PRECISION_FAMILIES = frozenset({"fsdp", "deepspeed", "xla"})
-
-
-class InvalidSettingError(PluginRegistryError, ValueError):
-    """A setting the resolver cannot read; the message lists what it accepts."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -663,3 +663,40 @@ def test_lookup_in_a_blocked_distribution_says_so_not_no_such_plugin() -> None:
         registry.get("slurm")
     assert not str(info.value).startswith("no plugin named")
     assert info.value.providers == ("plugin-registry",)
+
+
+def test_lookup_errors_carry_structured_fields() -> None:
+    registry = Registry(cache=False)
+    with pytest.raises(PluginNotFoundError) as info:
+        registry.get("bitsandbytes-nf5")
+    assert info.value.name == "bitsandbytes-nf5" and "bitsandbytes-nf4" in info.value.suggestions
+    with pytest.raises(pr.AmbiguousPluginError) as ambiguous:
+        registry.get("xla")
+    assert "checkpoint_io/xla" in ambiguous.value.suggestions
+    with pytest.raises(pr.PluginLoadError) as load:
+        registry.load("checkpoint_io/torch", no_such_parameter=1)
+    assert load.value.stage == "parameters"
+
+
+def test_every_error_and_warning_is_declared_in_errors() -> None:
+    import inspect
+
+    from plugin_registry import errors, hardware, lock, preferences, resolver, scaffold, settings
+    from plugin_registry.kinds import checkpoint_io, cluster_environment
+
+    for module in (
+        hardware,
+        lock,
+        preferences,
+        resolver,
+        scaffold,
+        settings,
+        checkpoint_io,
+        cluster_environment,
+    ):
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, (Exception, Warning)):
+                assert obj.__module__ == "plugin_registry.errors", (module.__name__, name)
+    assert issubclass(pr.PluginWarning, errors.PluginRegistryWarning)
+    assert issubclass(CacheWarning, errors.PluginRegistryWarning)
+    assert issubclass(errors.ResolutionWarning, errors.PluginRegistryWarning)

@@ -6,15 +6,9 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any
 
+from plugin_registry.errors import CheckpointError as CheckpointError
+
 PathLike = str | os.PathLike[str]
-
-
-class CheckpointError(Exception):
-    """A checkpoint could not be saved or loaded; the message names the path and the cause."""
-
-    def __init__(self, message: str, path: PathLike | None = None) -> None:
-        super().__init__(message)
-        self.path = None if path is None else os.fspath(path)
 
 
 class CheckpointIO(ABC):

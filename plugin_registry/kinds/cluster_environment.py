@@ -6,12 +6,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
-from plugin_registry.errors import PluginRegistryError
-
-
-class ClusterEnvironmentError(PluginRegistryError, RuntimeError):
-    """The launcher's environment is missing or contradicts itself; the message names
-    the variable, its value and what sets it."""
+from plugin_registry.errors import ClusterEnvironmentError as ClusterEnvironmentError
 
 
 class ClusterEnvironment(ABC):
