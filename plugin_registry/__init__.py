@@ -8,6 +8,8 @@
     pr.get("bitsandbytes-nf4")            # one record
     pr.load("bitsandbytes-nf4")           # the plugin instance
     pr.load_plugins(["slurm", "precision/xla"])
+    pr.load(pr.detect_environment())      # a record loads as well as a name
+    pr.resolve(precision="bf16-mixed")    # the resolver: plugins for this machine
 
 The module-level functions use one default :class:`Registry`, configured from
 the environment; a host program may build its own. Importing this package
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from plugin_registry.errors import (
     AmbiguousPluginError,
@@ -48,9 +50,14 @@ from plugin_registry.records import KINDS, Kind, PluginInfo, Problem
 if TYPE_CHECKING:
     from plugin_registry.detection import detect_environment, detection_order
     from plugin_registry.hookspecs import hookimpl, hookspec
+    from plugin_registry.kinds.checkpoint_io import CheckpointIO
+    from plugin_registry.kinds.cluster_environment import ClusterEnvironment
+    from plugin_registry.kinds.precision import Precision
     from plugin_registry.registry import Registry
+    from plugin_registry.resolution import Resolution
+    from plugin_registry.resolver import resolve
 
-__version__ = "0.1.0"
+    __version__: str
 
 __all__ = [
     "KINDS",
@@ -90,7 +97,10 @@ __all__ = [
     "load_plugins",
     "problems",
     "register",
+    "resolve",
+    "Resolution",
     "set_default_registry",
+    "unregister",
 ]
 
 _default: Registry | None = None
@@ -125,8 +135,22 @@ def get(name: str, kind: str | None = None) -> PluginInfo:
     return default_registry().get(name, kind)
 
 
-def load(name: str, kind: str | None = None, **overrides: Any) -> Any:
-    """Import and build the plugin ``name``; ``overrides`` win over its defaults."""
+@overload
+def load(name: str | PluginInfo, /, kind: Literal["precision"], **overrides: Any) -> Precision: ...
+@overload
+def load(
+    name: str | PluginInfo, /, kind: Literal["checkpoint_io"], **overrides: Any
+) -> CheckpointIO: ...
+@overload
+def load(
+    name: str | PluginInfo, /, kind: Literal["cluster_environment"], **overrides: Any
+) -> ClusterEnvironment: ...
+@overload
+def load(name: str | PluginInfo, /, kind: str | None = None, **overrides: Any) -> Any: ...
+def load(name: str | PluginInfo, /, kind: str | None = None, **overrides: Any) -> Any:
+    """Import and build the plugin ``name`` (a name or a record); ``overrides`` win over
+    its defaults. ``name`` is positional-only, so a plugin parameter called ``name``
+    can be overridden too."""
     return default_registry().load(name, kind, **overrides)
 
 
@@ -135,9 +159,14 @@ def load_plugins(plugins: Iterable[Any]) -> list[Any]:
     return default_registry().load_plugins(plugins)
 
 
-def register(plugin: Any, **fields: Any) -> PluginInfo:
+def register(plugin: Any, /, **fields: Any) -> PluginInfo:
     """Register an unpackaged plugin in the default registry."""
     return default_registry().register(plugin, **fields)
+
+
+def unregister(name: str, kind: str) -> PluginInfo:
+    """Remove a plugin :func:`register` added; the exact inverse of it."""
+    return default_registry().unregister(name, kind)
 
 
 def problems() -> list[Problem]:
@@ -159,4 +188,20 @@ def __getattr__(name: str) -> Any:
         from plugin_registry.registry import Registry
 
         return Registry
+    if name == "resolve":
+        from plugin_registry.resolver import resolve
+
+        return resolve
+    if name == "Resolution":
+        from plugin_registry.resolution import Resolution
+
+        return Resolution
+    if name == "__version__":
+        # From the installed metadata, read only when asked (import stays light).
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("plugin-registry")
+        except PackageNotFoundError:  # a source tree that is not installed
+            return "0+unknown"
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -499,8 +499,14 @@ class Registry:
 
     # -- loading ---------------------------------------------------------------
 
-    def load(self, name: str, kind: str | None = None, **overrides: Any) -> Any:
-        """Import the plugin's target and build it; ``overrides`` win over defaults."""
+    def load(self, name: str | PluginInfo, /, kind: str | None = None, **overrides: Any) -> Any:
+        """Import the plugin's target and build it; ``overrides`` win over defaults.
+
+        ``name`` is a request (``[kind/][dist:]name``) or a record (loaded by its
+        first concrete name, from its own provider).
+        """
+        if isinstance(name, PluginInfo):
+            name = _request_for(name)
         match = self.find(name, kind)
         record = match.record
         if not record.available:
@@ -560,11 +566,8 @@ class Registry:
         """
         built: list[Any] = []
         for item in plugins:
-            if isinstance(item, str):
+            if isinstance(item, (str, PluginInfo)):
                 built.append(self.load(item))
-            elif isinstance(item, PluginInfo):
-                first = next(expand(item.name, item.aliases, item.name_parameters)).name
-                built.append(self.load(f"{item.kind}/{_provider(item)}:{first}"))
             else:
                 built.append(item)
         return built
@@ -574,6 +577,7 @@ class Registry:
     def register(
         self,
         plugin: Any,
+        /,
         *,
         name: str | None = None,
         kind: str | None = None,
@@ -709,6 +713,14 @@ class _Snapshot:
     #: Records of packages the policy keeps out, where the cache knows them.
     withheld: tuple[PluginInfo, ...] = ()
     manager: Any = None
+
+
+def _request_for(record: PluginInfo) -> str:
+    """The request that names exactly ``record``: kind, provider and first concrete name."""
+    first = record.names()[0]
+    if record.distribution is None:
+        return f"{record.kind}/{first}"
+    return f"{record.kind}/{_provider(record)}:{first}"
 
 
 def _provider(record: PluginInfo) -> str:

@@ -1,0 +1,82 @@
+"""The public API of ``import plugin_registry as pr`` (issue 14, item 10)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pytest
+
+import plugin_registry as pr
+from plugin_registry.kinds.cluster_environment import ClusterEnvironment
+from plugin_registry.registry import Registry
+
+
+def test_the_three_jobs_need_nothing_else() -> None:
+    for name in (
+        "list_plugins", "get", "load", "load_plugins", "register", "unregister", "problems",
+        "resolve", "Resolution", "detect_environment", "Registry", "PluginInfo",
+        "PluginRegistryError", "PluginNotFoundError", "BrokenPluginError", "PluginLoadError",
+        "ResolutionError", "CheckpointError", "ClusterEnvironmentError",
+    ):  # fmt: skip
+        assert hasattr(pr, name), name
+        assert name in pr.__all__, name
+
+
+def test_version_comes_from_the_installed_metadata() -> None:
+    assert pr.__version__ == importlib.metadata.version("plugin-registry")
+
+
+def test_load_takes_a_record_as_well_as_a_name() -> None:
+    record = pr.detect_environment()
+    environment = pr.load(record)
+    assert isinstance(environment, ClusterEnvironment)
+    assert type(environment) is type(pr.load(f"cluster_environment/{record.name}"))
+    parametrised = pr.get("bitsandbytes-fp4")
+    assert pr.load(parametrised).__class__.__name__ == "BitsandbytesPrecision"
+
+
+class Named(ClusterEnvironment):
+    """An environment with a parameter called ``name``: overridable since name is positional."""
+
+    creates_processes_externally = False
+    main_address = "127.0.0.1"
+    main_port = 1
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+
+    @staticmethod
+    def detect() -> bool:
+        return False
+
+    def world_size(self) -> int:
+        return 1
+
+    def set_world_size(self, size: int) -> None:
+        pass
+
+    def global_rank(self) -> int:
+        return 0
+
+    def set_global_rank(self, rank: int) -> None:
+        pass
+
+    def local_rank(self) -> int:
+        return 0
+
+    def node_rank(self) -> int:
+        return 0
+
+
+def test_a_parameter_called_name_can_be_overridden() -> None:
+    registry = Registry(cache=False)
+    pr.set_default_registry(registry)
+    try:
+        pr.register(Named, name="named-env", kind="cluster_environment")
+        assert pr.load("named-env", name="custom").name == "custom"
+        assert pr.load("named-env").name == "default"
+        pr.unregister("named-env", "cluster_environment")
+        with pytest.raises(pr.PluginNotFoundError):
+            pr.get("named-env")
+    finally:
+        pr.set_default_registry(None)
