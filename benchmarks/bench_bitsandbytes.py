@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from builtin_plugins.precision.bitsandbytes import MODES, BitsandbytesPrecision
-from plugin_registry.reference_loop import make_model
+from plugin_registry.testing.reference_loop import make_model
 
 
 def weight_bytes(model: torch.nn.Module) -> int:

@@ -221,7 +221,7 @@ def _environment(name: str, module: str, cls: str, summary: str, **fields: Any) 
 
 @hookimpl
 def plugin_registry_cluster_environment_plugins() -> list[PluginInfo]:
-    # ``priority`` is the detection order (plugin_registry.detection): the highest
+    # ``priority`` is the detection order (plugin_registry.resolver.detection): the highest
     # priority whose detect() is true wins. torchrun inside a SLURM allocation is
     # torchelastic, as in Lightning; the default comes last.
     return [

@@ -18,10 +18,10 @@ imports neither torch, pluggy, importlib-metadata nor any plugin.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from plugin_registry._default import default_registry, set_default_registry
 from plugin_registry.errors import (
     AmbiguousPluginError,
     BrokenPluginError,
@@ -48,14 +48,14 @@ from plugin_registry.errors import (
 from plugin_registry.records import KINDS, Kind, PluginInfo, Problem
 
 if TYPE_CHECKING:
-    from plugin_registry.detection import detect_environment, detection_order
     from plugin_registry.hookspecs import hookimpl, hookspec
     from plugin_registry.kinds.checkpoint_io import CheckpointIO
     from plugin_registry.kinds.cluster_environment import ClusterEnvironment
     from plugin_registry.kinds.precision import Precision
     from plugin_registry.registry import Registry
-    from plugin_registry.resolution import Resolution
-    from plugin_registry.resolver import resolve
+    from plugin_registry.resolver.detection import detect_environment, detection_order
+    from plugin_registry.resolver.resolution import Resolution
+    from plugin_registry.resolver.rules import resolve
 
     __version__: str
 
@@ -102,27 +102,6 @@ __all__ = [
     "set_default_registry",
     "unregister",
 ]
-
-_default: Registry | None = None
-_default_lock = threading.Lock()
-
-
-def default_registry() -> Registry:
-    """The registry behind the module-level functions, built on first use."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                from plugin_registry.registry import Registry
-
-                _default = Registry()
-    return _default
-
-
-def set_default_registry(registry: Registry | None) -> None:
-    """Replace the default registry (None: rebuild it from the environment)."""
-    global _default
-    _default = registry
 
 
 def list_plugins(kind: str | None = None) -> list[PluginInfo]:
@@ -181,7 +160,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(hookspecs, name)
     if name in ("detect_environment", "detection_order"):
-        from plugin_registry import detection
+        from plugin_registry.resolver import detection
 
         return getattr(detection, name)
     if name == "Registry":
@@ -189,11 +168,11 @@ def __getattr__(name: str) -> Any:
 
         return Registry
     if name == "resolve":
-        from plugin_registry.resolver import resolve
+        from plugin_registry.resolver.rules import resolve
 
         return resolve
     if name == "Resolution":
-        from plugin_registry.resolution import Resolution
+        from plugin_registry.resolver.resolution import Resolution
 
         return Resolution
     if name == "__version__":

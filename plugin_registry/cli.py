@@ -226,7 +226,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
-    from plugin_registry.hardware import detect_hardware
+    from plugin_registry.resolver.hardware import detect_hardware
 
     hardware = detect_hardware(_registry(args))
     if args.json:
@@ -250,7 +250,7 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    from plugin_registry.resolver import resolve
+    from plugin_registry.resolver.rules import resolve
 
     resolution = resolve(
         precision=args.precision,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from plugin_registry.hardware import Device
+    from plugin_registry.machine import Device
     from plugin_registry.records import PluginInfo
 
 __all__ = ["ENTRY_POINT_GROUP", "HOOK_FOR_KIND", "PROJECT_NAME", "hookimpl", "hookspec"]
@@ -89,7 +89,7 @@ def plugin_registry_detect_hardware() -> Sequence[Device]:  # type: ignore[empty
     Unlike the record hooks, this one runs when the resolver asks for the
     hardware (once per process, never cached on disk), so it may import the
     accelerator's runtime -- inside the function, not at module level. Return
-    one :class:`plugin_registry.hardware.Device` per device, with the
+    one :class:`plugin_registry.machine.Device` per device, with the
     ``accelerator`` name your plugins list in ``accelerators`` and the
     properties their ``constraints`` test (``{"generation": "3"}``); return
     an empty list when there is none. An implementation that raises is

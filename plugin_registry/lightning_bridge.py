@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import torch
 
     from plugin_registry.registry import Registry
-    from plugin_registry.resolution import Resolution
+    from plugin_registry.resolver.resolution import Resolution
 
 __all__ = [
     "FabricPrecision",
@@ -246,7 +246,7 @@ def registry_plugins(
 
     Names and records are loaded through the registry; instances are adapted.
     """
-    from plugin_registry import default_registry
+    from plugin_registry._default import default_registry
 
     built = (registry or default_registry()).load_plugins(plugins)
     return [to_lightning(p, trainer=trainer) for p in built]

@@ -37,7 +37,7 @@ def main() -> None:
     import torch.distributed as dist
 
     import plugin_registry as pr
-    from plugin_registry.reference_loop import train
+    from plugin_registry.testing.reference_loop import train
 
     deepspeed.init_distributed(dist_backend="gloo")
     plugin = pr.load(f"deepspeed-{precision}")

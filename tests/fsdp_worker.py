@@ -27,7 +27,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     import plugin_registry as pr
-    from plugin_registry.reference_loop import train
+    from plugin_registry.testing.reference_loop import train
 
     results: dict[str, Any] = {}
     for value in VALUES:

@@ -283,7 +283,7 @@ PACKAGES: dict[str, tuple[str, dict[str, str], str]] = {
 
                 @hookimpl
                 def plugin_registry_detect_hardware():
-                    from plugin_registry.hardware import Device
+                    from plugin_registry.machine import Device
 
                     count = int(os.environ.get("SIM_NPU_DEVICES", "0"))
                     generation = os.environ.get("SIM_NPU_GENERATION", "3")

@@ -29,8 +29,8 @@ def main() -> None:
         shadow_bitsandbytes(sys.argv[3])
     import torch.distributed as dist
 
-    from plugin_registry.lock import LockMismatchError, resolve_on_all_ranks
-    from plugin_registry.preferences import Preferences
+    from plugin_registry.resolver import LockMismatchError, resolve_on_all_ranks
+    from plugin_registry.resolver.preferences import Preferences
 
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:

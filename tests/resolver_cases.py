@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from plugin_registry.hardware import Device, Hardware
+from plugin_registry.resolver.hardware import Device, Hardware
 
 ALL_LIBRARIES = {
     "torch": "2.13.0",

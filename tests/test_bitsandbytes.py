@@ -22,7 +22,7 @@ from builtin_plugins.precision.bitsandbytes import (  # noqa: E402
     MODES,
     BitsandbytesPrecision,
 )
-from plugin_registry.reference_loop import make_model, train  # noqa: E402
+from plugin_registry.testing.reference_loop import make_model, train  # noqa: E402
 
 LAYER = {"nf4": bnb.nn.Linear4bit, "fp4": bnb.nn.Linear4bit, "int8": bnb.nn.Linear8bitLt}
 WEIGHT_DTYPE = {

@@ -67,8 +67,8 @@ def render(what: str, call: str) -> str:
     import functools
     import warnings
 
-    from plugin_registry.preferences import Preferences
     from plugin_registry.resolver import resolve
+    from plugin_registry.resolver.preferences import Preferences
 
     namespace = {"resolve": functools.partial(resolve, preferences=Preferences())}
     with warnings.catch_warnings():

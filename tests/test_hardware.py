@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin_registry.hardware import (
+from plugin_registry.resolver.hardware import (
     Device,
     Hardware,
     HardwareFileError,
@@ -38,7 +38,7 @@ def test_detects_this_machine() -> None:
 
 def test_detection_imports_no_plugin_library() -> None:
     code = (
-        "import sys, json; from plugin_registry.hardware import detect_hardware; "
+        "import sys, json; from plugin_registry.resolver.hardware import detect_hardware; "
         "hw = detect_hardware(); "
         "print(json.dumps([m for m in ('bitsandbytes', 'deepspeed', 'transformer_engine', "
         "'torch_xla', 'builtin_plugins.precision.bitsandbytes') if m in sys.modules]))"
@@ -99,7 +99,7 @@ def accel_venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Ve
 
 _RESOLVE = """
 import json, warnings
-from plugin_registry.hardware import detect_hardware
+from plugin_registry.resolver.hardware import detect_hardware
 from plugin_registry.resolver import resolve, ResolutionError
 hw = detect_hardware()
 out = {"devices": [d.accelerator for d in hw.devices], "problems": list(hw.problems),

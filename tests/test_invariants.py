@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import plugin_registry
 
 CORE = Path(plugin_registry.__file__).parent
@@ -49,3 +51,36 @@ def test_registration_modules_of_the_builtins_import_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) is False
+
+
+def test_layer_contracts_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    """core < resolver < adapters, and nothing in plugin_registry imports the built-ins."""
+    from importlinter.cli import lint_imports
+
+    from tests.support import REPO
+
+    code = lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True, no_logo=True)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "3 kept, 0 broken" in out
+
+
+def test_no_import_cycles_also_at_run_time() -> None:
+    """Function-level (lazy) imports count too; only TYPE_CHECKING imports do not."""
+    import grimp
+
+    graph = grimp.build_graph(
+        "plugin_registry", include_external_packages=False, exclude_type_checking_imports=True
+    )
+    cycles = sorted(
+        {
+            tuple(sorted((a, b)))
+            for a in graph.modules
+            for b in graph.find_modules_directly_imported_by(a)
+            if graph.chain_exists(importer=b, imported=a)
+        }
+    )
+    # The old module names are aliases of the moved modules for one release.
+    moved = {f"plugin_registry.{m}" for m in ("settings", "hardware", "preferences",
+             "resolution", "detection", "lock", "reference_loop")}  # fmt: skip
+    assert [c for c in cycles if not set(c) & moved] == []

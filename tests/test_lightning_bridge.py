@@ -22,9 +22,9 @@ from plugin_registry.lightning_bridge import (
     resolution_plugins,
     to_lightning,
 )
-from plugin_registry.preferences import Preferences
-from plugin_registry.reference_loop import make_data, make_model
 from plugin_registry.resolver import resolve
+from plugin_registry.resolver.preferences import Preferences
+from plugin_registry.testing.reference_loop import make_data, make_model
 from tests.support import Venv, free_port
 
 SLURM_ONE_TASK = {

@@ -18,7 +18,7 @@ from builtin_plugins.precision.fsdp import FSDPPrecision
 from builtin_plugins.precision.half import HalfPrecision
 from builtin_plugins.precision.mixed import MixedPrecision
 from plugin_registry.kinds.precision import Precision
-from plugin_registry.reference_loop import train
+from plugin_registry.testing.reference_loop import train
 from tests.support import REPO
 
 # name -> (class, params, grads, activations)

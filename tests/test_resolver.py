@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 import plugin_registry as pr
-from plugin_registry.hardware import Hardware
-from plugin_registry.lock import Lock, LockMismatchError
-from plugin_registry.preferences import Preferences, PreferencesError
 from plugin_registry.registry import Registry
 from plugin_registry.resolver import ResolutionError, ResolutionWarning, resolve
-from plugin_registry.settings import InvalidSettingError
+from plugin_registry.resolver.hardware import Hardware
+from plugin_registry.resolver.lock import Lock, LockMismatchError
+from plugin_registry.resolver.preferences import Preferences, PreferencesError
+from plugin_registry.resolver.settings import InvalidSettingError
 from tests.resolver_cases import CASES, CPU, Case, machine
 from tests.support import free_port
 
@@ -247,7 +247,7 @@ def test_lock_of_an_instance_cannot_be_reloaded(tmp_path: Path) -> None:
 def test_resolve_on_this_machine_trains() -> None:
     import torch
 
-    from plugin_registry.reference_loop import train
+    from plugin_registry.testing.reference_loop import train
 
     if torch.cuda.is_available():
         pytest.skip("this check is for a CPU-only machine; the GPU script covers CUDA")
@@ -382,7 +382,7 @@ def test_a_rank_missing_the_library_fails_every_rank(tmp_path: Path) -> None:
 
 def test_an_environment_whose_detect_raises_is_passed_over() -> None:
     from builtin_plugins.environments.lightning import LightningEnvironment
-    from plugin_registry.detection import detect_environment
+    from plugin_registry.resolver.detection import detect_environment
 
     class Exploding(LightningEnvironment):
         @staticmethod

@@ -13,12 +13,12 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 import plugin_registry as pr
-from plugin_registry.hardware import Hardware
-from plugin_registry.preferences import Preferences
 from plugin_registry.requirements import unmet
-from plugin_registry.resolution import Resolution
 from plugin_registry.resolver import ResolutionWarning, Resolver
-from plugin_registry.settings import PRECISIONS, SHORT_PRECISIONS
+from plugin_registry.resolver.hardware import Hardware
+from plugin_registry.resolver.preferences import Preferences
+from plugin_registry.resolver.resolution import Resolution
+from plugin_registry.resolver.settings import PRECISIONS, SHORT_PRECISIONS
 from tests.resolver_cases import ALL_LIBRARIES, GPUS, machine
 
 _PRECISIONS = [

@@ -51,7 +51,7 @@ def test_fp8_training_on_cuda(name: str) -> None:
     why = _fp8_capable()
     if why:
         pytest.skip(why)
-    from plugin_registry.reference_loop import make_model, train
+    from plugin_registry.testing.reference_loop import make_model, train
 
     plugin = pr.load(name)
     model = make_model(features=16, hidden=64)

@@ -16,11 +16,11 @@ from builtin_plugins.environments.sge import SGEEnvironment
 from builtin_plugins.environments.slurm import SLURMEnvironment
 from builtin_plugins.environments.torchelastic import TorchElasticEnvironment
 from plugin_registry import cli
-from plugin_registry.hardware import Hardware, HardwareFileError
 from plugin_registry.kinds.cluster_environment import ClusterEnvironmentError
-from plugin_registry.lock import Lock, LockFileError, LockMismatchError
-from plugin_registry.preferences import Preferences, PreferencesError
 from plugin_registry.resolver import resolve
+from plugin_registry.resolver.hardware import Hardware, HardwareFileError
+from plugin_registry.resolver.lock import Lock, LockFileError, LockMismatchError
+from plugin_registry.resolver.preferences import Preferences, PreferencesError
 from tests.support import REPO
 
 pytestmark = pytest.mark.usefixtures("no_launcher_env")

@@ -617,7 +617,7 @@ def test_in_place_edit_of_an_egg_info_entry_points_is_seen(site: SiteDir, tmp_pa
 def test_printing_detect_and_hardware_hooks_do_not_corrupt_json(
     site: SiteDir, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from plugin_registry import hardware
+    from plugin_registry.resolver import hardware
 
     monkeypatch.setattr(hardware, "_cached", None)  # restored after: no detection leaks out
     mod = unique("chatty")
@@ -642,7 +642,7 @@ def test_printing_detect_and_hardware_hooks_do_not_corrupt_json(
         {f"{mod}/__init__.py": "", f"{mod}/env.py": env, f"{mod}/reg.py": body},
         f"{mod}.reg",
     )
-    from plugin_registry.hardware import detect_hardware
+    from plugin_registry.resolver.hardware import detect_hardware
 
     detect_hardware(Registry(cache=False), refresh=True)
     assert "says hi" not in capfd.readouterr().out

@@ -86,7 +86,7 @@ def test_xla_environment_reads_the_runtime() -> None:
 )
 def test_xla_precision_trains_on_the_xla_device(name: str, dtype: str) -> None:
     from builtin_plugins.precision.xla import XLAPrecision
-    from plugin_registry.reference_loop import train
+    from plugin_registry.testing.reference_loop import train
 
     plugin = pr.load(name)
     assert isinstance(plugin, XLAPrecision)
@@ -113,9 +113,9 @@ def test_hardware_detection_sees_the_xla_devices_and_the_resolver_uses_them() ->
     """torch_xla reports its PJRT devices; resolve() then picks the XLA plugins."""
     import torch_xla.runtime as xr
 
-    from plugin_registry.hardware import detect_hardware
-    from plugin_registry.preferences import Preferences
     from plugin_registry.resolver import resolve
+    from plugin_registry.resolver.hardware import detect_hardware
+    from plugin_registry.resolver.preferences import Preferences
 
     hw = detect_hardware(refresh=True)
     assert "torch_xla" in hw.sources

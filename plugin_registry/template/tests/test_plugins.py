@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import plugin_registry as pr
-from plugin_registry.reference_loop import train
 from plugin_registry.testing import assert_valid_package
+from plugin_registry.testing.reference_loop import train
 
 
 def test_package_is_a_valid_plugin_package() -> None:

@@ -1,9 +1,9 @@
 """Pick one precision, one checkpoint IO and one cluster environment for a job.
 
 ``resolve(precision="bf16-mixed", strategy="fsdp")`` settles the settings
-against the hardware (:mod:`plugin_registry.hardware`), considers every
+against the hardware (:mod:`plugin_registry.resolver.hardware`), considers every
 installed plugin for each slot and returns a
-:class:`~plugin_registry.resolution.Resolution` saying what it chose and why.
+:class:`~plugin_registry.resolver.resolution.Resolution` saying what it chose and why.
 
 The rules, in the order they apply:
 
@@ -20,7 +20,7 @@ The rules, in the order they apply:
    xla -> XLAPrecision); it cannot be sharded but the strategy shards
    parameters; or another provider of its name is preferred.
 3. **Accepted candidates rank** by priority (the record's, or the user's
-   override from :mod:`plugin_registry.preferences`), then specificity
+   override from :mod:`plugin_registry.resolver.preferences`), then specificity
    (constraints it checks, a strategy family, no CPU in its accelerators),
    then name, then distribution: the same answer every time.
 4. **The cluster environment** is the highest-ranked one whose ``detect()``
@@ -40,15 +40,17 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from plugin_registry.detection import launched_by
+from plugin_registry.errors import LockMismatchError
 from plugin_registry.errors import ResolutionError as ResolutionError
 from plugin_registry.errors import ResolutionWarning as ResolutionWarning
-from plugin_registry.hardware import Device, Hardware, detect_hardware
 from plugin_registry.names import Spec, expand, normalize_name
-from plugin_registry.preferences import Preferences
 from plugin_registry.records import KINDS, Kind, PluginInfo
-from plugin_registry.resolution import Candidate, Choice, Resolution
-from plugin_registry.settings import (
+from plugin_registry.resolver.detection import launched_by
+from plugin_registry.resolver.hardware import Device, Hardware, detect_hardware
+from plugin_registry.resolver.lock import Lock
+from plugin_registry.resolver.preferences import Preferences
+from plugin_registry.resolver.resolution import Candidate, Choice, Resolution
+from plugin_registry.resolver.settings import (
     OWN_PRECISION_FAMILIES,
     PRECISIONS,
     STRATEGIES,
@@ -58,7 +60,6 @@ from plugin_registry.settings import (
 )
 
 if TYPE_CHECKING:
-    from plugin_registry.lock import Lock
     from plugin_registry.registry import Registry
 
 #: What each precision setting computes in, so that devices lacking it reject it.
@@ -135,12 +136,10 @@ def resolve(
     --json``; left out, this machine is detected. ``lock`` (a Lock or its
     file) reloads exactly the plugins it names and fails if any differs.
     """
-    from plugin_registry import default_registry
+    from plugin_registry._default import default_registry
 
     registry = registry or default_registry()
     if lock is not None:
-        from plugin_registry.lock import resolve_locked
-
         return resolve_locked(lock, hardware=hardware, registry=registry, preferences=preferences)
     if hardware is None:
         hw = detect_hardware(registry)
@@ -681,3 +680,42 @@ def _precision_reasons(record: PluginInfo, cand: Candidate, job: _Job) -> list[s
 
 def _accept_reason(cand: Candidate) -> str:
     return f"fits (priority {cand.priority}, specificity {cand.specificity})"
+
+
+def resolve_locked(
+    lock: Lock | str | os.PathLike[str],
+    *,
+    hardware: Hardware | str | os.PathLike[str] | None = None,
+    registry: Registry | None = None,
+    preferences: Preferences | None = None,
+) -> Resolution:
+    """Resolve exactly the locked plugins and settings; raise if anything differs."""
+    locked = lock if isinstance(lock, Lock) else Lock.read(lock)
+    for plugin in locked.plugins:
+        if plugin.instance:
+            raise LockMismatchError(
+                f"the locked {plugin.kind} plugin is an instance of {plugin.target} that was "
+                "passed to resolve(); a lock reloads named plugins only: register it "
+                "(plugin_registry.register) or package it, and name it"
+            )
+    settings = locked.settings
+    resolution = resolve(
+        accelerator=settings.get("accelerator", "auto"),
+        strategy=settings.get("strategy", "auto"),
+        devices=settings.get("devices", "auto"),
+        num_nodes=settings.get("num_nodes", 1),
+        plugins=[p.spec for p in locked.plugins],
+        hardware=hardware,
+        registry=registry,
+        preferences=preferences,
+    )
+    found = resolution.lock()
+    # The settled precision is the plugin's name on both sides once it is named.
+    diffs = [d for d in locked.differences(found) if not d.startswith("setting precision:")]
+    if diffs:
+        raise LockMismatchError(
+            "this machine does not match the lock:\n  - "
+            + "\n  - ".join(diffs)
+            + "\nInstall the locked versions, or resolve again and write a new lock"
+        )
+    return resolution

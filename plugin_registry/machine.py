@@ -1,0 +1,212 @@
+"""The machine a job runs on, as plain records: :class:`Device` and :class:`Hardware`.
+
+Data only (the core's layer): plugin packages return :class:`Device` records from
+the ``plugin_registry_detect_hardware`` hook, the resolver plans on a
+:class:`Hardware` record, and a record written on one machine
+(``plugin-registry hardware --json``) is read back on another. Detecting this
+machine's hardware is the resolver's job (:mod:`plugin_registry.resolver.hardware`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from plugin_registry._files import atomic_write_text
+from plugin_registry._schema import Checker, read_json
+from plugin_registry.errors import HardwareFileError
+
+FORMAT = 1
+
+_ALL_FLOATS = ("float64", "float32", "float16", "bfloat16")
+
+
+def canonical(distribution: str) -> str:
+    """PEP 503 normalised distribution name (``torch_xla`` -> ``torch-xla``)."""
+    from plugin_registry.names import normalize_distribution
+
+    return normalize_distribution(distribution)
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    """One accelerator device.
+
+    ``properties`` are strings so that record constraints compare them as
+    versions (``compute_capability >= 8.9``, ``memory_gib >= 40``).
+    """
+
+    accelerator: str
+    index: int = 0
+    name: str = ""
+    dtypes: tuple[str, ...] = ("float32",)
+    properties: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtypes", tuple(self.dtypes))
+        object.__setattr__(
+            self, "properties", MappingProxyType({k: str(v) for k, v in self.properties.items()})
+        )
+
+    def label(self) -> str:
+        """``CUDA device 0 (NVIDIA H100, compute capability 9.0)``."""
+        detail = [self.name] if self.name else []
+        if "compute_capability" in self.properties:
+            detail.append(f"compute capability {self.properties['compute_capability']}")
+        suffix = f" ({', '.join(detail)})" if detail else ""
+        return f"{self.accelerator.upper()} device {self.index}{suffix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accelerator": self.accelerator,
+            "index": self.index,
+            "name": self.name,
+            "dtypes": list(self.dtypes),
+            "properties": dict(self.properties),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """The machine a job runs on, as the resolver sees it."""
+
+    cpu_cores: int
+    devices: tuple[Device, ...] = ()
+    cpu_dtypes: tuple[str, ...] = _ALL_FLOATS
+    cpu_capability: str = ""
+    torch: str | None = None
+    libraries: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    platform: str = ""
+    sources: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "devices", tuple(self.devices))
+        object.__setattr__(self, "cpu_dtypes", tuple(self.cpu_dtypes))
+        object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "problems", tuple(self.problems))
+        libraries = {canonical(k): v for k, v in self.libraries.items()}
+        if self.torch is not None:
+            libraries.setdefault("torch", self.torch)
+        object.__setattr__(self, "libraries", MappingProxyType(libraries))
+
+    @property
+    def accelerators(self) -> tuple[str, ...]:
+        """``cpu`` and every accelerator with at least one device."""
+        return ("cpu", *sorted({d.accelerator for d in self.devices}))
+
+    def devices_of(self, accelerator: str) -> tuple[Device, ...]:
+        return tuple(d for d in self.devices if d.accelerator == accelerator)
+
+    def count(self, accelerator: str) -> int:
+        if accelerator == "cpu":
+            return self.cpu_cores
+        return len(self.devices_of(accelerator))
+
+    def version(self, distribution: str) -> str | None:
+        """The installed version of ``distribution`` on that machine, or None."""
+        return self.libraries.get(canonical(distribution))
+
+    def summary(self) -> str:
+        """One line: ``2 x CUDA (NVIDIA H100, 9.0), 16 CPU cores, torch 2.13.0``."""
+        parts: list[str] = []
+        for accel in self.accelerators[1:]:
+            devices = self.devices_of(accel)
+            names = sorted({d.name for d in devices if d.name})
+            caps = sorted({d.properties.get("compute_capability", "") for d in devices} - {""})
+            detail = ", ".join(names + caps)
+            parts.append(f"{len(devices)} x {accel.upper()}" + (f" ({detail})" if detail else ""))
+        parts.append(f"{self.cpu_cores} CPU cores")
+        parts.append(f"torch {self.torch}" if self.torch else "no torch")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "cpu_cores": self.cpu_cores,
+            "cpu_dtypes": list(self.cpu_dtypes),
+            "cpu_capability": self.cpu_capability,
+            "devices": [d.to_dict() for d in self.devices],
+            "torch": self.torch,
+            "libraries": dict(self.libraries),
+            "platform": self.platform,
+            "sources": list(self.sources),
+            "problems": list(self.problems),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "hardware record") -> Hardware:
+        """Inverse of :meth:`to_dict`; raises HardwareFileError naming the bad field."""
+        check = Checker(where, HardwareFileError)
+        if not isinstance(data, Mapping):
+            raise HardwareFileError(
+                f"{where}: a hardware record is a JSON object, got {type(data).__name__}"
+            )
+        data = dict(data)
+        if data.get("format", FORMAT) != FORMAT:
+            raise HardwareFileError(
+                f"{where}: format {data.get('format')!r} is not {FORMAT}; write it again "
+                "with `plugin-registry hardware --json` from this version"
+            )
+        known = {f.name for f in dataclasses.fields(cls)} | {"format"}
+        unknown = sorted(str(k) for k in set(data) - known)
+        if unknown:
+            raise HardwareFileError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+        cores = check.field(data, "cpu_cores", int)
+        if cores < 1:
+            raise check.fail("cpu_cores", "must be a positive integer")
+        devices = []
+        for index, item in enumerate(check.field(data, "devices", list, default=[])):
+            at = f"devices[{index}]."
+            check.value(item, at.rstrip("."), dict)
+            extra = sorted(set(item) - {"accelerator", "index", "name", "dtypes", "properties"})
+            if extra:
+                raise check.fail(
+                    f"{at}{extra[0]}", "is not a device field: a device entry is malformed"
+                )
+            device_index = check.field(item, "index", int, prefix=at, default=0)
+            if device_index < 0:
+                raise check.fail(f"{at}index", "must not be negative")
+            devices.append(
+                Device(
+                    accelerator=check.field(item, "accelerator", str, prefix=at),
+                    index=device_index,
+                    name=check.field(item, "name", str, prefix=at, default=""),
+                    dtypes=tuple(check.strings(item.get("dtypes", ["float32"]), f"{at}dtypes")),
+                    properties=check.mapping(
+                        item.get("properties", {}), f"{at}properties", str, int, float
+                    ),
+                )
+            )
+        fields: dict[str, Any] = {"cpu_cores": cores}
+        for key in ("cpu_dtypes", "sources", "problems"):
+            if key in data:
+                fields[key] = tuple(check.strings(data[key], key))
+        for key in ("cpu_capability", "platform"):
+            if key in data:
+                fields[key] = check.value(data[key], key, str)
+        if "torch" in data:
+            fields["torch"] = check.value(data["torch"], "torch", str, type(None))
+        if "libraries" in data:
+            fields["libraries"] = check.mapping(data["libraries"], "libraries", str, type(None))
+        return cls(devices=tuple(devices), **fields)
+
+    def dump(self, path: str | os.PathLike[str]) -> None:
+        """Write the record atomically (the core's one atomic writer)."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Hardware:
+        """Read a record written by ``plugin-registry hardware --json``; one-line errors."""
+        shown = os.fspath(path)
+        if not os.path.exists(shown):
+            raise HardwareFileError(
+                f"hardware file {shown!r} does not exist; write one with "
+                "`plugin-registry hardware --json > FILE` on the target machine"
+            )
+        data = read_json(path, "hardware file", HardwareFileError)
+        return cls.from_dict(data, where=f"hardware file {shown!r}")

@@ -1,0 +1,63 @@
+"""The resolver: the best installed plugins for this hardware and these settings.
+
+Built on the core registry, never the other way round (tests/test_invariants.py
+checks the layers with import-linter)::
+
+    from plugin_registry.resolver import resolve
+
+    resolution = resolve(precision="bf16-mixed", strategy="fsdp")
+    print(resolution.explain())
+
+Modules: :mod:`~.rules` (the resolver and its rules), :mod:`~.settings`
+(Lightning's spellings), :mod:`~.hardware` (detection; the records live in
+:mod:`plugin_registry.machine`), :mod:`~.preferences`, :mod:`~.resolution`
+(the result), :mod:`~.lock` (a resolution as data), :mod:`~.locking`
+(resolving against a lock and across ranks), :mod:`~.detection` (which
+launcher started this process).
+"""
+
+from __future__ import annotations
+
+from plugin_registry.errors import (
+    InvalidSettingError,
+    LockFileError,
+    LockMismatchError,
+    PreferencesError,
+    ResolutionError,
+    ResolutionWarning,
+)
+from plugin_registry.machine import Device, Hardware
+from plugin_registry.resolver.detection import detect_environment, detection_order
+from plugin_registry.resolver.hardware import detect_hardware
+from plugin_registry.resolver.lock import Lock, LockedPlugin
+from plugin_registry.resolver.locking import resolve_locked, resolve_on_all_ranks
+from plugin_registry.resolver.preferences import Preferences
+from plugin_registry.resolver.resolution import Candidate, Choice, Resolution
+from plugin_registry.resolver.rules import Resolver, resolve
+from plugin_registry.resolver.settings import Settings, parse_settings
+
+__all__ = [
+    "Candidate",
+    "Choice",
+    "Device",
+    "Hardware",
+    "InvalidSettingError",
+    "Lock",
+    "LockFileError",
+    "LockMismatchError",
+    "LockedPlugin",
+    "Preferences",
+    "PreferencesError",
+    "Resolution",
+    "ResolutionError",
+    "ResolutionWarning",
+    "Resolver",
+    "Settings",
+    "detect_environment",
+    "detect_hardware",
+    "detection_order",
+    "parse_settings",
+    "resolve",
+    "resolve_locked",
+    "resolve_on_all_ranks",
+]

@@ -1,0 +1,194 @@
+"""What the resolver decided, and why: plain records, a table, a lock.
+
+A :class:`Resolution` holds one :class:`Choice` per slot (precision,
+checkpoint IO, cluster environment) and every :class:`Candidate` considered
+for it, ranked, with the reasons each was accepted or rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from plugin_registry.machine import Hardware
+from plugin_registry.names import Spec
+from plugin_registry.records import KINDS, Kind, PluginInfo
+
+if TYPE_CHECKING:
+    from plugin_registry.registry import Registry
+    from plugin_registry.resolver.lock import Lock
+
+SLOT_TITLES = {
+    "precision": "precision",
+    "checkpoint_io": "checkpoint IO",
+    "cluster_environment": "cluster environment",
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Candidate:
+    """One concrete plugin name considered for a slot."""
+
+    kind: Kind
+    name: str
+    record: PluginInfo | None
+    parameters: Mapping[str, Any]
+    accepted: bool
+    reasons: tuple[str, ...]
+    explicit: bool = False
+    priority: int = 0
+    specificity: int = 0
+    instance: Any = dataclasses.field(default=None, compare=False)
+
+    @property
+    def provider(self) -> str:
+        return self.record.provider if self.record is not None else "<instance>"
+
+    @property
+    def rank_key(self) -> tuple[int, int, int, str, str]:
+        """Explicit first, then priority, specificity, name, provider: deterministic."""
+        dist = (self.record.distribution or "") if self.record is not None else ""
+        return (0 if self.explicit else 1, -self.priority, -self.specificity, self.name, dist)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "parameters": dict(self.parameters),
+            "accepted": self.accepted,
+            "explicit": self.explicit,
+            "priority": self.priority,
+            "specificity": self.specificity,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Choice:
+    """The plugin a slot gets: a record (loaded on demand) or a given instance."""
+
+    kind: Kind
+    name: str
+    record: PluginInfo | None
+    parameters: Mapping[str, Any]
+    reason: str
+    instance: Any = None
+
+    @property
+    def provider(self) -> str:
+        return self.record.provider if self.record is not None else "<instance>"
+
+    @property
+    def spec(self) -> str:
+        """The qualified request that names exactly this plugin: ``kind/dist:name``."""
+        dist = self.record.distribution if self.record is not None else None
+        return str(Spec(self.kind, dist, self.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "distribution": self.record.distribution if self.record else None,
+            "version": self.record.version if self.record else None,
+            "target": self.record.target if self.record else type(self.instance).__qualname__,
+            "parameters": dict(self.parameters),
+            "reason": self.reason,
+        }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Resolution:
+    """The plugins for one job, the settings they were chosen for, and why."""
+
+    precision: Choice
+    checkpoint_io: Choice
+    cluster_environment: Choice
+    candidates: Mapping[str, tuple[Candidate, ...]]
+    settings: Mapping[str, Any]
+    hardware: Hardware
+    notes: tuple[str, ...] = ()
+
+    def choice(self, kind: str) -> Choice:
+        result: Choice = getattr(self, kind)
+        return result
+
+    @property
+    def choices(self) -> tuple[Choice, Choice, Choice]:
+        return (self.precision, self.checkpoint_io, self.cluster_environment)
+
+    def names(self) -> dict[str, str]:
+        """``{"precision": "bf16-mixed", ...}``: the short answer."""
+        return {c.kind: c.name for c in self.choices}
+
+    def load(self, registry: Registry | None = None) -> list[Any]:
+        """Build the three plugins (instances given to ``resolve`` pass through)."""
+        from plugin_registry._default import default_registry
+
+        registry = registry or default_registry()
+        built: list[Any] = []
+        for choice in self.choices:
+            if choice.instance is not None:
+                built.append(choice.instance)
+            else:
+                built.append(registry.load(choice.spec, **dict(choice.parameters)))
+        return built
+
+    def lock(self) -> Lock:
+        """The names, providers, versions and parameters to write down (see lock.py)."""
+        from plugin_registry.resolver.lock import Lock
+
+        return Lock.from_resolution(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": dict(self.settings),
+            "hardware": self.hardware.summary(),
+            "chosen": {c.kind: c.to_dict() for c in self.choices},
+            "candidates": {
+                kind: [c.to_dict() for c in self.candidates.get(kind, ())] for kind in KINDS
+            },
+            "notes": list(self.notes),
+        }
+
+    def explain(self, width: int = 110, encoding: str = "utf-8") -> str:
+        """The decision as tables, one per slot, ranked as the resolver ranked them.
+
+        For an ``encoding`` that has no box characters (``ascii``), the tables
+        are drawn with ASCII.
+        """
+        from rich.console import Console
+        from rich.table import Table
+
+        from plugin_registry._text import EncodedBuffer
+        from plugin_registry._text import markup as escape
+
+        buffer = EncodedBuffer(encoding)
+        console = Console(file=buffer, width=width, color_system=None, highlight=False)
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.settings.items() if k != "plugins")
+        console.print(escape(f"Resolution for {settings}"))
+        console.print(escape(f"Hardware: {self.hardware.summary()}"))
+        for note in self.notes:
+            console.print(escape(f"Note: {note}"))
+        for choice in self.choices:
+            table = Table(
+                title=escape(f"{SLOT_TITLES[choice.kind]}: {choice.name} ({choice.reason})"),
+                title_justify="left",
+                show_lines=False,
+            )
+            table.add_column("#", justify="right")
+            table.add_column("candidate")
+            table.add_column("provider")
+            table.add_column("prio", justify="right")
+            table.add_column("verdict")
+            table.add_column("reasons")
+            for rank, cand in enumerate(self.candidates.get(choice.kind, ()), start=1):
+                chosen = cand.name == choice.name and cand.record == choice.record
+                verdict = "chosen" if chosen else ("accepted" if cand.accepted else "rejected")
+                cells = (cand.name, cand.provider, str(cand.priority), verdict)
+                table.add_row(str(rank), *map(escape, cells), escape("; ".join(cand.reasons)))
+            console.print(table)
+        return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+
+    def __str__(self) -> str:
+        return self.explain()

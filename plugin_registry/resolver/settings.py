@@ -1,0 +1,238 @@
+"""The training settings the resolver reads, spelled as Lightning users write them.
+
+:func:`parse_settings` checks and normalises ``precision``, ``accelerator``,
+``strategy``, ``devices`` and ``num_nodes``; what depends on the hardware
+(``accelerator="auto"``, ``devices=-1``, ``strategy="auto"``) is settled later
+by the resolver against a :class:`~plugin_registry.resolver.hardware.Hardware` record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from plugin_registry.errors import InvalidSettingError as InvalidSettingError
+from plugin_registry.names import did_you_mean
+
+#: The ``precision=`` values Lightning 2.x accepts, in its spelling.
+PRECISIONS = (
+    "32-true",
+    "64-true",
+    "16-true",
+    "bf16-true",
+    "16-mixed",
+    "bf16-mixed",
+    "transformer-engine",
+    "transformer-engine-float16",
+)
+#: Lightning's historical short forms and what they mean.
+SHORT_PRECISIONS = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu", "xla")
+
+
+class Strategy(NamedTuple):
+    """What the resolver needs to know of a strategy name."""
+
+    name: str
+    family: str
+    shards_parameters: bool = False
+
+
+def _strategies() -> dict[str, Strategy]:
+    table: dict[str, Strategy] = {}
+
+    def add(name: str, family: str, shards: bool = False) -> None:
+        table[name] = Strategy(name, family, shards)
+
+    add("auto", "auto")
+    add("single_device", "single")
+    add("dp", "ddp")
+    for base in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook"):
+        add(base, "ddp")
+        for flag in ("true", "false"):
+            add(f"{base}_find_unused_parameters_{flag}", "ddp")
+    add("fsdp", "fsdp", True)
+    add("fsdp_cpu_offload", "fsdp", True)
+    # DeepSpeed's stage 1 and 2 shard optimizer state and gradients, stage 3 the
+    # parameters too; Lightning's plain "deepspeed" is stage 2.
+    for name in (
+        "deepspeed",
+        "deepspeed_stage_1",
+        "deepspeed_stage_2",
+        "deepspeed_stage_2_offload",
+    ):
+        add(name, "deepspeed")
+    for name in (
+        "deepspeed_stage_3",
+        "deepspeed_stage_3_offload",
+        "deepspeed_stage_3_offload_nvme",
+    ):
+        add(name, "deepspeed", True)
+    add("xla", "xla")
+    add("xla_debug", "xla")
+    add("single_xla", "xla")
+    add("xla_fsdp", "xla", True)
+    add("model_parallel", "model_parallel", True)
+    return table
+
+
+#: Strategy names Lightning registers, with their family.
+STRATEGIES = _strategies()
+#: Families whose strategy brings its own precision plugin (Lightning's FSDPPrecision etc.).
+OWN_PRECISION_FAMILIES = frozenset({"fsdp", "deepspeed", "xla"})
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Settings:
+    """Checked settings, before the hardware settles ``auto`` and ``-1``.
+
+    ``devices`` is ``"auto"``, ``"all"``, a count, or a tuple of device indices.
+    ``notes`` records spellings that were translated (``16`` -> ``16-mixed``).
+    """
+
+    precision: str | None = None
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    devices: str | int | tuple[int, ...] = "auto"
+    num_nodes: int = 1
+    plugins: tuple[Any, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "accelerator": self.accelerator,
+            "strategy": self.strategy,
+            "devices": list(self.devices) if isinstance(self.devices, tuple) else self.devices,
+            "num_nodes": self.num_nodes,
+            "plugins": [p if isinstance(p, str) else repr(p) for p in self.plugins],
+        }
+
+
+def parse_settings(
+    precision: str | int | None = None,
+    accelerator: str = "auto",
+    strategy: str = "auto",
+    devices: str | int | Sequence[int] = "auto",
+    num_nodes: int = 1,
+    plugins: Iterable[Any] | None = None,
+    *,
+    plugin_names: Iterable[str] = (),
+    extra_accelerators: Iterable[str] = (),
+) -> Settings:
+    """Check each setting; ``plugin_names`` are precision plugins ``precision=`` may name."""
+    notes: list[str] = []
+    return Settings(
+        precision=_precision(precision, set(plugin_names), notes),
+        accelerator=_accelerator(accelerator, extra_accelerators),
+        strategy=_strategy(strategy),
+        devices=_devices(devices),
+        num_nodes=_num_nodes(num_nodes),
+        plugins=tuple(plugins or ()),
+        notes=tuple(notes),
+    )
+
+
+def _precision(value: str | int | None, plugin_names: set[str], notes: list[str]) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidSettingError(
+            f"precision={value!r} is not a string or an integer; use one of {', '.join(PRECISIONS)}"
+        )
+    text = str(value).strip().lower().replace("_", "-")
+    if text in SHORT_PRECISIONS:
+        full = SHORT_PRECISIONS[text]
+        notes.append(
+            f"precision={value!r} is Lightning's historical spelling of {full!r}; write {full!r}"
+        )
+        return full
+    if text in PRECISIONS or text in plugin_names:
+        return text
+    accepted = [*PRECISIONS, *SHORT_PRECISIONS]
+    raise InvalidSettingError(
+        f"precision={value!r} is not a precision Lightning knows and no precision plugin is "
+        f"named so{did_you_mean(text, [*accepted, *plugin_names])} Accepted: "
+        f"{', '.join(accepted)}, or a precision plugin's name (plugin-registry list --kind "
+        "precision)"
+    )
+
+
+def _accelerator(value: str, extra: Iterable[str]) -> str:
+    if not isinstance(value, str):
+        raise InvalidSettingError(
+            f"accelerator={value!r} is not a string; use one of {ACCELERATORS}"
+        )
+    text = value.strip().lower()
+    known = [*ACCELERATORS, *extra]
+    if text not in known:
+        raise InvalidSettingError(
+            f"accelerator={value!r} is not known{did_you_mean(text, known)} Accepted: "
+            f"{', '.join(known)}"
+        )
+    return "xla" if text == "tpu" else text
+
+
+def _strategy(value: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidSettingError(
+            f"strategy={value!r} is not a strategy name; pass a name such as 'ddp' or 'fsdp'"
+        )
+    text = value.strip().lower()
+    if text not in STRATEGIES:
+        raise InvalidSettingError(
+            f"strategy={value!r} is not a strategy Lightning registers"
+            f"{did_you_mean(text, STRATEGIES)} Accepted: "
+            f"{', '.join(s for s in STRATEGIES if 'find_unused' not in s)} (and the DDP "
+            "variants ending in _find_unused_parameters_true/false)"
+        )
+    return text
+
+
+def _devices(value: str | int | Sequence[int]) -> str | int | tuple[int, ...]:
+    bad = InvalidSettingError(
+        f"devices={value!r} is not understood; use 'auto', a count (2), -1 for all, or device "
+        "indices ([0, 1] or '0,1')"
+    )
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "auto":
+            return "auto"
+        if "," in text:
+            try:
+                value = [int(part) for part in text.split(",") if part.strip()]
+            except ValueError:
+                raise bad from None
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                raise bad from None
+    if isinstance(value, int):
+        if value == -1:
+            return "all"
+        if value < 1:
+            raise InvalidSettingError(
+                f"devices={value!r}: ask for at least one device, -1 for all of them, or 'auto'"
+            )
+        return value
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and value
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
+    ):
+        if len(set(value)) != len(value):
+            raise InvalidSettingError(f"devices={list(value)!r} names a device twice")
+        return tuple(value)
+    raise bad
+
+
+def _num_nodes(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidSettingError(f"num_nodes={value!r} must be a positive integer")
+    return value
