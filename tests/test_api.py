@@ -120,3 +120,16 @@ def test_old_lock_module_still_offers_its_names() -> None:
     from plugin_registry.resolver import resolve_on_all_ranks as new_ranks
 
     assert Lock is NewLock and resolve_on_all_ranks is new_ranks
+
+
+@pytest.mark.parametrize("module", ["plugin_registry", "plugin_registry.cli"])
+def test_python_dash_m_runs_the_command(module: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "list", "--json"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["plugins"]

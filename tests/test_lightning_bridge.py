@@ -13,7 +13,7 @@ pytest.importorskip("lightning", reason="lightning is not installed (the [lightn
 import lightning as L
 
 from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
-from plugin_registry.lightning_bridge import (
+from plugin_registry.lightning import (
     FabricPrecision,
     LightningCheckpointIO,
     LightningEnvironment,
@@ -210,7 +210,7 @@ def test_third_party_plugins_run_in_fabric(good_venv: Venv, tmp_path: Path) -> N
     out = good_venv.json(
         f"""
         import json, torch, lightning as L
-        from plugin_registry.lightning_bridge import registry_plugins
+        from plugin_registry.lightning import registry_plugins
         fabric = L.Fabric(accelerator="cpu", devices=1, strategy="ddp",
                           plugins=registry_plugins(["acme-compressed-lzma", "acme-scheduler"]))
         fabric.launch()

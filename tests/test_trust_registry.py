@@ -449,7 +449,7 @@ def test_cli_reports_a_bad_switch_in_one_line(
 
 
 def test_doctor_does_not_import_targets_of_blocked_names(site: SiteDir, tmp_path: Path) -> None:
-    from plugin_registry import doctor
+    from plugin_registry.cli import doctor
 
     marker = tmp_path / "imported"
     mod = install_env_package(site, "marked-plugins", "marked")

@@ -32,7 +32,7 @@ __all__ = ["assert_valid_package", "check_package"]
 
 def check_package(distribution: str, *, build: bool = True) -> list[str]:
     """Every problem of the installed plugin package ``distribution``; empty when fine."""
-    from plugin_registry import doctor
+    from plugin_registry.cli import doctor
     from plugin_registry.registry import Registry
 
     dist = normalize_distribution(distribution)

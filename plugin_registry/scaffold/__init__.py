@@ -1,6 +1,6 @@
 """``plugin-registry new NAME``: a plugin package, ready to test and publish.
 
-The template (``plugin_registry/template``) holds a precision, a checkpoint IO
+The template (``plugin_registry/scaffold/template``) holds a precision, a checkpoint IO
 and a cluster-environment plugin, their tests (using
 :mod:`plugin_registry.testing`), packaging with the entry point, and a CI
 workflow. Placeholders are :class:`string.Template` fields: ``$dist``
@@ -42,7 +42,7 @@ def create(dist: str, dest: str | Path) -> Path:
     root = Path(dest) / dist
     if root.exists():
         raise ScaffoldError(f"{root} exists; choose another destination or remove it")
-    template = resources.files("plugin_registry") / "template"
+    template = resources.files("plugin_registry.scaffold") / "template"
     with resources.as_file(template) as source:
         for path in sorted(Path(source).rglob("*")):
             if not path.is_file() or "__pycache__" in path.parts:

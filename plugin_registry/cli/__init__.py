@@ -163,7 +163,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from plugin_registry import doctor
+    from plugin_registry.cli import doctor
 
     registry = _registry(args)
     report = doctor.run(registry)

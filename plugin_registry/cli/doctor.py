@@ -1,0 +1,229 @@
+"""``plugin-registry doctor``: import everything, report each problem and its fix.
+
+Unlike listing, the doctor imports every registration module (each in a fresh
+interpreter, to time it and see what it drags in) and every plugin target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import subprocess
+import sys
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from plugin_registry.discovery import HEAVY_MODULES
+from plugin_registry.errors import PluginLoadError
+from plugin_registry.names import normalize_distribution
+from plugin_registry.registry import Registry
+
+_PROBE = r"""
+import importlib, json, sys, time
+spec = json.loads(sys.argv[1])
+sys.path[:] = spec["path"]
+before = set(sys.modules)
+t0 = time.perf_counter()
+error = None
+try:
+    module_name, _, attr = spec["value"].partition(":")
+    obj = importlib.import_module(module_name.strip())
+    for part in filter(None, attr.strip().split(".")):
+        obj = getattr(obj, part)
+except BaseException as exc:
+    error = f"{type(exc).__name__}: {exc}"
+seconds = time.perf_counter() - t0
+new = set(sys.modules) - before
+heavy = sorted(m for m in spec["watch"] if m in new)
+sys.stdout.flush()
+sys.__stdout__.write("\n@@plugin-registry-probe@@" + json.dumps(
+    {"seconds": seconds, "heavy": heavy, "error": error}) + "\n")
+"""
+
+
+#: How long the doctor waits for one registration module to import.
+PROBE_SECONDS = 120
+
+
+@dataclasses.dataclass
+class Finding:
+    severity: Literal["error", "warning", "info"]
+    subject: str
+    message: str
+    fix: str = ""
+
+
+@dataclasses.dataclass
+class Report:
+    findings: list[Finding]
+    import_times: dict[str, float]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "findings": [dataclasses.asdict(f) for f in self.findings],
+            "import_times": self.import_times,
+        }
+
+
+def _import_names(distributions: Iterable[str]) -> set[str]:
+    """Top-level modules that the named distributions install."""
+    import importlib_metadata
+
+    wanted = {normalize_distribution(d) for d in distributions}
+    if not wanted:
+        return set()
+    names = set()
+    for module, dists in importlib_metadata.packages_distributions().items():
+        if any(normalize_distribution(d) in wanted for d in dists):
+            names.add(module)
+    return names
+
+
+def probe_registration(value: str, watch: Iterable[str]) -> dict[str, Any]:
+    """Import one registration module in a fresh interpreter; time and watch it."""
+    spec = json.dumps({"path": sys.path, "value": value, "watch": sorted(set(watch))})
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE, spec],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        return {
+            "seconds": float(PROBE_SECONDS),
+            "heavy": [],
+            "error": f"importing it did not finish in {PROBE_SECONDS} s",
+        }
+    marker = "@@plugin-registry-probe@@"
+    if proc.returncode != 0 or marker not in proc.stdout:
+        return {"seconds": 0.0, "heavy": [], "error": proc.stderr.strip()[-500:] or "no output"}
+    result: dict[str, Any] = json.loads(proc.stdout.rsplit(marker, 1)[1].strip().splitlines()[0])
+    return result
+
+
+def run(registry: Registry) -> Report:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from plugin_registry.kinds import base_class
+
+    findings: list[Finding] = []
+    times: dict[str, float] = {}
+    records = registry.list_plugins(include_hidden=True)
+    skipped = registry.skipped()
+    for problem in registry.problems():
+        findings.append(
+            Finding(
+                problem.severity,
+                f"{problem.distribution or 'registry'}:{problem.entry_point}",
+                problem.reason,
+                "fix or uninstall the package: pip uninstall "
+                + (problem.distribution or "<package>")
+                if problem.severity == "error"
+                else "",
+            )
+        )
+    for ref in registry.entry_points():
+        if ref.key in skipped:
+            findings.append(Finding("info", ref.key, f"not loaded: {skipped[ref.key]}"))
+            continue
+        own = [r for r in records if r.distribution == ref.distribution]
+        req_dists = set()
+        for r in own:
+            for text in r.requires:
+                with contextlib.suppress(InvalidRequirement):
+                    req_dists.add(Requirement(text).name)
+        watch = set(HEAVY_MODULES) | _import_names(req_dists)
+        watch |= {r.target.partition(":")[0] for r in own}
+        watch.discard(ref.value.partition(":")[0].strip())
+        result = probe_registration(ref.value, watch)
+        times[ref.key] = result["seconds"]
+        if result["error"]:
+            continue  # already reported as a discovery problem
+        if result["heavy"]:
+            findings.append(
+                Finding(
+                    "error",
+                    ref.key,
+                    f"registration module {ref.value!r} imports {', '.join(result['heavy'])} "
+                    f"({result['seconds'] * 1000:.0f} ms); listing plugins pays for it",
+                    "move those imports into the plugin targets, or inside functions",
+                )
+            )
+    for key, text in sorted(registry.output().items()):
+        findings.append(
+            Finding(
+                "warning",
+                key,
+                "its registration module writes to stdout/stderr when imported (captured, "
+                f"not shown): {text.strip()[:300]}",
+                "print nothing at import time; use logging, or print inside the plugin",
+            )
+        )
+    for record in records:
+        subject = f"{record.kind}/{record.qualified_name}"
+        hidden = _hidden_reason(registry, record)
+        if hidden:
+            # A hidden plugin's code is not imported, by the doctor either.
+            findings.append(Finding("info", subject, f"not checked: {hidden}"))
+            continue
+        if not record.available:
+            findings.append(
+                Finding("warning", subject, f"unavailable: {record.unavailable_reason}")
+            )
+            continue
+        try:
+            target = registry.load_target(record)
+        except PluginLoadError as exc:
+            findings.append(Finding("error", subject, str(exc), f"reinstall {record.distribution}"))
+            continue
+        base = base_class(record.kind)
+        if base is not None and isinstance(target, type) and not issubclass(target, base):
+            findings.append(
+                Finding(
+                    "error",
+                    subject,
+                    f"target {record.target} is not a subclass of {base.__qualname__}",
+                    f"derive it from {base.__module__}.{base.__qualname__}",
+                )
+            )
+    findings.extend(_shadowed_distributions(registry))
+    return Report(findings, times)
+
+
+def _hidden_reason(registry: Registry, record: Any) -> str:
+    if record.distribution is None:
+        return ""
+    reasons = [registry.control.hides(record.distribution, n) for n in record.names()]
+    return reasons[0] if all(reasons) else ""
+
+
+def _shadowed_distributions(registry: Registry) -> list[Finding]:
+    """Plugin distributions installed twice on sys.path: the first one wins."""
+    import importlib_metadata
+
+    plugin_dists = {ref.distribution for ref in registry.entry_points()}
+    locations: dict[str, list[str]] = {}
+    for dist in importlib_metadata.distributions():
+        name = normalize_distribution(dist.name or "")
+        if name in plugin_dists:
+            locations.setdefault(name, []).append(
+                f"{dist.version} at {getattr(dist, '_path', '?')}"
+            )
+    return [
+        Finding(
+            "warning",
+            name,
+            f"installed {len(where)} times; {where[0]} shadows " + ", ".join(where[1:]),
+            "uninstall the copy you do not use",
+        )
+        for name, where in locations.items()
+        if len(where) > 1
+    ]
