@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENTRY_POINT_GROUP", "HOOK_FOR_KIND", "PROJECT_NAME", "hookimpl", "hookspec"]
 
+from plugin_registry.kinds import SPECS
 from plugin_registry.records import ENTRY_POINT_GROUP
 
 PROJECT_NAME = "plugin_registry"
@@ -98,8 +99,4 @@ def plugin_registry_detect_hardware() -> Sequence[Device]:  # type: ignore[empty
 
 
 #: The hook of each kind, in the order listings show the kinds.
-HOOK_FOR_KIND: dict[str, str] = {
-    "precision": "plugin_registry_precision_plugins",
-    "checkpoint_io": "plugin_registry_checkpoint_io_plugins",
-    "cluster_environment": "plugin_registry_cluster_environment_plugins",
-}
+HOOK_FOR_KIND: dict[str, str] = {s.name: s.hook for s in SPECS}

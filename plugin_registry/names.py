@@ -19,16 +19,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from plugin_registry.errors import InvalidNameError
+from plugin_registry.kinds import KINDS, Kind
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _FIELD_RE = re.compile(r"\{(\w+)\}")
 _DIST_RE = re.compile(r"[-_.]+")
-
-_KIND_SPELLINGS = {
-    "precision": "precision",
-    "checkpoint_io": "checkpoint_io",
-    "cluster_environment": "cluster_environment",
-}
 
 
 def normalize_name(name: str) -> str:
@@ -54,16 +49,15 @@ def split_metadata_dir(path: str) -> tuple[str, str] | None:
     return None
 
 
-def normalize_kind(kind: str) -> str:
+def normalize_kind(kind: str) -> Kind:
     """The canonical kind for ``kind``; InvalidNameError lists the valid ones."""
     key = kind.strip().lower().replace("-", "_")
-    try:
-        return _KIND_SPELLINGS[key]
-    except KeyError:
-        raise InvalidNameError(
-            f"unknown plugin kind {kind!r}; choose one of {', '.join(_KIND_SPELLINGS)}"
-            + did_you_mean(key, _KIND_SPELLINGS)
-        ) from None
+    for known in KINDS:
+        if key == known:
+            return known
+    raise InvalidNameError(
+        f"unknown plugin kind {kind!r}; choose one of {', '.join(KINDS)}" + did_you_mean(key, KINDS)
+    )
 
 
 def template_fields(spelled: str) -> set[str]:

@@ -11,16 +11,26 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from plugin_registry.errors import InvalidRecordError
+from plugin_registry.kinds import KINDS, Kind
 from plugin_registry.names import NAME_RE, expand, normalize_name, template_fields
 
 #: The entry-point group through which plugin packages are found.
 ENTRY_POINT_GROUP = "plugin_registry"
 
-Kind = Literal["precision", "checkpoint_io", "cluster_environment"]
-KINDS: tuple[Kind, ...] = get_args(Kind)
+# The kinds are declared once, in plugin_registry.kinds; re-exported here.
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "Collected",
+    "EntryPointRef",
+    "Kind",
+    "PluginInfo",
+    "Problem",
+    "validate_record",
+]
 
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", re.ASCII)
 _ACCELERATOR_RE = re.compile(r"^[a-z][a-z0-9_]*$")

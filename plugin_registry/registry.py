@@ -33,7 +33,7 @@ from plugin_registry.errors import (
     PluginUnavailableError,
     PluginWarning,
 )
-from plugin_registry.kinds import base_class
+from plugin_registry.kinds import Kind, base_class
 from plugin_registry.names import (
     Spec,
     did_you_mean,
@@ -112,7 +112,7 @@ class Registry:
         # name with another target never reaches an object registered before.
         self._objects: dict[PluginInfo, Any] = {}
         self._overrides: set[tuple[str, str]] = set()
-        self._index: dict[tuple[str, str], list[Match]] | None = None
+        self._index: dict[tuple[Kind, str], list[Match]] | None = None
 
     # -- discovery -------------------------------------------------------------
 
@@ -263,9 +263,9 @@ class Registry:
             for e in expand(record.name, record.aliases, record.name_parameters)
         )
 
-    def _build_index(self) -> dict[tuple[str, str], list[Match]]:
+    def _build_index(self) -> dict[tuple[Kind, str], list[Match]]:
         if self._index is None:
-            index: dict[tuple[str, str], list[Match]] = {}
+            index: dict[tuple[Kind, str], list[Match]] = {}
             for record in self._all_records():
                 for exp in expand(record.name, record.aliases, record.name_parameters):
                     index.setdefault((record.kind, exp.name), []).append(
@@ -297,7 +297,7 @@ class Registry:
                     ),
                     severity="warning",
                     names=(name,),
-                    kind=kind,  # type: ignore[arg-type]
+                    kind=kind,
                 )
             )
         return out
@@ -601,7 +601,7 @@ class Registry:
                 raise InvalidNameError(f"register() needs a class or factory, got {plugin!r}")
             record = PluginInfo(
                 name=name,
-                kind=normalize_kind(kind),  # type: ignore[arg-type]
+                kind=normalize_kind(kind),
                 target=f"{plugin.__module__}:{plugin.__qualname__}",
                 **fields,
             )

@@ -84,3 +84,19 @@ def test_no_import_cycles_also_at_run_time() -> None:
     moved = {f"plugin_registry.{m}" for m in ("settings", "hardware", "preferences",
              "resolution", "detection", "lock", "reference_loop")}  # fmt: skip
     assert [c for c in cycles if not set(c) & moved] == []
+
+
+def test_the_kinds_are_declared_once() -> None:
+    """Records, names, hook specs, the CLI and the resolution read one table."""
+    from plugin_registry import hookspecs, kinds, names, records
+    from plugin_registry.resolver import resolution
+
+    assert records.KINDS is kinds.KINDS
+    assert hookspecs.HOOK_FOR_KIND == {s.name: s.hook for s in kinds.SPECS}
+    assert resolution.SLOT_TITLES == {s.name: s.slot for s in kinds.SPECS}
+    assert [names.normalize_kind(s.name.replace("_", "-").upper()) for s in kinds.SPECS] == list(
+        kinds.KINDS
+    )
+    for spec in kinds.SPECS:
+        base = kinds.base_class(spec.name)
+        assert base is not None and spec.base.endswith(":" + base.__qualname__)

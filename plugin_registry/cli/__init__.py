@@ -15,14 +15,9 @@ from typing import Any
 from plugin_registry import _capture
 from plugin_registry._text import EncodedBuffer, one_line, printable
 from plugin_registry.errors import PluginRegistryError, PluginWarning
+from plugin_registry.kinds import KINDS, spec
 from plugin_registry.names import expand
-from plugin_registry.records import KINDS, PluginInfo, Problem
-
-_KIND_TITLES = {
-    "precision": "Precision plugins",
-    "checkpoint_io": "Checkpoint IO plugins",
-    "cluster_environment": "Cluster environments",
-}
+from plugin_registry.records import PluginInfo, Problem
 
 
 def _registry(args: argparse.Namespace) -> Any:
@@ -103,7 +98,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         of_kind = [r for r in records if r.kind == kind]
         if not of_kind:
             continue
-        table = Table(title=_KIND_TITLES[kind], title_justify="left", expand=False)
+        table = Table(title=spec(kind).title, title_justify="left", expand=False)
         for column in ("name", "aliases", "provider", "status", "summary"):
             table.add_column(column, overflow="fold")
         for r in of_kind:

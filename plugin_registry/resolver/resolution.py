@@ -11,19 +11,16 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from plugin_registry.kinds import KINDS, SPECS, Kind
 from plugin_registry.machine import Hardware
 from plugin_registry.names import Spec
-from plugin_registry.records import KINDS, Kind, PluginInfo
+from plugin_registry.records import PluginInfo
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
     from plugin_registry.resolver.lock import Lock
 
-SLOT_TITLES = {
-    "precision": "precision",
-    "checkpoint_io": "checkpoint IO",
-    "cluster_environment": "cluster environment",
-}
+SLOT_TITLES = {s.name: s.slot for s in SPECS}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
