@@ -92,8 +92,8 @@ def test_the_kinds_are_declared_once() -> None:
     from plugin_registry.resolver import resolution
 
     assert records.KINDS is kinds.KINDS
-    assert hookspecs.HOOK_FOR_KIND == {s.name: s.hook for s in kinds.SPECS}
-    assert resolution.SLOT_TITLES == {s.name: s.slot for s in kinds.SPECS}
+    assert {s.name: s.hook for s in kinds.SPECS} == hookspecs.HOOK_FOR_KIND
+    assert {s.name: s.slot for s in kinds.SPECS} == resolution.SLOT_TITLES
     assert [names.normalize_kind(s.name.replace("_", "-").upper()) for s in kinds.SPECS] == list(
         kinds.KINDS
     )
