@@ -36,6 +36,17 @@ class UntrustedFileError(UnreadableFileError):
     """A file that the ``check`` of :func:`read_regular` refused (owner, mode)."""
 
 
+def mtime_ns(path: str | os.PathLike[str]) -> int | None:
+    """The mtime of ``path`` in nanoseconds, or None when it cannot be stat'ed.
+
+    The one stat helper of the cache and of discovery's dependency records.
+    """
+    try:
+        return os.stat(path).st_mtime_ns
+    except (OSError, ValueError):
+        return None
+
+
 def current_umask() -> int:
     """The process umask, read without changing it where the kernel tells it."""
     with (

@@ -113,15 +113,8 @@ def _egg_info_deps(path: str) -> dict[str, int | None]:
         return out
     for egg in eggs:
         file = os.path.join(egg, "entry_points.txt")
-        out[file] = _mtime(file)
+        out[file] = _files.mtime_ns(file)
     return out
-
-
-def _mtime(path: str) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except (OSError, ValueError):
-        return None
 
 
 def path_snapshot(paths: list[str], taken_at: float) -> list[list[Any]]:
@@ -129,7 +122,7 @@ def path_snapshot(paths: list[str], taken_at: float) -> list[list[Any]]:
     limit = (taken_at - RACY_SECONDS) * 1e9
     out: list[list[Any]] = []
     for entry in paths:
-        mtime = _mtime(entry)
+        mtime = _files.mtime_ns(entry)
         out.append(
             [
                 entry,
@@ -149,7 +142,7 @@ def paths_unchanged(snapshot: list[list[Any]], paths: list[str]) -> bool:
     for path, mtime, digest, trusted, eggs in snapshot:
         if not deps_unchanged(eggs):
             return False
-        if trusted and _mtime(path) == mtime:
+        if trusted and _files.mtime_ns(path) == mtime:
             continue
         if digest in (None, "file", "unlistable") or _entries_digest(path) != digest:
             return False
@@ -163,7 +156,7 @@ def is_trusted(mtimes: Mapping[str, int | None], taken_at: float) -> bool:
 
 
 def deps_unchanged(deps: Mapping[str, int | None]) -> bool:
-    return all(_mtime(path) == recorded for path, recorded in deps.items())
+    return all(_files.mtime_ns(path) == recorded for path, recorded in deps.items())
 
 
 class RecordCache:

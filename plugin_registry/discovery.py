@@ -48,13 +48,6 @@ HEAVY_MODULES = ("torch", "numpy", "lightning", "pytorch_lightning")
 _REFERENCE_RE = re.compile(r"^\s*[A-Za-z_][\w.]*\s*(:\s*[A-Za-z_][\w.]*\s*)?(\[.*\])?\s*$")
 
 
-def mtime_ns(path: str) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
-
-
 def scan(group: str = hookspecs.ENTRY_POINT_GROUP) -> list[EntryPointRef]:
     """Every entry point of ``group`` on ``sys.path``, first distribution wins.
 
@@ -149,7 +142,7 @@ def _collect(
     deps: dict[str, int | None] = {}
     if ref.metadata_dir:
         ep_file = os.path.join(ref.metadata_dir, "entry_points.txt")
-        deps[ep_file] = mtime_ns(ep_file)
+        deps[ep_file] = _files.mtime_ns(ep_file)
     problems: list[Problem] = []
 
     def problem(reason: str, exc: BaseException | None, **kw: Any) -> Problem:
@@ -319,4 +312,4 @@ def _track_modules(ref: EntryPointRef, before: set[str], deps: dict[str, int | N
     for name in names:
         file = getattr(sys.modules.get(name), "__file__", None)
         if file:
-            deps[file] = mtime_ns(file)
+            deps[file] = _files.mtime_ns(file)

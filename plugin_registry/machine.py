@@ -19,17 +19,11 @@ from typing import Any
 from plugin_registry._files import atomic_write_text
 from plugin_registry._schema import Checker, read_json
 from plugin_registry.errors import HardwareFileError
+from plugin_registry.names import normalize_distribution
 
 FORMAT = 1
 
 _ALL_FLOATS = ("float64", "float32", "float16", "bfloat16")
-
-
-def canonical(distribution: str) -> str:
-    """PEP 503 normalised distribution name (``torch_xla`` -> ``torch-xla``)."""
-    from plugin_registry.names import normalize_distribution
-
-    return normalize_distribution(distribution)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +83,7 @@ class Hardware:
         object.__setattr__(self, "cpu_dtypes", tuple(self.cpu_dtypes))
         object.__setattr__(self, "sources", tuple(self.sources))
         object.__setattr__(self, "problems", tuple(self.problems))
-        libraries = {canonical(k): v for k, v in self.libraries.items()}
+        libraries = {normalize_distribution(k): v for k, v in self.libraries.items()}
         if self.torch is not None:
             libraries.setdefault("torch", self.torch)
         object.__setattr__(self, "libraries", MappingProxyType(libraries))
@@ -109,7 +103,7 @@ class Hardware:
 
     def version(self, distribution: str) -> str | None:
         """The installed version of ``distribution`` on that machine, or None."""
-        return self.libraries.get(canonical(distribution))
+        return self.libraries.get(normalize_distribution(distribution))
 
     def summary(self) -> str:
         """One line: ``2 x CUDA (NVIDIA H100, 9.0), 16 CPU cores, torch 2.13.0``."""

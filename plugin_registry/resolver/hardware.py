@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 from plugin_registry import _capture
 from plugin_registry._text import describe
 from plugin_registry.errors import HardwareFileError as HardwareFileError
-from plugin_registry.machine import FORMAT, Device, Hardware, canonical
+from plugin_registry.machine import FORMAT, Device, Hardware
+from plugin_registry.names import normalize_distribution
 
 __all__ = [
     "ENV_HARDWARE",
@@ -39,7 +40,6 @@ __all__ = [
     "Device",
     "Hardware",
     "HardwareFileError",
-    "canonical",
     "detect_hardware",
 ]
 
@@ -199,7 +199,7 @@ def _required_libraries(registry: Registry) -> list[str]:
     for record in registry.list_plugins():
         for text in record.requires:
             try:
-                names.add(canonical(requirement_name(text)))
+                names.add(normalize_distribution(requirement_name(text)))
             except ValueError:
                 continue
     return sorted(names)

@@ -55,7 +55,7 @@ class Lock:
 
     @classmethod
     def from_resolution(cls, resolution: Resolution) -> Lock:
-        from plugin_registry.machine import canonical
+        from plugin_registry.names import normalize_distribution
         from plugin_registry.requirements import requirement_name
 
         plugins: list[LockedPlugin] = []
@@ -80,7 +80,7 @@ class Lock:
                 )
             )
             for text in record.requires:
-                name = canonical(requirement_name(text))
+                name = normalize_distribution(requirement_name(text))
                 libraries[name] = resolution.hardware.version(name)
         return cls(dict(resolution.settings), tuple(plugins), libraries)
 

@@ -106,10 +106,6 @@ class Resolution:
     hardware: Hardware
     notes: tuple[str, ...] = ()
 
-    def choice(self, kind: str) -> Choice:
-        result: Choice = getattr(self, kind)
-        return result
-
     @property
     def choices(self) -> tuple[Choice, Choice, Choice]:
         return (self.precision, self.checkpoint_io, self.cluster_environment)

@@ -100,16 +100,6 @@ class Settings:
     plugins: tuple[Any, ...] = ()
     notes: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "precision": self.precision,
-            "accelerator": self.accelerator,
-            "strategy": self.strategy,
-            "devices": list(self.devices) if isinstance(self.devices, tuple) else self.devices,
-            "num_nodes": self.num_nodes,
-            "plugins": [p if isinstance(p, str) else repr(p) for p in self.plugins],
-        }
-
 
 def parse_settings(
     precision: str | int | None = None,
