@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from plugin_registry.errors import LockMismatchError
@@ -71,11 +71,6 @@ PRECISION_DTYPE = {
     "bf16-mixed": "bfloat16",
     "transformer-engine": "bfloat16",
     "transformer-engine-float16": "float16",
-}
-_OWN_PRECISION_CLASS = {
-    "fsdp": "FSDPPrecision",
-    "deepspeed": "DeepSpeedPrecision",
-    "xla": "XLAPrecision",
 }
 # Lightning's ModelParallelStrategy accepts only these.
 _MODEL_PARALLEL_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-true")
@@ -464,14 +459,16 @@ class Resolver:
         else:
             reasons.extend(_constraint_reasons(record, job.judged_devices()))
         if cand.kind == "precision":
-            reasons.extend(_precision_reasons(record, cand, job))
+            reasons.extend(_precision_reasons(record, cand, job, self._made_for(job.family)))
         if (
             cand.kind == "cluster_environment"
             and job.family == "xla"
             and "xla" not in (record.accelerators)
         ):
+            runtime = self._classes("cluster_environment", lambda r: "xla" in r.accelerators)
             reasons.append(
-                f"strategy {job.strategy!r} takes its ranks from the XLA runtime (XLAEnvironment)"
+                f"strategy {job.strategy!r} takes its ranks from the XLA runtime"
+                + (f" ({runtime})" if runtime else "")
             )
         preferred = self._preferred(cand.kind, cand.name)
         if (
@@ -485,6 +482,20 @@ class Resolver:
             reasons.append("explicitly requested" if cand.explicit else _accept_reason(cand))
             return dataclasses.replace(cand, accepted=True, reasons=tuple(reasons))
         return dataclasses.replace(cand, accepted=False, reasons=tuple(reasons))
+
+    def _made_for(self, family: str) -> tuple[str, set[str]]:
+        """The plugin classes and names made for a strategy family, from the records."""
+        made = [r for r in self.records if r.kind == "precision" and family in r.strategies]
+        classes = self._classes("precision", lambda r: family in r.strategies)
+        return classes, {n for r in made for n in r.names()}
+
+    def _classes(self, kind: str, wanted: Callable[[PluginInfo], bool]) -> str:
+        """``A or B``: the target classes of the records of ``kind`` that ``wanted`` picks."""
+        names = sorted(
+            {r.target.rpartition(":")[2].rpartition(".")[2]
+             for r in self.records if r.kind == kind and wanted(r)}
+        )  # fmt: skip
+        return " or ".join(names)
 
     def _preferred(self, kind: str, name: str) -> str | None:
         return self.prefer.get(name) or self.pins.get((kind, name)) or self.pins.get((None, name))
@@ -647,7 +658,11 @@ def _served(record: PluginInfo, cand: Candidate) -> str:
     return next((p for p in _provided(record, cand.parameters) if p in PRECISIONS), cand.name)
 
 
-def _precision_reasons(record: PluginInfo, cand: Candidate, job: _Job) -> list[str]:
+def _precision_reasons(
+    record: PluginInfo, cand: Candidate, job: _Job, made_for: tuple[str, set[str]]
+) -> list[str]:
+    """Why ``record`` cannot serve this job's precision; ``made_for`` are the classes and
+    names the records declare for the job's strategy family."""
     reasons: list[str] = []
     served = _served(record, cand)
     dtype = PRECISION_DTYPE.get(served)
@@ -664,8 +679,10 @@ def _precision_reasons(record: PluginInfo, cand: Candidate, job: _Job) -> list[s
                 f"made for strategy {'/'.join(record.strategies)}; this job uses {job.strategy!r}"
             )
     elif family in OWN_PRECISION_FAMILIES:
-        hint = f" ({family}-{served})" if served in PRECISIONS else ""
-        reasons.append(f"strategy {job.strategy!r} needs {_OWN_PRECISION_CLASS[family]}{hint}")
+        classes, names = made_for
+        hint = f" ({family}-{served})" if f"{family}-{served}" in names else ""
+        needs = classes or f"a precision plugin made for strategy {family!r} (none is installed)"
+        reasons.append(f"strategy {job.strategy!r} needs {needs}{hint}")
     if not record.shardable and job.shards_parameters:
         reasons.append(
             f"its quantized weights cannot be sharded, and strategy {job.strategy!r} shards "
