@@ -100,3 +100,20 @@ def test_the_kinds_are_declared_once() -> None:
     for spec in kinds.SPECS:
         base = kinds.base_class(spec.name)
         assert base is not None and spec.base.endswith(":" + base.__qualname__)
+
+
+def test_lightnings_vocabulary_is_declared_once() -> None:
+    """Settings, the resolver and the built-ins read the one declaration beside Precision."""
+    from builtin_plugins.precision import deepspeed, fsdp, xla
+    from plugin_registry.kinds import precision
+    from plugin_registry.resolver import rules, settings
+
+    assert settings.PRECISIONS is precision.PRECISIONS
+    assert settings.SHORT_PRECISIONS is precision.SHORT_PRECISIONS
+    assert rules.PRECISION_DTYPE is precision.PRECISION_DTYPE
+    assert fsdp.FSDP_PRECISIONS is precision.FAMILY_PRECISIONS["fsdp"]
+    assert deepspeed.DEEPSPEED_PRECISIONS is precision.FAMILY_PRECISIONS["deepspeed"]
+    assert xla.XLA_PRECISIONS is precision.FAMILY_PRECISIONS["xla"]
+    source = (CORE / "resolver" / "rules.py").read_text()
+    for name in ("FSDPPrecision", "DeepSpeedPrecision", "XLAPrecision", "XLAEnvironment"):
+        assert f'"{name}"' not in source, f"the resolver names {name}; read it from the records"

@@ -6,9 +6,9 @@ import contextlib
 from typing import Any
 
 from builtin_plugins.precision.formats import check_precision, convert_floating, default_dtype
-from plugin_registry.kinds.precision import Precision
+from plugin_registry.kinds.precision import FAMILY_PRECISIONS, Precision
 
-DEEPSPEED_PRECISIONS = ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
+DEEPSPEED_PRECISIONS = FAMILY_PRECISIONS["deepspeed"]
 
 
 class DeepSpeedPrecision(Precision):

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 from builtin_plugins.precision.formats import check_precision, convert_floating, default_dtype
 from builtin_plugins.precision.mixed import default_device
 from builtin_plugins.precision.scaling import LossScaling
+from plugin_registry.kinds.precision import FAMILY_PRECISIONS
 
 if TYPE_CHECKING:
     from torch.nn import Module
 
-FSDP_PRECISIONS = ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed")
+FSDP_PRECISIONS = FAMILY_PRECISIONS["fsdp"]
 
 
 class FSDPPrecision(LossScaling):

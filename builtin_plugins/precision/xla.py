@@ -6,9 +6,9 @@ import os
 from typing import Any
 
 from builtin_plugins.precision.formats import WholeModelCast, check_precision
-from plugin_registry.kinds.precision import Precision
+from plugin_registry.kinds.precision import FAMILY_PRECISIONS, Precision
 
-XLA_PRECISIONS = ("32-true", "16-true", "bf16-true")
+XLA_PRECISIONS = FAMILY_PRECISIONS["xla"]
 _FLAGS = {"16-true": "XLA_USE_F16", "bf16-true": "XLA_USE_BF16"}
 
 

@@ -17,12 +17,57 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
     import torch
     from torch.nn import Module
     from torch.optim import Optimizer
+
+# Lightning's vocabulary, declared once, as Lightning does at the top of
+# lightning/fabric/plugins/precision/precision.py: the resolver's settings, its
+# rules and the built-in precision plugins all import it from here.
+
+#: The ``precision=`` values Lightning 2.x accepts, in its spelling.
+PrecisionValue = Literal[
+    "32-true",
+    "64-true",
+    "16-true",
+    "bf16-true",
+    "16-mixed",
+    "bf16-mixed",
+    "transformer-engine",
+    "transformer-engine-float16",
+]
+#: Lightning's historical short forms.
+ShortPrecision = Literal["32", "64", "16", "bf16"]
+#: Strategy families that bring their own precision plugin (FSDP, DeepSpeed, XLA).
+StrategyFamily = Literal["fsdp", "deepspeed", "xla"]
+
+PRECISIONS: tuple[PrecisionValue, ...] = get_args(PrecisionValue)
+SHORT_PRECISIONS: dict[ShortPrecision, PrecisionValue] = {
+    "32": "32-true",
+    "64": "64-true",
+    "16": "16-mixed",
+    "bf16": "bf16-mixed",
+}
+#: What each precision computes in (a device lacking the dtype cannot run it).
+PRECISION_DTYPE: dict[PrecisionValue, str] = {
+    "64-true": "float64",
+    "16-true": "float16",
+    "16-mixed": "float16",
+    "bf16-true": "bfloat16",
+    "bf16-mixed": "bfloat16",
+    "transformer-engine": "bfloat16",
+    "transformer-engine-float16": "float16",
+}
+OWN_PRECISION_FAMILIES: frozenset[StrategyFamily] = frozenset(get_args(StrategyFamily))
+#: The precisions each family's own plugin supports (Lightning's FSDPPrecision, ...).
+FAMILY_PRECISIONS: dict[StrategyFamily, tuple[PrecisionValue, ...]] = {
+    "fsdp": ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"),
+    "deepspeed": ("32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"),
+    "xla": ("32-true", "16-true", "bf16-true"),
+}
 
 
 class Precision:

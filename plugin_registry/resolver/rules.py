@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from plugin_registry.errors import LockMismatchError
 from plugin_registry.errors import ResolutionError as ResolutionError
 from plugin_registry.errors import ResolutionWarning as ResolutionWarning
+from plugin_registry.kinds.precision import PRECISION_DTYPE, PRECISIONS
 from plugin_registry.names import Spec, expand, normalize_name
 from plugin_registry.records import KINDS, Kind, PluginInfo
 from plugin_registry.resolver.detection import launched_by
@@ -52,7 +53,6 @@ from plugin_registry.resolver.preferences import Preferences
 from plugin_registry.resolver.resolution import Candidate, Choice, Resolution
 from plugin_registry.resolver.settings import (
     OWN_PRECISION_FAMILIES,
-    PRECISIONS,
     STRATEGIES,
     InvalidSettingError,
     Settings,
@@ -62,16 +62,6 @@ from plugin_registry.resolver.settings import (
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
 
-#: What each precision setting computes in, so that devices lacking it reject it.
-PRECISION_DTYPE = {
-    "64-true": "float64",
-    "16-true": "float16",
-    "16-mixed": "float16",
-    "bf16-true": "bfloat16",
-    "bf16-mixed": "bfloat16",
-    "transformer-engine": "bfloat16",
-    "transformer-engine-float16": "float16",
-}
 # Lightning's ModelParallelStrategy accepts only these.
 _MODEL_PARALLEL_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-true")
 # accelerator="auto" tries these in Lightning's order; third-party kinds come before the CPU.
@@ -665,7 +655,7 @@ def _precision_reasons(
     names the records declare for the job's strategy family."""
     reasons: list[str] = []
     served = _served(record, cand)
-    dtype = PRECISION_DTYPE.get(served)
+    dtype = PRECISION_DTYPE.get(served)  # type: ignore[call-overload]
     if dtype is not None:
         for device in job.judged_devices():
             if dtype not in device.dtypes:

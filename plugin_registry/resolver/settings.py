@@ -13,21 +13,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from plugin_registry.errors import InvalidSettingError as InvalidSettingError
-from plugin_registry.names import did_you_mean
-
-#: The ``precision=`` values Lightning 2.x accepts, in its spelling.
-PRECISIONS = (
-    "32-true",
-    "64-true",
-    "16-true",
-    "bf16-true",
-    "16-mixed",
-    "bf16-mixed",
-    "transformer-engine",
-    "transformer-engine-float16",
+from plugin_registry.kinds.precision import (
+    OWN_PRECISION_FAMILIES as OWN_PRECISION_FAMILIES,
 )
-#: Lightning's historical short forms and what they mean.
-SHORT_PRECISIONS = {"32": "32-true", "64": "64-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+from plugin_registry.kinds.precision import PRECISIONS as PRECISIONS
+from plugin_registry.kinds.precision import SHORT_PRECISIONS as SHORT_PRECISIONS
+from plugin_registry.names import did_you_mean
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu", "xla")
 
@@ -80,8 +71,6 @@ def _strategies() -> dict[str, Strategy]:
 
 #: Strategy names Lightning registers, with their family.
 STRATEGIES = _strategies()
-#: Families whose strategy brings its own precision plugin (Lightning's FSDPPrecision etc.).
-OWN_PRECISION_FAMILIES = frozenset({"fsdp", "deepspeed", "xla"})
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
