@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from plugin_registry.errors import InvalidRecordError
 from plugin_registry.kinds import KINDS, Kind
-from plugin_registry.names import NAME_RE, expand, normalize_name, template_fields
+from plugin_registry.names import NAME_RE, Expansion, expand, normalize_name, template_fields
 
 #: The entry-point group through which plugin packages are found.
 ENTRY_POINT_GROUP = "plugin_registry"
@@ -174,9 +174,15 @@ class PluginInfo:
     def __hash__(self) -> int:
         return hash((self.kind, self.name, self.distribution, self.target))
 
+    def expansions(self, *, aliases: bool = True) -> list[Expansion]:
+        """Every concrete name (and the parameters it implies), in declaration order;
+        ``aliases=False`` for the expansions of ``name`` alone."""
+        spelled = self.aliases if aliases else ()
+        return list(expand(self.name, spelled, self.name_parameters))
+
     def names(self) -> list[str]:
         """Every concrete, normalised name the record answers to, in declaration order."""
-        return [e.name for e in expand(self.name, self.aliases, self.name_parameters)]
+        return [e.name for e in self.expansions()]
 
     @property
     def qualified_name(self) -> str:

@@ -37,7 +37,6 @@ from plugin_registry.kinds import Kind, base_class
 from plugin_registry.names import (
     Spec,
     did_you_mean,
-    expand,
     normalize_distribution,
     normalize_kind,
     normalize_name,
@@ -258,16 +257,13 @@ class Registry:
     def _visible(self, record: PluginInfo) -> bool:
         if record.distribution is None:
             return True  # registered in-process: an explicit act of the host
-        return any(
-            not self.control.hides(record.distribution, e.name)
-            for e in expand(record.name, record.aliases, record.name_parameters)
-        )
+        return any(not self.control.hides(record.distribution, n) for n in record.names())
 
     def _build_index(self) -> dict[tuple[Kind, str], list[Match]]:
         if self._index is None:
             index: dict[tuple[Kind, str], list[Match]] = {}
             for record in self._all_records():
-                for exp in expand(record.name, record.aliases, record.name_parameters):
+                for exp in record.expansions():
                     index.setdefault((record.kind, exp.name), []).append(
                         Match(record, exp.parameters, exp.is_alias)
                     )

@@ -16,7 +16,6 @@ from plugin_registry import _capture
 from plugin_registry._text import EncodedBuffer, one_line, printable
 from plugin_registry.errors import PluginRegistryError, PluginWarning
 from plugin_registry.kinds import KINDS, spec
-from plugin_registry.names import expand
 from plugin_registry.records import PluginInfo, Problem
 
 
@@ -30,7 +29,7 @@ def _registry(args: argparse.Namespace) -> Any:
 
 
 def _names(record: PluginInfo) -> list[str]:
-    return [e.name for e in expand(record.name, record.aliases, record.name_parameters)]
+    return record.names()
 
 
 def _record_json(record: PluginInfo) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from plugin_registry.errors import LockMismatchError
 from plugin_registry.errors import ResolutionError as ResolutionError
 from plugin_registry.errors import ResolutionWarning as ResolutionWarning
 from plugin_registry.kinds.precision import PRECISION_DTYPE, PRECISIONS
-from plugin_registry.names import Spec, expand, normalize_name
+from plugin_registry.names import Spec, normalize_name
 from plugin_registry.records import KINDS, Kind, PluginInfo
 from plugin_registry.resolver.detection import launched_by
 from plugin_registry.resolver.hardware import Device, Hardware, detect_hardware
@@ -182,12 +182,7 @@ class Resolver:
         num_nodes: int,
         plugins: Iterable[Any] | None,
     ) -> Resolution:
-        precision_names = {
-            e.name
-            for r in self.records
-            if r.kind == "precision"
-            for e in expand(r.name, r.aliases, r.name_parameters)
-        }
+        precision_names = {n for r in self.records if r.kind == "precision" for n in r.names()}
         extra = {a for r in self.records for a in r.accelerators} | set(self.hardware.accelerators)
         settings = parse_settings(
             precision,
@@ -251,7 +246,7 @@ class Resolver:
         if isinstance(item, str):
             return self._named(item, None), repr(item)
         if isinstance(item, PluginInfo):
-            first = next(expand(item.name, item.aliases, item.name_parameters))
+            first = item.expansions()[0]
             spec = str(Spec(item.kind, item.distribution, first.name))
             return self._named(spec, item.kind), repr(first.name)
         from plugin_registry.kinds import base_class
@@ -420,7 +415,7 @@ class Resolver:
         for record in self.records:
             if record.kind != kind:
                 continue
-            for exp in expand(record.name, (), record.name_parameters):
+            for exp in record.expansions(aliases=False):
                 if kind == "precision" and not _serves(record, exp.name, exp.parameters, job):
                     continue
                 out.append(
@@ -586,10 +581,11 @@ def _unmet(record: PluginInfo, hardware: Hardware) -> str:
 
 
 def _concrete_name(record: PluginInfo, parameters: Mapping[str, str]) -> str:
-    for exp in expand(record.name, (), record.name_parameters):
+    expansions = record.expansions(aliases=False)
+    for exp in expansions:
         if all(parameters.get(k) == v for k, v in exp.parameters.items()):
             return exp.name
-    return next(expand(record.name, (), record.name_parameters)).name
+    return expansions[0].name
 
 
 def _specificity(record: PluginInfo) -> int:

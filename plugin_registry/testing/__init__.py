@@ -24,7 +24,7 @@
 from __future__ import annotations
 
 from plugin_registry.errors import PluginRegistryError
-from plugin_registry.names import expand, normalize_distribution
+from plugin_registry.names import normalize_distribution
 from plugin_registry.records import ENTRY_POINT_GROUP
 
 __all__ = ["assert_valid_package", "check_package"]
@@ -58,7 +58,7 @@ def check_package(distribution: str, *, build: bool = True) -> list[str]:
         for record in records:
             if not record.available:
                 continue
-            for exp in expand(record.name, (), record.name_parameters):
+            for exp in record.expansions(aliases=False):
                 spec = f"{record.kind}/{dist}:{exp.name}"
                 try:
                     registry.load(spec)
