@@ -140,6 +140,7 @@ class Registry:
         self._snapshot()
 
     def _discover(self) -> _Snapshot:
+        """Cache or scan, then reuse or collect each package: one new snapshot."""
         started = time.perf_counter()
         stats = DiscoveryStats()
         if "plugin_registry.requirements" in sys.modules:
@@ -147,17 +148,34 @@ class Registry:
         store = cache_mod.RecordCache(self.cache_dir, self.group) if self.cache_enabled else None
         stats.cache_file = str(store.path) if store else None
         cached = cache_mod.Cached.parse(store.read()) if store else None
-        search = cache_mod.search_path()
-        taken = time.time()
-        if cached is not None and cache_mod.paths_unchanged(cached.paths, search):
-            refs = cached.refs
-            paths = cached.paths
-        else:
-            from plugin_registry.discovery import scan
+        refs, paths = self._entry_points(cached, stats)
+        results, skipped, manager = self._results(refs, cached, stats)
+        if store and (stats.scanned or stats.collected):
+            store.write(cache_mod.Cached.dump(paths, refs, results))
+            stats.cache_written = True
+        stats.seconds = time.perf_counter() - started
+        self.stats = stats
+        return _Snapshot.build(refs, results, skipped, manager)
 
-            paths = cache_mod.path_snapshot(search, taken)
-            refs = scan(self.group)
-            stats.scanned = True
+    def _entry_points(
+        self, cached: cache_mod.Cached | None, stats: DiscoveryStats
+    ) -> tuple[list[EntryPointRef], list[list[Any]]]:
+        """The entry points of the group, from the cache while no path changed, else scanned."""
+        search = cache_mod.search_path()
+        if cached is not None and cache_mod.paths_unchanged(cached.paths, search):
+            return cached.refs, cached.paths
+        from plugin_registry.discovery import scan
+
+        paths = cache_mod.path_snapshot(search, time.time())
+        stats.scanned = True
+        return scan(self.group), paths
+
+    def _results(
+        self, refs: list[EntryPointRef], cached: cache_mod.Cached | None, stats: DiscoveryStats
+    ) -> tuple[dict[str, Collected], dict[str, str], Any]:
+        """Each package's records: reused from the cache where valid, else collected."""
+        from plugin_registry.requirements import with_availability
+
         manager: Any = None
         results: dict[str, Collected] = {}
         skipped: dict[str, str] = {}
@@ -168,41 +186,18 @@ class Registry:
             reused = cached.reusable(ref) if cached is not None else None
             if reused is not None:
                 if stats.scanned:  # what else is installed may have changed
-                    from plugin_registry.requirements import with_availability
-
                     reused.records = with_availability(reused.records)
                 results[ref.key] = reused
                 stats.reused += 1
             elif not why:
                 from plugin_registry.discovery import collect, new_manager
-                from plugin_registry.requirements import with_availability
 
                 manager = manager or new_manager()
                 collected = collect(ref, manager)
                 collected.records = with_availability(collected.records)
                 results[ref.key] = collected
                 stats.collected += 1
-        if store and (stats.scanned or stats.collected):
-            store.write(cache_mod.Cached.dump(paths, refs, results))
-            stats.cache_written = True
-        loaded = [ref for ref in refs if ref.key not in skipped]
-        stats.seconds = time.perf_counter() - started
-        self.stats = stats
-        return _Snapshot(
-            refs=tuple(refs),
-            skipped=skipped,
-            hooks={ref.key: tuple(results[ref.key].hooks) for ref in loaded},
-            records=tuple(r for ref in loaded for r in results[ref.key].records),
-            problems=tuple(p for ref in loaded for p in results[ref.key].problems),
-            output={ref.key: results[ref.key].output for ref in loaded if results[ref.key].output},
-            withheld=tuple(
-                r
-                for ref in refs
-                if ref.key in skipped and ref.key in results
-                for r in results[ref.key].records
-            ),
-            manager=manager,
-        )
+        return results, skipped, manager
 
     def _warn_problems(self) -> None:
         for problem in self.problems():
@@ -699,6 +694,37 @@ class Registry:
 @dataclasses.dataclass(eq=False)
 class _Snapshot:
     """One discovery, whole: :meth:`Registry.refresh` replaces it, never edits it."""
+
+    @classmethod
+    def build(
+        cls,
+        refs: list[EntryPointRef],
+        results: dict[str, Collected],
+        skipped: dict[str, str],
+        manager: Any,
+    ) -> _Snapshot:
+        loaded = [results[ref.key] for ref in refs if ref.key not in skipped]
+        return cls(
+            refs=tuple(refs),
+            skipped=skipped,
+            hooks={
+                ref.key: tuple(results[ref.key].hooks) for ref in refs if ref.key not in skipped
+            },
+            records=tuple(r for c in loaded for r in c.records),
+            problems=tuple(p for c in loaded for p in c.problems),
+            output={
+                ref.key: results[ref.key].output
+                for ref in refs
+                if ref.key not in skipped and results[ref.key].output
+            },
+            withheld=tuple(
+                r
+                for ref in refs
+                if ref.key in skipped and ref.key in results
+                for r in results[ref.key].records
+            ),
+            manager=manager,
+        )
 
     refs: tuple[EntryPointRef, ...]
     skipped: dict[str, str]
