@@ -19,13 +19,21 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import stat
-import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
 
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
+
+def _hostname() -> str:
+    # os.uname spares importing socket on every start (the cache path imports this module).
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket  # pragma: no cover - not on this project's platforms
+
+    return socket.gethostname()
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "-", _hostname()) or "host"
 
 
 class UnreadableFileError(OSError):
@@ -213,6 +221,8 @@ def atomic_write(
     for stale in stale_temporaries(path):
         with contextlib.suppress(OSError):
             os.unlink(stale)
+    import tempfile  # only when writing: a warm listing writes nothing
+
     new_mode = _target_mode(path, mode)
     fd, tmp = tempfile.mkstemp(
         dir=directory, prefix=f".{base}.{_HOST}.{os.getpid()}.", suffix=".tmp"
