@@ -396,7 +396,7 @@ class Registry:
             )
         broken = self._broken_for(spec.name)
         failed = [p for p in state.problems if p.severity == "error" and not p.names]
-        if broken is None and failed and not suggestion:
+        if broken is None and failed and not suggestion and not other_kinds:
             broken = failed[0]
         if broken is not None:
             cause = self._live_exception(broken)
@@ -420,7 +420,7 @@ class Registry:
                 + _join(sorted({f"{p.distribution} ({p.reason})" for p in failed}))
                 + "."
             )
-        if skipped_dists and not suggestion:
+        if skipped_dists and not suggestion and not other_kinds:
             raise PluginBlockedError(
                 f"no loaded package provides {spec.kind or 'a'} plugin {str(spec)!r}; installed "
                 "packages that are not loaded may: "
