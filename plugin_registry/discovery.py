@@ -22,13 +22,11 @@ from typing import Any
 import importlib_metadata
 import pluggy
 
-from plugin_registry import _capture, _files, hookspecs
+from plugin_registry import _capture, _distributions, _files, hookspecs
 from plugin_registry._text import describe, printable
 from plugin_registry.errors import InvalidRecordError
 from plugin_registry.names import (
     did_you_mean,
-    normalize_distribution,
-    split_metadata_dir,
 )
 from plugin_registry.records import (
     KINDS,
@@ -51,64 +49,41 @@ _REFERENCE_RE = re.compile(r"^\s*[A-Za-z_][\w.]*\s*(:\s*[A-Za-z_][\w.]*\s*)?(\[.
 def scan(group: str = hookspecs.ENTRY_POINT_GROUP) -> list[EntryPointRef]:
     """Every entry point of ``group`` on ``sys.path``, first distribution wins.
 
-    Distributions are taken in ``sys.path`` order and deduplicated by normalised
-    name, as importlib-metadata's own ``entry_points()`` does.
+    Distributions come from the one dist-info scanner
+    (:mod:`plugin_registry._distributions`), in ``sys.path`` order and
+    deduplicated by normalised name, as importlib-metadata's own
+    ``entry_points()`` does. Only a package whose ``entry_points.txt`` names the
+    group is parsed (by importlib-metadata's public ``PathDistribution``).
     """
     # A substring test before parsing: most distributions have no entry point
     # of ours, and parsing their entry_points.txt is most of what a scan costs.
     header = f"[{group}]"
-    seen: set[str] = set()
     found: list[EntryPointRef] = []
-    for dist in importlib_metadata.distributions():
+    for dist in _distributions.first_of_each():
         try:
-            found.extend(_refs_of(dist, group, header, seen))
+            found.extend(_refs_of(dist, group, header))
         except Exception:  # noqa: BLE001 - unreadable metadata of one distribution
             continue  # it cannot be a usable plugin package; the others still are
     return found
 
 
 def _refs_of(
-    dist: importlib_metadata.IDistribution, group: str, header: str, seen: set[str]
+    dist: _distributions.InstalledDistribution, group: str, header: str
 ) -> list[EntryPointRef]:
-    norm = getattr(dist, "_normalized_name", None) or normalize_distribution(dist.name or "")
-    if norm in seen:
-        return []
-    seen.add(norm)
-    path = getattr(dist, "_path", None)
-    text = _read_entry_points(dist, path)
-    if not text or header not in text:
-        return []
-    metadata_dir = str(path) if path is not None else None
-    name, version = name_and_version(dist, path)
-    return [
-        EntryPointRef(name, version, ep.name, ep.value, metadata_dir)
-        for ep in dist.entry_points.select(group=group)
-    ]
-
-
-def name_and_version(dist: importlib_metadata.IDistribution, path: object) -> tuple[str, str]:
-    """The normalised name and the version, from the dist-info name where it has both.
-
-    ``name-version.dist-info`` is what every installer writes; reading it spares
-    parsing METADATA (and importing the email package) on a cold listing.
-    """
-    if path is not None and str(path).endswith(".dist-info"):
-        found = split_metadata_dir(str(path))
-        if found is not None:
-            return normalize_distribution(found[0]), found[1]
-    return normalize_distribution(dist.name or ""), dist.version or ""
-
-
-def _read_entry_points(dist: importlib_metadata.IDistribution, path: object) -> str | None:
-    # A plain file read for the common on-disk case: pathlib's machinery in
-    # read_text() costs more than the read itself, once per installed package.
     # Bounded, and a regular file only: a FIFO or device there never hangs a scan.
-    if isinstance(path, pathlib.Path):
-        try:
-            return _files.read_text(os.path.join(path, "entry_points.txt"), max_bytes=1 << 20)
-        except OSError:
-            return None
-    return dist.read_text("entry_points.txt")
+    try:
+        text = _files.read_text(
+            os.path.join(dist.metadata_dir, "entry_points.txt"), max_bytes=1 << 20
+        )
+    except OSError:
+        return []
+    if header not in text:
+        return []
+    metadata = importlib_metadata.PathDistribution(pathlib.Path(dist.metadata_dir))
+    return [
+        EntryPointRef(dist.name, dist.version, ep.name, ep.value, dist.metadata_dir)
+        for ep in metadata.entry_points.select(group=group)
+    ]
 
 
 def collect(ref: EntryPointRef, manager: pluggy.PluginManager | None = None) -> Collected:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
 import shlex
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from plugin_registry.names import normalize_distribution, split_metadata_dir
+from plugin_registry._distributions import first_of_each
+from plugin_registry.names import normalize_distribution
 from plugin_registry.records import PluginInfo
 
 # name [extras] specifier, without an environment marker: the form plugin records
@@ -58,44 +57,11 @@ def requirement_name(text: str) -> str:
 def installed_versions() -> dict[str, str]:
     """Every installed distribution's version by normalised name; one scan per process.
 
-    Reads the ``*.dist-info`` / ``*.egg-info`` directory names of each
-    ``sys.path`` directory, first entry winning as for imports. Not
-    importlib-metadata's ``distributions()``: its zip support (zipp) costs
-    more to import than the whole scan here. Zipped eggs are not looked into.
+    From the one dist-info scanner (:mod:`plugin_registry._distributions`), first
+    entry winning as for imports. Not importlib-metadata's ``distributions()``:
+    its zip support (zipp) costs more to import than the whole scan here.
     """
-    found: dict[str, str] = {}
-    for entry in sys.path:
-        try:
-            with os.scandir(entry or ".") as it:
-                names = sorted(e.name for e in it if e.name.endswith((".dist-info", ".egg-info")))
-        except OSError:
-            continue
-        for name in names:
-            dist, version = _name_and_version(os.path.join(entry or ".", name))
-            if dist:
-                found.setdefault(normalize_distribution(dist), version)
-    return found
-
-
-def _name_and_version(path: str) -> tuple[str, str]:
-    from_name = split_metadata_dir(path)
-    if from_name is not None:
-        return from_name
-    dist = os.path.basename(path).rsplit(".", 1)[0]
-    metadata = os.path.join(path, "METADATA" if path.endswith(".dist-info") else "PKG-INFO")
-    name = version = ""
-    try:
-        with open(metadata, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("Name:"):
-                    name = line.partition(":")[2].strip()
-                elif line.startswith("Version:"):
-                    version = line.partition(":")[2].strip()
-                elif not line.strip():
-                    break
-    except OSError:
-        return "", ""
-    return name or dist, version
+    return {d.name: d.version for d in first_of_each()}
 
 
 def installed_version(distribution: str) -> str | None:

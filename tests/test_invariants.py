@@ -117,3 +117,23 @@ def test_lightnings_vocabulary_is_declared_once() -> None:
     source = (CORE / "resolver" / "rules.py").read_text()
     for name in ("FSDPPrecision", "DeepSpeedPrecision", "XLAPrecision", "XLAEnvironment"):
         assert f'"{name}"' not in source, f"the resolver names {name}; read it from the records"
+
+
+def test_one_dist_info_scanner_and_no_private_importlib_metadata() -> None:
+    """Discovery, requirements and the doctor read plugin_registry._distributions."""
+    import importlib.metadata
+
+    from plugin_registry import _distributions
+
+    for path in CORE.rglob("*.py"):
+        text = path.read_text()
+        assert "._path" not in text and "_normalized_name" not in text, path
+    for module in ("discovery.py", "requirements.py", "cli/doctor.py"):
+        assert "_distributions" in (CORE / module).read_text(), module
+    # It sees what importlib.metadata sees (first of each name, by normalised name).
+    ours = {d.name: d.version for d in _distributions.first_of_each()}
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-").replace(".", "-")
+        if name in ours:
+            assert ours[name], name
+    assert "plugin-registry" in ours and "torch" in ours

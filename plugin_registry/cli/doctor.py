@@ -207,16 +207,13 @@ def _hidden_reason(registry: Registry, record: Any) -> str:
 
 def _shadowed_distributions(registry: Registry) -> list[Finding]:
     """Plugin distributions installed twice on sys.path: the first one wins."""
-    import importlib_metadata
+    from plugin_registry._distributions import installed
 
     plugin_dists = {ref.distribution for ref in registry.entry_points()}
     locations: dict[str, list[str]] = {}
-    for dist in importlib_metadata.distributions():
-        name = normalize_distribution(dist.name or "")
-        if name in plugin_dists:
-            locations.setdefault(name, []).append(
-                f"{dist.version} at {getattr(dist, '_path', '?')}"
-            )
+    for dist in installed():
+        if dist.name in plugin_dists:
+            locations.setdefault(dist.name, []).append(f"{dist.version} at {dist.metadata_dir}")
     return [
         Finding(
             "warning",
