@@ -320,7 +320,7 @@ class Cached:
                     ref.version,
                 ):
                     return None
-                validate_record(record, record.kind)
+                validate_record(record, record.kind, parse_constraints=False)
                 if not (
                     isinstance(record.available, bool)
                     and isinstance(record.unavailable_reason, str)

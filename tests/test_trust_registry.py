@@ -700,3 +700,20 @@ def test_every_error_and_warning_is_declared_in_errors() -> None:
     assert issubclass(pr.PluginWarning, errors.PluginRegistryWarning)
     assert issubclass(CacheWarning, errors.PluginRegistryWarning)
     assert issubclass(errors.ResolutionWarning, errors.PluginRegistryWarning)
+
+
+def test_cached_constraint_that_is_no_specifier_is_a_miss(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    cache_file = _warm_cache(cache_dir)
+    data = json.loads(cache_file.read_text())
+    for result in data["results"].values():
+        for record in result["records"]:
+            if record["constraints"]:
+                record["constraints"] = {"compute_capability": "not a specifier"}
+    cache_file.write_text(json.dumps(data))
+    registry = Registry(cache_dir=cache_dir)
+    constrained = [r for r in registry.list_plugins() if r.constraints]
+    assert constrained and all(
+        v != "not a specifier" for r in constrained for v in r.constraints.values()
+    )
+    assert registry.stats.collected == 1, "the package is collected afresh"
