@@ -13,6 +13,8 @@ import textwrap
 import uuid
 from pathlib import Path
 
+from plugin_registry.kinds.cluster_environment import ClusterEnvironment
+
 
 class SiteDir:
     """A directory on ``sys.path`` holding distributions written by the tests."""
@@ -68,29 +70,40 @@ def unique(prefix: str) -> str:
 
 
 def env_class_module() -> str:
-    return """
-        from plugin_registry.kinds.cluster_environment import ClusterEnvironment
+    """Source of a module with ``Env``, a minimal cluster environment (indented; dedent it)."""
+    from tests.packages import _ENV_CLASS
 
-        class Env(ClusterEnvironment):
-            creates_processes_externally = True
-            main_address = "127.0.0.1"
-            main_port = 29500
-            @staticmethod
-            def detect():
-                return False
-            def world_size(self):
-                return 1
-            def set_world_size(self, size):
-                pass
-            def global_rank(self):
-                return 0
-            def set_global_rank(self, rank):
-                pass
-            def local_rank(self):
-                return 0
-            def node_rank(self):
-                return 0
-    """
+    return _ENV_CLASS.format(cls="Env")
+
+
+class StubEnvironment(ClusterEnvironment):
+    """A minimal cluster environment for plugins registered in-process by the tests."""
+
+    creates_processes_externally = True
+    main_address = "127.0.0.1"
+    main_port = 29500
+
+    @staticmethod
+    def detect() -> bool:
+        return False
+
+    def world_size(self) -> int:
+        return 1
+
+    def set_world_size(self, size: int) -> None:
+        pass
+
+    def global_rank(self) -> int:
+        return 0
+
+    def set_global_rank(self, rank: int) -> None:
+        pass
+
+    def local_rank(self) -> int:
+        return 0
+
+    def node_rank(self) -> int:
+        return 0
 
 
 def install_env_package(

@@ -9,6 +9,7 @@ import pytest
 import plugin_registry as pr
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 from plugin_registry.registry import Registry
+from tests.sitedir import StubEnvironment
 
 
 def test_the_three_jobs_need_nothing_else() -> None:
@@ -35,37 +36,11 @@ def test_load_takes_a_record_as_well_as_a_name() -> None:
     assert pr.load(parametrised).__class__.__name__ == "BitsandbytesPrecision"
 
 
-class Named(ClusterEnvironment):
+class Named(StubEnvironment):
     """An environment with a parameter called ``name``: overridable since name is positional."""
-
-    creates_processes_externally = False
-    main_address = "127.0.0.1"
-    main_port = 1
 
     def __init__(self, name: str = "default") -> None:
         self.name = name
-
-    @staticmethod
-    def detect() -> bool:
-        return False
-
-    def world_size(self) -> int:
-        return 1
-
-    def set_world_size(self, size: int) -> None:
-        pass
-
-    def global_rank(self) -> int:
-        return 0
-
-    def set_global_rank(self, rank: int) -> None:
-        pass
-
-    def local_rank(self) -> int:
-        return 0
-
-    def node_rank(self) -> int:
-        return 0
 
 
 def test_a_parameter_called_name_can_be_overridden() -> None:

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import uuid
 import warnings
 from pathlib import Path
@@ -33,66 +34,19 @@ from plugin_registry.errors import (
     PluginRegistryError,
     PluginWarning,
 )
-from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 from plugin_registry.registry import Registry
-from tests.sitedir import SiteDir, registration
+from tests.sitedir import SiteDir, StubEnvironment, env_class_module, registration
 
 DISTS = ("pkg-a", "pkg-b", "pkg-c")
 NAMES = ("alpha", "beta", "gamma", "slurm")
 EXAMPLES = int(os.environ.get("PLUGIN_REGISTRY_STATEFUL_EXAMPLES", "8"))
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
-_ENV = """
-from plugin_registry.kinds.cluster_environment import ClusterEnvironment
-
-class Env(ClusterEnvironment):
-    creates_processes_externally = True
-    main_address = "127.0.0.1"
-    main_port = 1
-    @staticmethod
-    def detect():
-        return False
-    def world_size(self):
-        return 1
-    def set_world_size(self, size):
-        pass
-    def global_rank(self):
-        return 0
-    def set_global_rank(self, rank):
-        pass
-    def local_rank(self):
-        return 0
-    def node_rank(self):
-        return 0
-"""
+_ENV = textwrap.dedent(env_class_module())
 
 
-class InProcess(ClusterEnvironment):
-    creates_processes_externally = True
-    main_address = "127.0.0.1"
-    main_port = 1
-
-    @staticmethod
-    def detect() -> bool:
-        return False
-
-    def world_size(self) -> int:
-        return 1
-
-    def set_world_size(self, size: int) -> None:
-        pass
-
-    def global_rank(self) -> int:
-        return 0
-
-    def set_global_rank(self, rank: int) -> None:
-        pass
-
-    def local_rank(self) -> int:
-        return 0
-
-    def node_rank(self) -> int:
-        return 0
+class InProcess(StubEnvironment):
+    """The in-process plugin the machine registers."""
 
 
 def _quiet() -> contextlib.AbstractContextManager[object]:

@@ -29,7 +29,14 @@ from plugin_registry.errors import (
     PluginNotFoundError,
 )
 from plugin_registry.registry import Registry
-from tests.sitedir import SiteDir, env_class_module, install_env_package, registration, unique
+from tests.sitedir import (
+    SiteDir,
+    StubEnvironment,
+    env_class_module,
+    install_env_package,
+    registration,
+    unique,
+)
 from tests.support import REPO
 
 
@@ -504,36 +511,10 @@ def test_register_and_unregister_are_exact_inverses(site: SiteDir) -> None:
         "mymod-holder",
         {f"{mod}.py": textwrap.dedent(env_class_module()) + "\nclass B(Env):\n    pass\n"},
     )
-    from plugin_registry.kinds.cluster_environment import ClusterEnvironment
-
     registry = Registry(cache=False)
 
-    class A(ClusterEnvironment):  # type: ignore[misc]
-        creates_processes_externally = True
-        main_address = "x"
-        main_port = 1
-
-        @staticmethod
-        def detect() -> bool:
-            return False
-
-        def world_size(self) -> int:
-            return 1
-
-        def set_world_size(self, size: int) -> None:
-            pass
-
-        def global_rank(self) -> int:
-            return 0
-
-        def set_global_rank(self, rank: int) -> None:
-            pass
-
-        def local_rank(self) -> int:
-            return 0
-
-        def node_rank(self) -> int:
-            return 0
+    class A(StubEnvironment):
+        pass
 
     registry.register(A, name="mine", kind="cluster_environment")
     assert type(registry.load("mine")) is A
