@@ -17,7 +17,8 @@ from builtin_plugins.environments.hostlist import expand_hostlist, tasks_per_nod
 from builtin_plugins.environments.lsf import LSFEnvironment
 from builtin_plugins.environments.mpi import MPIEnvironment
 from builtin_plugins.environments.slurm import SLURMEnvironment
-from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
+from plugin_registry.kinds.cluster_environment import ClusterEnvironmentError
+from tests.sitedir import StubEnvironment
 
 lightning_envs = pytest.importorskip(
     "lightning.fabric.plugins.environments",
@@ -497,32 +498,10 @@ def test_detection_order(environ: Any, values: dict[str, str], expected: str) ->
 
 
 def test_a_third_party_environment_can_win_by_priority(environ: Any) -> None:
-    class Vendor(ClusterEnvironment):
-        creates_processes_externally = True  # type: ignore[assignment]
-        main_address = "x"  # type: ignore[assignment]
-        main_port = 1  # type: ignore[assignment]
-
+    class Vendor(StubEnvironment):
         @staticmethod
         def detect() -> bool:
             return "VENDOR_JOB" in os.environ
-
-        def world_size(self) -> int:
-            return 1
-
-        def set_world_size(self, size: int) -> None:
-            pass
-
-        def global_rank(self) -> int:
-            return 0
-
-        def set_global_rank(self, rank: int) -> None:
-            pass
-
-        def local_rank(self) -> int:
-            return 0
-
-        def node_rank(self) -> int:
-            return 0
 
     def broken_detect() -> bool:
         raise RuntimeError("detect exploded")
