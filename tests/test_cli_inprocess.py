@@ -69,3 +69,12 @@ def test_resolve_and_hardware(site: SiteDir, capfd: pytest.CaptureFixture[str]) 
     assert code == 0 and json.loads(out)["cpu_cores"] >= 1
     code, _, err = run(capfd, "resolve", "--precision", "bf17")
     assert code == 2 and err.startswith("plugin-registry: error:")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import plugin_registry
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"plugin-registry {plugin_registry.__version__}"

@@ -279,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="plugin-registry",
         description="List, inspect and check the installed PyTorch training plugins.",
     )
+    import plugin_registry
+
+    parser.add_argument(
+        "--version", action="version", version=f"plugin-registry {plugin_registry.__version__}"
+    )
     parser.add_argument("--no-cache", action="store_true", help="ignore the record cache")
     parser.add_argument(
         "--disable-autoload",
