@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -252,21 +252,18 @@ def _count_names(obj: PluginInfo) -> int:
     return total
 
 
-def validate_record(
-    obj: object, kind: Kind, *, check_target: bool = True, parse_constraints: bool = True
-) -> PluginInfo:
-    """Check a record returned by a hook for ``kind``; raise InvalidRecordError.
+@dataclasses.dataclass(frozen=True)
+class _Check:
+    """What one row of the validation table sees: the record and how strict to be."""
 
-    Every field is checked by exact type (a ``str`` subclass with its own
-    ``__eq__`` is refused before it is compared), within the limits above.
-    ``parse_constraints=False`` (records read back from the cache) checks the
-    shape of each constraint's specifier without importing packaging.
-    """
-    if type(obj) is not PluginInfo:
-        raise InvalidRecordError(f"expected a plugin_registry.PluginInfo, got {type(obj).__name__}")
-    if type(obj.name) is not str or not obj.name:
-        raise InvalidRecordError("record: name must be a non-empty string")
-    where = f"record {obj.name[:MAX_NAME_LENGTH]!r}"
+    record: PluginInfo
+    where: str
+    check_target: bool
+    parse_constraints: bool
+
+
+def _check_identity(c: _Check, kind: Kind) -> None:
+    obj, where = c.record, c.where
     _check_name(obj.name, where, "name")
     if type(obj.kind) is not str or obj.kind not in KINDS:
         shown = obj.kind if type(obj.kind) is str else f"<a {type(obj.kind).__name__}>"
@@ -278,15 +275,29 @@ def validate_record(
             f"{where}: kind {obj.kind!r} returned from the {kind!r} hook; "
             f"return it from plugin_registry_{obj.kind}_plugins instead"
         )
-    _check_text(obj.target, where, "target", 500)
-    if check_target and not _TARGET_RE.match(obj.target):
+
+
+def _check_target(c: _Check) -> None:
+    _check_text(c.record.target, c.where, "target", 500)
+    if c.check_target and not _TARGET_RE.match(c.record.target):
         raise InvalidRecordError(
-            f"{where}: target {obj.target!r} is not of the form 'package.module:attribute'"
+            f"{c.where}: target {c.record.target!r} is not of the form 'package.module:attribute'"
         )
-    _check_text(obj.summary, where, "summary")
-    _check_text(obj.install_hint, where, "install_hint")
-    if type(obj.priority) is not int or not -_MAX_INT <= obj.priority < _MAX_INT:
-        raise InvalidRecordError(f"{where}: priority {_short(obj.priority)} is not an integer")
+
+
+def _check_texts(c: _Check) -> None:
+    _check_text(c.record.summary, c.where, "summary")
+    _check_text(c.record.install_hint, c.where, "install_hint")
+
+
+def _check_priority(c: _Check) -> None:
+    priority = c.record.priority
+    if type(priority) is not int or not -_MAX_INT <= priority < _MAX_INT:
+        raise InvalidRecordError(f"{c.where}: priority {_short(priority)} is not an integer")
+
+
+def _check_word_fields(c: _Check) -> None:
+    obj, where = c.record, c.where
     for label in ("aliases", "requires", "accelerators", "provides", "strategies"):
         _check_words(getattr(obj, label), where, label)
     for value in obj.requires:
@@ -298,13 +309,23 @@ def validate_record(
         for word in words:
             if not _ACCELERATOR_RE.match(word):
                 raise InvalidRecordError(f"{where}: {label} {word!r} is not a lowercase word")
-    _check_constraints(obj.constraints, where, parse_constraints)
-    if type(obj.shardable) is not bool:
-        raise InvalidRecordError(f"{where}: shardable must be True or False")
-    _check_json(obj.parameters, f"{where}: parameters")
-    for field_name, choices in obj.name_parameters.items():
+
+
+def _check_resolver_fields(c: _Check) -> None:
+    _check_constraints(c.record.constraints, c.where, c.parse_constraints)
+    if type(c.record.shardable) is not bool:
+        raise InvalidRecordError(f"{c.where}: shardable must be True or False")
+
+
+def _check_parameters(c: _Check) -> None:
+    _check_json(c.record.parameters, f"{c.where}: parameters")
+
+
+def _check_name_parameters(c: _Check) -> None:
+    where = c.where
+    for field_name, choices in c.record.name_parameters.items():
         _check_text(field_name, where, "name_parameters key", MAX_NAME_LENGTH)
-        if not choices or not all(type(c) is str and c for c in choices):
+        if not choices or not all(type(ch) is str and ch for ch in choices):
             raise InvalidRecordError(
                 f"{where}: name_parameters[{field_name!r}] must be a non-empty list of strings"
             )
@@ -314,6 +335,10 @@ def validate_record(
                 raise InvalidRecordError(
                     f"{where}: choice {choice!r} of {field_name!r} is not valid in a name"
                 )
+
+
+def _check_placeholders(c: _Check) -> None:
+    obj, where = c.record, c.where
     for spelled in obj.provides:
         missing = template_fields(spelled) - set(obj.name_parameters)
         if missing:
@@ -335,12 +360,51 @@ def validate_record(
                 f"{where}: {spelled!r} is not a valid plugin name (letters, digits, '-', '_', "
                 "'.'; starting with a letter or digit)"
             )
-    count = _count_names(obj)
+
+
+def _check_name_count(c: _Check) -> None:
+    count = _count_names(c.record)
     if count > MAX_NAMES_PER_RECORD:
         raise InvalidRecordError(
-            f"{where}: its name, aliases and name_parameters expand to more than "
+            f"{c.where}: its name, aliases and name_parameters expand to more than "
             f"{MAX_NAMES_PER_RECORD} names (at least {count}); declare fewer choices"
         )
+
+
+#: The validation table, in the order a record is checked (the first failure is
+#: reported). Identity (name, kind) comes first and is checked on its own.
+_CHECKS: tuple[Callable[[_Check], None], ...] = (
+    _check_target,
+    _check_texts,
+    _check_priority,
+    _check_word_fields,
+    _check_resolver_fields,
+    _check_parameters,
+    _check_name_parameters,
+    _check_placeholders,
+    _check_name_count,
+)
+
+
+def validate_record(
+    obj: object, kind: Kind, *, check_target: bool = True, parse_constraints: bool = True
+) -> PluginInfo:
+    """Check a record returned by a hook for ``kind``; raise InvalidRecordError.
+
+    Every field is checked by exact type (a ``str`` subclass with its own
+    ``__eq__`` is refused before it is compared), within the limits above, one
+    row of :data:`_CHECKS` after the other. ``parse_constraints=False`` (records
+    read back from the cache) checks the shape of each constraint's specifier
+    without importing packaging.
+    """
+    if type(obj) is not PluginInfo:
+        raise InvalidRecordError(f"expected a plugin_registry.PluginInfo, got {type(obj).__name__}")
+    if type(obj.name) is not str or not obj.name:
+        raise InvalidRecordError("record: name must be a non-empty string")
+    check = _Check(obj, f"record {obj.name[:MAX_NAME_LENGTH]!r}", check_target, parse_constraints)
+    _check_identity(check, kind)
+    for row in _CHECKS:
+        row(check)
     return obj
 
 
