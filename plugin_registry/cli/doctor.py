@@ -17,6 +17,7 @@ from typing import Any, Literal
 from plugin_registry.discovery import HEAVY_MODULES
 from plugin_registry.errors import PluginLoadError
 from plugin_registry.names import normalize_distribution
+from plugin_registry.records import PluginInfo
 from plugin_registry.registry import Registry
 
 _PROBE = r"""
@@ -110,26 +111,43 @@ def probe_registration(value: str, watch: Iterable[str]) -> dict[str, Any]:
 
 
 def run(registry: Registry) -> Report:
-    from packaging.requirements import InvalidRequirement, Requirement
+    """Every check, in the order the report shows them."""
+    records = registry.list_plugins(include_hidden=True)
+    probed, times = _registration_findings(registry, records)
+    findings = [
+        *_problem_findings(registry),
+        *probed,
+        *_output_findings(registry),
+        *_target_findings(registry, records),
+        *_shadowed_distributions(registry),
+    ]
+    return Report(findings, times)
 
-    from plugin_registry.kinds import base_class
+
+def _problem_findings(registry: Registry) -> list[Finding]:
+    """What discovery met: broken packages and name conflicts."""
+    return [
+        Finding(
+            problem.severity,
+            f"{problem.distribution or 'registry'}:{problem.entry_point}",
+            problem.reason,
+            "fix or uninstall the package: pip uninstall " + (problem.distribution or "<package>")
+            if problem.severity == "error"
+            else "",
+        )
+        for problem in registry.problems()
+    ]
+
+
+def _registration_findings(
+    registry: Registry, records: list[PluginInfo]
+) -> tuple[list[Finding], dict[str, float]]:
+    """Each registration module imported in a fresh interpreter: its time and heavy imports."""
+    from packaging.requirements import InvalidRequirement, Requirement
 
     findings: list[Finding] = []
     times: dict[str, float] = {}
-    records = registry.list_plugins(include_hidden=True)
     skipped = registry.skipped()
-    for problem in registry.problems():
-        findings.append(
-            Finding(
-                problem.severity,
-                f"{problem.distribution or 'registry'}:{problem.entry_point}",
-                problem.reason,
-                "fix or uninstall the package: pip uninstall "
-                + (problem.distribution or "<package>")
-                if problem.severity == "error"
-                else "",
-            )
-        )
     for ref in registry.entry_points():
         if ref.key in skipped:
             findings.append(Finding("info", ref.key, f"not loaded: {skipped[ref.key]}"))
@@ -157,16 +175,28 @@ def run(registry: Registry) -> Report:
                     "move those imports into the plugin targets, or inside functions",
                 )
             )
-    for key, text in sorted(registry.output().items()):
-        findings.append(
-            Finding(
-                "warning",
-                key,
-                "its registration module writes to stdout/stderr when imported (captured, "
-                f"not shown): {text.strip()[:300]}",
-                "print nothing at import time; use logging, or print inside the plugin",
-            )
+    return findings, times
+
+
+def _output_findings(registry: Registry) -> list[Finding]:
+    """Registration modules that print (captured by discovery, never shown by listing)."""
+    return [
+        Finding(
+            "warning",
+            key,
+            "its registration module writes to stdout/stderr when imported (captured, "
+            f"not shown): {text.strip()[:300]}",
+            "print nothing at import time; use logging, or print inside the plugin",
         )
+        for key, text in sorted(registry.output().items())
+    ]
+
+
+def _target_findings(registry: Registry, records: list[PluginInfo]) -> list[Finding]:
+    """Each visible, available plugin's target imported and checked against its base class."""
+    from plugin_registry.kinds import base_class
+
+    findings: list[Finding] = []
     for record in records:
         subject = f"{record.kind}/{record.qualified_name}"
         hidden = _hidden_reason(registry, record)
@@ -194,11 +224,10 @@ def run(registry: Registry) -> Report:
                     f"derive it from {base.__module__}.{base.__qualname__}",
                 )
             )
-    findings.extend(_shadowed_distributions(registry))
-    return Report(findings, times)
+    return findings
 
 
-def _hidden_reason(registry: Registry, record: Any) -> str:
+def _hidden_reason(registry: Registry, record: PluginInfo) -> str:
     if record.distribution is None:
         return ""
     reasons = [registry.control.hides(record.distribution, n) for n in record.names()]
