@@ -113,6 +113,7 @@ def collect(ref: EntryPointRef, manager: pluggy.PluginManager | None = None) -> 
 def _collect(
     ref: EntryPointRef, manager: pluggy.PluginManager | None, interrupts: _capture.Interrupts
 ) -> Collected:
+    """Import, register, ask each record hook: every failure a Problem of ``ref``'s package."""
     started = time.time()
     deps: dict[str, int | None] = {}
     if ref.metadata_dir:
@@ -127,59 +128,13 @@ def _collect(
         problems.append(p)
         return p
 
-    if not _REFERENCE_RE.match(ref.value):
-        problem(
-            f"entry point {ref.name} = {ref.value!r} is malformed: expected "
-            "'package.module' or 'package.module:object'",
-            None,
-        )
+    plugin = _import(ref, deps, problem)
+    if plugin is None:
         return Collected([], problems, deps, started)
-    before = set(sys.modules)
-    try:
-        plugin = importlib_metadata.EntryPoint(
-            name=ref.name, value=ref.value, group=hookspecs.ENTRY_POINT_GROUP
-        ).load()
-    except BaseException as exc:  # noqa: BLE001 - a third party's import, isolated
-        problem(
-            f"entry point {ref.name} = {ref.value!r} failed to load: {describe(exc)}",
-            exc,
-        )
-        _track_modules(ref, before, deps)
-        return Collected([], problems, deps, started)
-    _track_modules(ref, before, deps)
-    heavy = sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in before)
-    if heavy:
-        problem(
-            f"registration module {ref.value!r} imports {', '.join(heavy)}, so every listing "
-            "without a warm cache pays for it; import it inside the plugin's target instead",
-            None,
-            severity="warning",
-        )
-
     manager = manager or new_manager()
-    plugin_name = ref.key
-    try:
-        manager.register(plugin, name=plugin_name)
-    except BaseException as exc:  # noqa: BLE001 - pluggy validation of a third party's hooks
-        problem(f"its hook implementations are invalid: {describe(exc)}", exc)
+    if not _register(ref, plugin, manager, problem):
         return Collected([], problems, deps, started)
-    for caller in manager.get_hookcallers(plugin) or ():
-        if caller.spec is None:
-            problem(
-                f"unknown hook {caller.name!r}"
-                + did_you_mean(caller.name, hookspecs.HOOK_FOR_KIND.values()),
-                None,
-                severity="warning",
-            )
-
-    records: list[PluginInfo] = []
-    for kind in KINDS:
-        hook_name = hookspecs.HOOK_FOR_KIND[kind]
-        for impl in getattr(manager.hook, hook_name).get_hookimpls():
-            if impl.plugin_name != plugin_name:
-                continue
-            room = MAX_RECORDS_PER_PACKAGE - len(records)
-            records.extend(_call_hook(ref, kind, impl.function, problem, room))
+    records = _ask_record_hooks(ref, manager, problem)
     # Remembered (and cached) so that callers of the other hooks import only
     # the packages implementing them.
     hooks = sorted(
@@ -188,6 +143,71 @@ def _collect(
         if caller.spec is not None and caller.name not in hookspecs.HOOK_FOR_KIND.values()
     )
     return Collected(_dedupe(ref, records, problem), problems, deps, started, hooks)
+
+
+def _import(ref: EntryPointRef, deps: dict[str, int | None], problem: Any) -> object | None:
+    """The registration module (or object) ``ref`` names; None when it cannot be imported."""
+    if not _REFERENCE_RE.match(ref.value):
+        problem(
+            f"entry point {ref.name} = {ref.value!r} is malformed: expected "
+            "'package.module' or 'package.module:object'",
+            None,
+        )
+        return None
+    before = set(sys.modules)
+    try:
+        plugin: object = importlib_metadata.EntryPoint(
+            name=ref.name, value=ref.value, group=hookspecs.ENTRY_POINT_GROUP
+        ).load()
+    except BaseException as exc:  # noqa: BLE001 - a third party's import, isolated
+        problem(f"entry point {ref.name} = {ref.value!r} failed to load: {describe(exc)}", exc)
+        return None
+    finally:
+        _track_modules(ref, before, deps)
+    heavy = sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in before)
+    if heavy:
+        problem(
+            f"registration module {ref.value!r} imports {', '.join(heavy)}, so every listing "
+            "without a warm cache pays for it; import it inside the plugin's target instead",
+            None,
+            severity="warning",
+        )
+    return plugin
+
+
+def _register(
+    ref: EntryPointRef, plugin: object, manager: pluggy.PluginManager, problem: Any
+) -> bool:
+    """Register ``plugin`` under the entry point's key; False when pluggy refuses its hooks."""
+    try:
+        manager.register(plugin, name=ref.key)
+    except BaseException as exc:  # noqa: BLE001 - pluggy validation of a third party's hooks
+        problem(f"its hook implementations are invalid: {describe(exc)}", exc)
+        return False
+    for caller in manager.get_hookcallers(plugin) or ():
+        if caller.spec is None:
+            problem(
+                f"unknown hook {caller.name!r}"
+                + did_you_mean(caller.name, hookspecs.HOOK_FOR_KIND.values()),
+                None,
+                severity="warning",
+            )
+    return True
+
+
+def _ask_record_hooks(
+    ref: EntryPointRef, manager: pluggy.PluginManager, problem: Any
+) -> list[PluginInfo]:
+    """The records of each kind's hook this package implements, at most the package limit."""
+    records: list[PluginInfo] = []
+    for kind in KINDS:
+        hook_name = hookspecs.HOOK_FOR_KIND[kind]
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            if impl.plugin_name != ref.key:
+                continue
+            room = MAX_RECORDS_PER_PACKAGE - len(records)
+            records.extend(_call_hook(ref, kind, impl.function, problem, room))
+    return records
 
 
 def _format(exc: BaseException | None) -> str:
