@@ -274,15 +274,23 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``--version``: the metadata is read only when asked (not on every command)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        import plugin_registry
+
+        print(f"plugin-registry {plugin_registry.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plugin-registry",
         description="List, inspect and check the installed PyTorch training plugins.",
     )
-    import plugin_registry
-
     parser.add_argument(
-        "--version", action="version", version=f"plugin-registry {plugin_registry.__version__}"
+        "--version", action=_Version, nargs=0, help="show the installed version and exit"
     )
     parser.add_argument("--no-cache", action="store_true", help="ignore the record cache")
     parser.add_argument(
