@@ -81,40 +81,36 @@ def search_path() -> list[str]:
     return [entry or cwd for entry in sys.path]
 
 
-def _entries_digest(path: str) -> str | None:
-    """What the distributions in ``path`` are: a digest of their entries.
+def _dist_entries(path: str) -> tuple[str | None, dict[str, int | None]]:
+    """What the distributions in ``path`` are, from one listing of it.
 
-    Each entry counts with its name, inode and mtime, so a distribution removed
-    and installed again at the same version (``pip install --force-reinstall``)
-    is a change too. ``None`` when the path does not exist, ``"file"`` for a zip
-    or egg file (then its mtime alone decides).
+    First, a digest of the distribution entries, each with its name, inode and
+    mtime, so a distribution removed and installed again at the same version
+    (``pip install --force-reinstall``) is a change too: ``None`` when the path
+    does not exist, ``"file"`` for a zip or egg file (then its mtime alone
+    decides). Second, the mtime of each ``*.egg-info/entry_points.txt``, which
+    ``setup.py develop`` edits in place.
     """
+    parts: list[str] = []
+    eggs: dict[str, int | None] = {}
     try:
         # listdir and one lstat per distribution entry: a busy directory of
         # thousands of other files costs one listing, no stat for each.
-        names = [n for n in os.listdir(path) if n.endswith(_DIST_SUFFIXES)]
-        parts = []
-        for name in names:
-            info = os.lstat(os.path.join(path, name))
+        for name in os.listdir(path):
+            if not name.endswith(_DIST_SUFFIXES):
+                continue
+            full = os.path.join(path, name)
+            info = os.lstat(full)
             parts.append(f"{name}\0{info.st_ino}\0{info.st_mtime_ns}")
+            if name.endswith(".egg-info") and os.path.isdir(full):
+                file = os.path.join(full, "entry_points.txt")
+                eggs[file] = _files.mtime_ns(file)
     except NotADirectoryError:
-        return "file"
+        return "file", {}
     except OSError:
-        return None if not os.path.exists(path) else "unlistable"
-    return hashlib.sha1("\n".join(sorted(parts)).encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def _egg_info_deps(path: str) -> dict[str, int | None]:
-    """``entry_points.txt`` of each egg-info in ``path``, which setup.py develop edits in place."""
-    out: dict[str, int | None] = {}
-    try:
-        eggs = [e.path for e in os.scandir(path) if e.name.endswith(".egg-info") and e.is_dir()]
-    except OSError:
-        return out
-    for egg in eggs:
-        file = os.path.join(egg, "entry_points.txt")
-        out[file] = _files.mtime_ns(file)
-    return out
+        return (None if not os.path.exists(path) else "unlistable"), {}
+    digest = hashlib.sha1("\n".join(sorted(parts)).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest(), eggs
 
 
 def path_snapshot(paths: list[str], taken_at: float) -> list[list[Any]]:
@@ -123,15 +119,8 @@ def path_snapshot(paths: list[str], taken_at: float) -> list[list[Any]]:
     out: list[list[Any]] = []
     for entry in paths:
         mtime = _files.mtime_ns(entry)
-        out.append(
-            [
-                entry,
-                mtime,
-                _entries_digest(entry),
-                mtime is None or mtime < limit,
-                _egg_info_deps(entry),
-            ]
-        )
+        digest, eggs = _dist_entries(entry)
+        out.append([entry, mtime, digest, mtime is None or mtime < limit, eggs])
     return out
 
 
@@ -144,7 +133,7 @@ def paths_unchanged(snapshot: list[list[Any]], paths: list[str]) -> bool:
             return False
         if trusted and _files.mtime_ns(path) == mtime:
             continue
-        if digest in (None, "file", "unlistable") or _entries_digest(path) != digest:
+        if digest in (None, "file", "unlistable") or _dist_entries(path)[0] != digest:
             return False
     return True
 
