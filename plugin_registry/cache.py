@@ -148,6 +148,18 @@ def deps_unchanged(deps: Mapping[str, int | None]) -> bool:
     return all(_files.mtime_ns(path) == recorded for path, recorded in deps.items())
 
 
+#: Finders that only serve the distributions on sys.path, added when importlib-metadata
+#: is first imported (by the first scan): keying on them would give the same process
+#: a second cache file after its first listing.
+_PATH_FINDERS = frozenset({"importlib_metadata.MetadataPathFinder"})
+
+
+def _finders() -> list[str]:
+    """The meta-path finders that decide where distributions are found."""
+    names = (f"{type(f).__module__}.{type(f).__qualname__}" for f in sys.meta_path)
+    return [name for name in names if name not in _PATH_FINDERS]
+
+
 class RecordCache:
     """One JSON file per interpreter-and-path key under ``directory``."""
 
@@ -161,7 +173,7 @@ class RecordCache:
                 sys.executable,
                 sys.version,
                 search_path(),
-                [f"{type(f).__module__}.{type(f).__qualname__}" for f in sys.meta_path],
+                _finders(),
             ]
         )
         digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]

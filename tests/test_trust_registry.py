@@ -698,3 +698,23 @@ def test_cached_constraint_that_is_no_specifier_is_a_miss(tmp_path: Path) -> Non
         v != "not a specifier" for r in constrained for v in r.constraints.values()
     )
     assert registry.stats.collected == 1, "the package is collected afresh"
+
+
+def test_a_second_registry_in_the_same_process_reads_the_cache(tmp_path: Path) -> None:
+    code = (
+        "import json, sys\n"
+        "from plugin_registry.registry import Registry\n"
+        f"first = Registry(cache_dir={str(tmp_path / 'cache')!r}); first.list_plugins()\n"
+        f"second = Registry(cache_dir={str(tmp_path / 'cache')!r}); second.list_plugins()\n"
+        "print(json.dumps([first.stats.cache_file == second.stats.cache_file,"
+        " second.stats.scanned]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    same_file, rescanned = json.loads(out.stdout)
+    assert same_file and not rescanned
