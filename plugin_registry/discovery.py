@@ -145,6 +145,11 @@ def _collect(
     return Collected(_dedupe(ref, records, problem), problems, deps, started, hooks)
 
 
+#: The heavy modules each registration module imported when it was first imported
+#: in this process, by entry point value.
+_HEAVY_IMPORTS: dict[str, list[str]] = {}
+
+
 def _import(ref: EntryPointRef, deps: dict[str, int | None], problem: Any) -> object | None:
     """The registration module (or object) ``ref`` names; None when it cannot be imported."""
     if not _REFERENCE_RE.match(ref.value):
@@ -164,7 +169,14 @@ def _import(ref: EntryPointRef, deps: dict[str, int | None], problem: Any) -> ob
         return None
     finally:
         _track_modules(ref, before, deps)
-    heavy = sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in before)
+    module_name = ref.value.split(":", 1)[0].strip()
+    if module_name in before:
+        # Imported earlier in this process (a second registry, a refresh): what it
+        # imported then is what it imports; measured now, it would be nothing.
+        heavy = _HEAVY_IMPORTS.get(ref.value, [])
+    else:
+        heavy = sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in before)
+        _HEAVY_IMPORTS[ref.value] = heavy
     if heavy:
         problem(
             f"registration module {ref.value!r} imports {', '.join(heavy)}, so every listing "

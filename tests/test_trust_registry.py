@@ -718,3 +718,16 @@ def test_a_second_registry_in_the_same_process_reads_the_cache(tmp_path: Path) -
     )
     same_file, rescanned = json.loads(out.stdout)
     assert same_file and not rescanned
+
+
+def test_a_heavy_registration_module_is_reported_by_every_registry_of_the_process(
+    site: SiteDir,
+) -> None:
+    install_env_package(site, "heavy-again", "heavy-again", preamble="import torch")
+    seen = []
+    for _ in range(2):  # the second registry collects it again: the module is imported already
+        registry = Registry(cache=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pr.PluginWarning)
+            seen.append([p.reason for p in registry.problems() if p.distribution == "heavy-again"])
+    assert all(any("imports" in r and "torch" in r for r in reasons) for reasons in seen), seen
