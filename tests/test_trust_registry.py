@@ -724,10 +724,23 @@ def test_a_heavy_registration_module_is_reported_by_every_registry_of_the_proces
     site: SiteDir,
 ) -> None:
     install_env_package(site, "heavy-again", "heavy-again", preamble="import torch")
-    seen = []
-    for _ in range(2):  # the second registry collects it again: the module is imported already
-        registry = Registry(cache=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pr.PluginWarning)
-            seen.append([p.reason for p in registry.problems() if p.distribution == "heavy-again"])
+    # A fresh interpreter: torch must not be imported before the package imports it.
+    code = (
+        "import json, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from plugin_registry.registry import Registry\n"
+        "seen = []\n"
+        "for _ in range(2):  # the second collects it again: the module is imported already\n"
+        "    reg = Registry(cache=False)\n"
+        "    seen.append([p.reason for p in reg.problems() if p.distribution == 'heavy-again'])\n"
+        "print(json.dumps(seen))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": f"{site.path}{os.pathsep}{REPO}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seen = json.loads(out.stdout)
     assert all(any("imports" in r and "torch" in r for r in reasons) for reasons in seen), seen
