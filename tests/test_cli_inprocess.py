@@ -78,3 +78,22 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"plugin-registry {plugin_registry.__version__}"
+
+
+def test_resolve_lock_errors_are_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    lock = tmp_path / "plugins.lock"
+    code, _, err = run(capfd, "resolve", "--write-lock", str(lock))
+    assert code == 0 and lock.is_file(), err
+    code, out, err = run(capfd, "resolve", "--lock", str(lock), "--strategy", "fsdp")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "strategy='fsdp' contradicts the lock" in err
+    code, _, err = run(capfd, "resolve", "--lock", str(lock), "--strategy", "single_device")
+    assert code == 0, err
+    for target, says in [
+        (tmp_path / "missing" / "plugins.lock", "does not exist"),
+        (tmp_path, "Is a directory"),
+    ]:
+        code, out, err = run(capfd, "resolve", "--write-lock", str(target))
+        assert code == 2 and err.count("\n") == 1 and says in err, err

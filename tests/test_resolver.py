@@ -16,10 +16,10 @@ import plugin_registry as pr
 from plugin_registry.registry import Registry
 from plugin_registry.resolver import ResolutionError, ResolutionWarning, resolve
 from plugin_registry.resolver.hardware import Hardware
-from plugin_registry.resolver.lock import Lock, LockMismatchError
+from plugin_registry.resolver.lock import Lock, LockFileError, LockMismatchError
 from plugin_registry.resolver.preferences import Preferences, PreferencesError
 from plugin_registry.resolver.settings import InvalidSettingError
-from tests.resolver_cases import CASES, CPU, Case, machine
+from tests.resolver_cases import CASES, CPU, Case, H100x2, machine
 from tests.support import free_port
 
 # Each case sets exactly the launcher variables it is about.
@@ -54,7 +54,7 @@ def test_table(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
         "cluster_environment": case.environment,
     }
     if case.strategy:
-        assert res.settings["strategy"] == case.strategy
+        assert res.settings.strategy == case.strategy
     if case.note:
         assert any(case.note in n for n in res.notes), res.notes
     # whatever was chosen can be explained and written down
@@ -231,6 +231,73 @@ def test_lock_round_trip_and_mismatch(tmp_path: Path) -> None:
         resolve(lock=path, hardware=newer, preferences=Preferences())
     with pytest.raises(LockMismatchError, match="does not exist"):
         resolve(lock=tmp_path / "missing.lock", hardware=CPU)
+
+
+def test_settings_beside_a_lock_must_agree_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "plugins.lock"
+    resolve(precision="bf16-mixed", hardware=H100x2, preferences=Preferences()).lock().write(path)
+    again = dict(hardware=H100x2, preferences=Preferences(), lock=path)
+    # The settings that wrote the lock, in any spelling, read it back.
+    for same in ({}, {"precision": "bf16-mixed"}, {"accelerator": "gpu"}, {"devices": -1},
+                 {"strategy": "ddp"}, {"devices": "0,1"}, {"plugins": ["torch"]}):  # fmt: skip
+        assert resolve(**same, **again).names()["precision"] == "bf16-mixed", same
+    for other, says in [
+        ({"strategy": "fsdp"}, "strategy='fsdp' contradicts the lock '.*', which was resolved "
+         "for strategy='ddp'; leave it out"),
+        ({"devices": 1}, "devices=1 contradicts .* devices=2"),
+        ({"precision": "32-true"}, "precision='32-true' contradicts .* precision='bf16-mixed'"),
+        ({"precision": "16"}, r"precision='16-mixed' \('16-mixed' here\)|precision='16-mixed' "),
+        ({"plugins": ["bitsandbytes-nf4"]}, "the precision plugin 'bitsandbytes-nf4' .* "
+         "contradicts the lock .* which names 'bf16-mixed'"),
+        ({"plugins": ["async"]}, "the checkpoint_io plugin 'async.*' .* names 'torch'"),
+    ]:  # fmt: skip
+        with pytest.raises(InvalidSettingError, match=says):
+            resolve(**other, **again)
+    # A Lock object (not a file) is named as "the lock".
+    with pytest.raises(InvalidSettingError, match="contradicts the lock, which"):
+        resolve(strategy="fsdp", hardware=H100x2, lock=Lock.read(path))
+
+
+def test_resolution_and_lock_settings_are_one_shape(tmp_path: Path) -> None:
+    from plugin_registry.resolver import Settings
+
+    res = resolve(precision="16-mixed", devices=-1, hardware=H100x2, preferences=Preferences())
+    assert res.settings == Settings(
+        precision="16-mixed", accelerator="cuda", strategy="ddp", devices=2, num_nodes=1
+    )
+    assert res.lock().settings == res.settings
+    path = tmp_path / "plugins.lock"
+    res.lock().write(path)
+    assert Lock.read(path).settings == res.settings
+    assert json.loads(path.read_text())["settings"] == res.settings.to_dict()
+    with pytest.warns(DeprecationWarning, match="read settings.strategy"):
+        assert res.settings["strategy"] == "ddp"  # the 0.1 dict spelling, one more release
+    with pytest.raises(KeyError):
+        res.settings["plugins"]
+    data = json.loads(path.read_text())
+    data["settings"]["precison"] = "bf16-mixed"
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        LockFileError, match=r"'settings\.precison' is not a setting a lock records"
+    ):
+        Lock.read(path)
+    data["settings"] = {"devices": [0, "1"]}
+    path.write_text(json.dumps(data))
+    with pytest.raises(LockFileError, match=r"settings.devices\[\]' must be an integer"):
+        Lock.read(path)
+
+
+def test_candidates_and_choices_are_built_with_keywords() -> None:
+    from plugin_registry.resolver import Candidate, Choice
+
+    with pytest.raises(TypeError):
+        Candidate("precision", "x", None, {}, True, ())  # type: ignore[misc]
+    cand = Candidate(
+        kind="precision", name="x", record=None, parameters={}, accepted=True, reasons=()
+    )
+    choice = cand.choose("because")
+    assert isinstance(choice, Choice)
+    assert (choice.name, choice.provider, choice.reason) == ("x", "<instance>", "because")
 
 
 def test_lock_of_an_instance_cannot_be_reloaded(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def _run(records: list[pr.PluginInfo], hw: Hardware, kw: dict[str, Any]) -> Reso
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResolutionWarning)
-            return resolver.resolve(**kw)
+            return resolver.resolve(resolver.settings(**kw))
     except pr.PluginRegistryError as exc:
         return f"{type(exc).__name__}: {exc}"
 
@@ -92,7 +92,7 @@ def _fingerprint(result: Resolution | str) -> Any:
     return (
         result.names(),
         {k: [(c.name, c.accepted, c.reasons) for c in v] for k, v in result.candidates.items()},
-        dict(result.settings),
+        result.settings.to_dict(),
     )
 
 
@@ -114,7 +114,7 @@ def test_resolution_is_deterministic_and_sound(
     if isinstance(first, str):
         assert first  # an error always says something
         return
-    accel = first.settings["accelerator"]
+    accel = first.settings.accelerator
     for choice in first.choices:
         record = choice.record
         if record is None:
@@ -123,6 +123,6 @@ def test_resolution_is_deterministic_and_sound(
         assert unmet(record.requires, record.install_hint, hw.version) == ""
         assert accel in record.accelerators or "any" in record.accelerators
         for key, spec in record.constraints.items():
-            for device in hw.devices_of(accel)[: first.settings["devices"]]:
+            for device in hw.devices_of(accel)[: first.settings.devices]:
                 assert SpecifierSet(spec).contains(Version(device.properties[key]))
         assert choice.name in [c.name for c in first.candidates[choice.kind] if c.accepted]

@@ -122,7 +122,7 @@ def test_hardware_detection_sees_the_xla_devices_and_the_resolver_uses_them() ->
     assert hw.count("xla") == xr.global_runtime_device_count() >= 1
     assert hw.devices_of("xla")[0].properties["device_type"] == xr.device_type()
     res = resolve(precision="bf16-true", preferences=Preferences())
-    assert res.settings["accelerator"] == "xla"
+    assert res.settings.accelerator == "xla"
     assert res.names() == {
         "precision": "xla-bf16-true",
         "checkpoint_io": "xla",

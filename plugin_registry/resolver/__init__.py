@@ -9,11 +9,12 @@ checks the layers with import-linter)::
     print(resolution.explain())
 
 Modules: :mod:`~.rules` (the resolver and its rules), :mod:`~.settings`
-(Lightning's spellings), :mod:`~.hardware` (detection; the records live in
-:mod:`plugin_registry.machine`), :mod:`~.preferences`, :mod:`~.resolution`
-(the result), :mod:`~.lock` (a resolution as data), :mod:`~.locking`
-(resolving against a lock and across ranks), :mod:`~.detection` (which
-launcher started this process).
+(Lightning's spellings), :mod:`~.job` (settings settled on the hardware),
+:mod:`~.judging` (why a candidate cannot serve a job), :mod:`~.hardware`
+(detection; the records live in :mod:`plugin_registry.machine`),
+:mod:`~.preferences`, :mod:`~.resolution` (the result), :mod:`~.lock` (a
+resolution as data), :mod:`~.locking` (resolving against a lock and across
+ranks), :mod:`~.detection` (which launcher started this process).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from plugin_registry.errors import LockFileError as LockFileError
 from plugin_registry.errors import LockMismatchError as LockMismatchError
 from plugin_registry.names import Spec
 from plugin_registry.records import KINDS
+from plugin_registry.resolver.settings import Settings
 
 if TYPE_CHECKING:
     from plugin_registry.resolver.resolution import Resolution
@@ -49,7 +50,8 @@ class LockedPlugin:
 class Lock:
     """The plugins of one resolution, as plain data."""
 
-    settings: Mapping[str, Any]
+    #: The settled settings the plugins were chosen for.
+    settings: Settings
     plugins: tuple[LockedPlugin, ...]
     libraries: Mapping[str, str | None]
 
@@ -82,7 +84,7 @@ class Lock:
             for text in record.requires:
                 name = normalize_distribution(requirement_name(text))
                 libraries[name] = resolution.hardware.version(name)
-        return cls(dict(resolution.settings), tuple(plugins), libraries)
+        return cls(resolution.settings, tuple(plugins), libraries)
 
     def plugin(self, kind: str) -> LockedPlugin:
         return next(p for p in self.plugins if p.kind == kind)
@@ -90,7 +92,7 @@ class Lock:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
-            "settings": dict(self.settings),
+            "settings": self.settings.to_dict(),
             "plugins": {
                 p.kind: {
                     "name": p.name,
@@ -116,9 +118,7 @@ class Lock:
             raise LockFileError(
                 f"{where}: lock format {data['format']!r} is not {FORMAT}; write the lock again"
             )
-        settings = check.field(data, "settings", dict)
-        for key, value in settings.items():
-            check.value(value, f"settings.{key}", str, int, float, bool, list, type(None))
+        settings = _settings(check, check.field(data, "settings", dict))
         plugins_data = check.field(data, "plugins", dict)
         plugins: list[LockedPlugin] = []
         for kind in KINDS:
@@ -139,7 +139,7 @@ class Lock:
                 )
             )
         libraries = check.mapping(data.get("libraries", {}), "libraries", str, type(None))
-        return cls(dict(settings), tuple(plugins), libraries)
+        return cls(settings, tuple(plugins), libraries)
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Atomically (the core's one writer): a reader never sees half a lock, and a
@@ -173,8 +173,9 @@ class Lock:
     def differences(self, other: Lock, mine: str = "lock", theirs: str = "here") -> list[str]:
         """Each way ``other`` differs, as a sentence; empty when they agree."""
         out: list[str] = []
-        for key in sorted(set(self.settings) | set(other.settings)):
-            a, b = self.settings.get(key), other.settings.get(key)
+        mine_settings, their_settings = self.settings.to_dict(), other.settings.to_dict()
+        for key in Settings.FIELDS:
+            a, b = mine_settings[key], their_settings[key]
             if a != b:
                 out.append(f"setting {key}: {a!r} {_at(mine)}, {b!r} {_at(theirs)}")
         for kind in KINDS:
@@ -193,6 +194,23 @@ class Lock:
                     f"{b or 'not installed'} {_at(theirs)}"
                 )
         return out
+
+
+def _settings(check: Checker, data: dict[str, Any]) -> Settings:
+    """The settled settings of a lock: each field of its JSON type, no other field."""
+    extra = sorted(set(data) - set(Settings.FIELDS))
+    if extra:
+        raise check.fail(f"settings.{extra[0]}", "is not a setting a lock records")
+    devices = check.field(data, "devices", int, str, list, prefix="settings.", default="auto")
+    if isinstance(devices, list):
+        devices = tuple(check.value(i, "settings.devices[]", int) for i in devices)
+    return Settings(
+        precision=check.field(data, "precision", str, type(None), prefix="settings.", default=None),
+        accelerator=check.field(data, "accelerator", str, prefix="settings.", default="auto"),
+        strategy=check.field(data, "strategy", str, prefix="settings.", default="auto"),
+        devices=devices,
+        num_nodes=check.field(data, "num_nodes", int, prefix="settings.", default=1),
+    )
 
 
 def _at(where: str) -> str:

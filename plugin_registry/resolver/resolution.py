@@ -15,6 +15,7 @@ from plugin_registry.kinds import KINDS, SPECS, Kind
 from plugin_registry.machine import Hardware
 from plugin_registry.names import Spec
 from plugin_registry.records import PluginInfo
+from plugin_registry.resolver.settings import Settings
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
@@ -23,24 +24,31 @@ if TYPE_CHECKING:
 SLOT_TITLES = {s.name: s.slot for s in SPECS}
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Candidate:
-    """One concrete plugin name considered for a slot."""
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class _Pick:
+    """What a candidate and a choice share: one concrete plugin name for a slot."""
 
     kind: Kind
     name: str
+    #: None for an instance given to ``resolve(plugins=[...])``.
     record: PluginInfo | None
     parameters: Mapping[str, Any]
-    accepted: bool
-    reasons: tuple[str, ...]
-    explicit: bool = False
-    priority: int = 0
-    specificity: int = 0
     instance: Any = dataclasses.field(default=None, compare=False)
 
     @property
     def provider(self) -> str:
         return self.record.provider if self.record is not None else "<instance>"
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class Candidate(_Pick):
+    """One concrete plugin name considered for a slot, with the verdict and its reasons."""
+
+    accepted: bool
+    reasons: tuple[str, ...]
+    explicit: bool = False
+    priority: int = 0
+    specificity: int = 0
 
     @property
     def rank_key(self) -> tuple[int, int, int, str, str]:
@@ -60,21 +68,22 @@ class Candidate:
             "reasons": list(self.reasons),
         }
 
+    def choose(self, reason: str) -> Choice:
+        return Choice(
+            kind=self.kind,
+            name=self.name,
+            record=self.record,
+            parameters=dict(self.parameters),
+            instance=self.instance,
+            reason=reason,
+        )
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Choice:
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class Choice(_Pick):
     """The plugin a slot gets: a record (loaded on demand) or a given instance."""
 
-    kind: Kind
-    name: str
-    record: PluginInfo | None
-    parameters: Mapping[str, Any]
     reason: str
-    instance: Any = None
-
-    @property
-    def provider(self) -> str:
-        return self.record.provider if self.record is not None else "<instance>"
 
     @property
     def spec(self) -> str:
@@ -102,7 +111,8 @@ class Resolution:
     checkpoint_io: Choice
     cluster_environment: Choice
     candidates: Mapping[str, tuple[Candidate, ...]]
-    settings: Mapping[str, Any]
+    #: The settled settings (``accelerator``, ``strategy``, ``devices`` as found here).
+    settings: Settings
     hardware: Hardware
     notes: tuple[str, ...] = ()
 
@@ -135,7 +145,7 @@ class Resolution:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "settings": dict(self.settings),
+            "settings": self.settings.to_dict(),
             "hardware": self.hardware.summary(),
             "chosen": {c.kind: c.to_dict() for c in self.choices},
             "candidates": {
@@ -158,7 +168,7 @@ class Resolution:
 
         buffer = EncodedBuffer(encoding)
         console = Console(file=buffer, width=width, color_system=None, highlight=False)
-        settings = ", ".join(f"{k}={v!r}" for k, v in self.settings.items() if k != "plugins")
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.settings.to_dict().items())
         console.print(escape(f"Resolution for {settings}"))
         console.print(escape(f"Hardware: {self.hardware.summary()}"))
         for note in self.notes:

@@ -9,8 +9,9 @@ by the resolver against a :class:`~plugin_registry.resolver.hardware.Hardware` r
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from plugin_registry.errors import InvalidSettingError as InvalidSettingError
 from plugin_registry.kinds.precision import (
@@ -73,7 +74,7 @@ def _strategies() -> dict[str, Strategy]:
 STRATEGIES = _strategies()
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """Checked settings, before the hardware settles ``auto`` and ``-1``.
 
@@ -88,6 +89,41 @@ class Settings:
     num_nodes: int = 1
     plugins: tuple[Any, ...] = ()
     notes: tuple[str, ...] = ()
+
+    #: The fields a lock writes down and the explanation shows (not the plugins,
+    #: which each slot's choice names, nor the notes).
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "precision",
+        "accelerator",
+        "strategy",
+        "devices",
+        "num_nodes",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The :attr:`FIELDS` as JSON values (device indices as a list)."""
+        out = {key: getattr(self, key) for key in self.FIELDS}
+        if isinstance(out["devices"], tuple):
+            out["devices"] = list(out["devices"])
+        return out
+
+    def given(self) -> dict[str, Any]:
+        """The :attr:`FIELDS` set to something other than their default."""
+        default = Settings()
+        return {k: v for k, v in self.to_dict().items() if v != default.to_dict()[k]}
+
+    def __getitem__(self, key: str) -> Any:
+        # Resolution.settings was a dict until 0.2; keep res.settings["strategy"]
+        # working for one more release.
+        if key not in self.FIELDS:
+            raise KeyError(key)
+        warnings.warn(
+            f"settings[{key!r}] is deprecated: Resolution.settings is a Settings record, "
+            f"read settings.{key}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.to_dict()[key]
 
 
 def parse_settings(

@@ -1,1 +1,1 @@
-"""ACME plugins for plugin-registry. Kept empty: the registration module imports it."""
+"""acme-plugins: plugins found by plugin-registry through the entry point in pyproject.toml."""

@@ -1,4 +1,4 @@
-"""Checkpoints written by torch.save through gzip, bz2 or lzma."""
+"""Checkpoints written by torch.save through gzip, bz2 or lzma, atomically."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ class CompressedCheckpointIO(CheckpointIO):
         self.codec = codec
         self.level = level
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(codec={self.codec!r}, level={self.level})"
+
     def _compress(self, data: bytes) -> bytes:
         if self.codec == "lzma":
             return lzma.compress(data, preset=self.level)
@@ -33,13 +36,14 @@ class CompressedCheckpointIO(CheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None
     ) -> None:
-        import torch
+        import torch  # here, not at the top: listing never imports this module
 
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         payload = self._compress(buffer.getvalue())
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
+        # A crash mid-write leaves the previous checkpoint: write aside, fsync, rename.
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".acme-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -58,6 +62,7 @@ class CompressedCheckpointIO(CheckpointIO):
 
         with open(path, "rb") as fh:
             data = _CODECS[self.codec].decompress(fh.read())
+        # Safe by default: arbitrary pickled objects load only when the caller opts in.
         safe = True if weights_only is None else weights_only
         loaded: dict[str, Any] = torch.load(
             io.BytesIO(data), map_location=map_location, weights_only=safe

@@ -1,4 +1,4 @@
-"""The ACME scheduler: every process gets ACME_* variables from the launcher."""
+"""Processes started by the ACME scheduler: each gets ACME_* variables."""
 
 from __future__ import annotations
 
@@ -6,22 +6,22 @@ import os
 
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
+_HINT = "was this process started by the acme scheduler?"
+
 
 def _int(name: str, default: int | None = None) -> int:
     value = os.environ.get(name)
     if value is None:
         if default is not None:
             return default
-        raise RuntimeError(f"{name} is not set; is this process started by acme-launch?")
+        raise KeyError(f"{name} is not set; {_HINT}")
     try:
         return int(value)
     except ValueError:
-        raise RuntimeError(
-            f"{name}={value!r} is not an integer; is this process started by acme-launch?"
-        ) from None
+        raise ValueError(f"{name}={value!r} is not an integer; {_HINT}") from None
 
 
-class AcmeEnvironment(ClusterEnvironment):
+class SchedulerEnvironment(ClusterEnvironment):
     """Ranks and rendezvous from ACME_RANK, ACME_WORLD_SIZE, ACME_MAIN_ADDR, ..."""
 
     @property
