@@ -91,7 +91,6 @@ SLOW_MODULES = frozenset(
     {
         "test_launchers.py",
         "test_deepspeed.py",
-        "test_template.py",
         "test_packaging.py",
         "test_trust_checkpoints.py",
     }

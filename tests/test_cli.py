@@ -12,7 +12,7 @@ def test_list_table_groups_by_kind(good_venv: Venv) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "Checkpoint IO plugins" in out and "Cluster environments" in out
-    assert "acme-scheduler" in out and "acme-plugins 1.0.0" in out
+    assert "acme-scheduler" in out and "acme-plugins 0.1.0" in out
     assert "codec: gzip | bz2 | lzma" in out
     assert "unavailable" in out and "definitely-not-installed-lib" in out
     assert out.index("Checkpoint IO plugins") < out.index("Cluster environments")
@@ -28,7 +28,7 @@ def test_list_json_and_kind_filter(good_venv: Venv) -> None:
         "acme-compressed-lzma",
         "acme-compressed",
     ]
-    assert acme_io["distribution"] == "acme-plugins" and acme_io["version"] == "1.0.0"
+    assert acme_io["distribution"] == "acme-plugins" and acme_io["version"] == "0.1.0"
     assert data["problems"] == []
     envs = json.loads(good_venv.cli("list", "--json", "--kind", "cluster_environment").stdout)
     assert {p["kind"] for p in envs["plugins"]} == {"cluster_environment"}
@@ -39,7 +39,7 @@ def test_show_and_errors(good_venv: Venv) -> None:
     assert data["requested_parameters"] == {"codec": "bz2"}
     assert data["target"] == "acme_plugins.compressed_io:CompressedCheckpointIO"
     table = good_venv.cli("show", "acme").stdout
-    assert "acme_plugins.environment:AcmeEnvironment" in table
+    assert "acme_plugins.environment:SchedulerEnvironment" in table
     proc = good_venv.cli("show", "acme-shceduler")
     assert proc.returncode == 2
     assert "Did you mean 'acme-scheduler'?" in proc.stderr

@@ -39,6 +39,7 @@ def test_listing_shows_installed_packages_and_imports_no_target(good_venv: Venv)
     assert "torch" not in data["modules"]
     assert "acme_plugins.environment" not in data["modules"]
     assert "acme_plugins.compressed_io" not in data["modules"]
+    assert "acme_plugins.precision" not in data["modules"]
     assert data["problems"] == []
     providers = {name: dist for _, name, dist, *_ in data["plugins"]}
     assert providers["acme-scheduler"] == "acme-plugins"
@@ -177,8 +178,8 @@ def test_load_builds_the_plugin_with_name_parameters_and_overrides(good_venv: Ve
     )
     assert data["io"] == ["CompressedCheckpointIO", "lzma", 6]
     assert data["io2"] == ["gzip", 1]
-    assert data["env"] == "AcmeEnvironment"
-    assert data["list"] == ["CompressedCheckpointIO", "DualEnvironment", "AcmeEnvironment"]
+    assert data["env"] == "SchedulerEnvironment"
+    assert data["list"] == ["CompressedCheckpointIO", "DualEnvironment", "SchedulerEnvironment"]
     assert data["same_instance"]
 
 
@@ -246,7 +247,11 @@ def test_allow_and_block_lists(good_venv: Venv) -> None:
     assert not any(dist == "acme-plugins" for _, _, dist, *_ in blocked["plugins"])
     assert "acme_plugins" not in blocked["modules"], "a blocked distribution is not imported"
     allowed = good_venv.json(LIST_JSON, PLUGIN_REGISTRY_ALLOW="acme-*")
-    assert {n for _, n, *_ in allowed["plugins"]} == {"acme-compressed-{codec}", "acme-scheduler"}
+    assert {n for _, n, *_ in allowed["plugins"]} == {
+        "acme-bf16",
+        "acme-compressed-{codec}",
+        "acme-scheduler",
+    }
     # Name-level block: the one concrete name is hidden, its siblings stay.
     out = lookup(
         good_venv,

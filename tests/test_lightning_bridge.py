@@ -225,6 +225,6 @@ def test_third_party_plugins_run_in_fabric(good_venv: Venv, tmp_path: Path) -> N
         """,
         **acme,
     )
-    assert out == {"io": "CompressedCheckpointIO", "env": "AcmeEnvironment", "same": True}
+    assert out == {"io": "CompressedCheckpointIO", "env": "SchedulerEnvironment", "same": True}
     with open(tmp_path / "m.ckpt", "rb") as fh:
         assert fh.read(6) == b"\xfd7zXZ\x00"  # lzma, as the plugin promised

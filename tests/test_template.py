@@ -20,7 +20,7 @@ def test_generated_package_installs_and_passes_its_tests(tmp_path: Path) -> None
     venv.install(wheel)
     listed = venv.cli("list", "--json")
     assert listed.returncode == 0, listed.stderr
-    for name in ("zeta-bf16", "zeta-io", "zeta-env"):
+    for name in ("zeta-bf16", "zeta-compressed-{codec}", "zeta-scheduler"):
         assert f'"{name}"' in listed.stdout
     doctor = venv.cli("doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
@@ -33,7 +33,7 @@ def test_generated_package_installs_and_passes_its_tests(tmp_path: Path) -> None
         cwd=venv.cwd,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 passed" in proc.stdout
+    assert "9 passed" in proc.stdout
 
 
 def test_generated_package_is_what_the_template_says(tmp_path: Path) -> None:
@@ -43,7 +43,10 @@ def test_generated_package_is_what_the_template_says(tmp_path: Path) -> None:
     assert 'target="acme_vision_plugins.precision:BF16Autocast"' in registration
     assert "$" not in registration
     pyproject = (root / "pyproject.toml").read_text()
-    assert 'acme_vision_plugins = "acme_vision_plugins.registration"' in pyproject
+    assert 'acme = "acme_vision_plugins.registration"' in pyproject
+    environment = (root / "acme_vision_plugins" / "environment.py").read_text()
+    assert "class SchedulerEnvironment(ClusterEnvironment):" in environment
+    assert "ACME_RANK='x'" not in environment and "{name}={value!r}" in environment
     assert "${{ matrix.python }}" in (root / ".github" / "workflows" / "ci.yml").read_text()
     compile((root / "tests" / "test_plugins.py").read_text(), "test_plugins.py", "exec")
 
@@ -58,6 +61,65 @@ def test_existing_destination_is_not_overwritten(tmp_path: Path) -> None:
     create("zeta-plugins", tmp_path)
     with pytest.raises(ScaffoldError, match="exists"):
         create("zeta-plugins", tmp_path)
+
+
+def test_a_missing_destination_is_refused_not_created(tmp_path: Path) -> None:
+    typo = tmp_path / "typo" / "path"
+    with pytest.raises(ScaffoldError, match=r"destination '.*typo/path' does not exist; create it"):
+        create("zeta-plugins", typo)
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ScaffoldError, match="is not a directory"):
+        create("zeta-plugins", tmp_path / "file")
+
+
+def test_the_folder_can_be_named(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from plugin_registry import cli
+
+    root = create("zeta-plugins", tmp_path, folder="zeta")
+    assert root == tmp_path / "zeta" and (root / "zeta_plugins" / "registration.py").is_file()
+    for bad in ("", "a/b", ".."):
+        with pytest.raises(ScaffoldError, match="not a folder name"):
+            create("zeta-plugins", tmp_path, folder=bad)
+    code = cli.main(["new", "zeta-plugins", "--dest", str(tmp_path), "--folder", "z2"])
+    _, err = capfd.readouterr()
+    assert code == 0 and (tmp_path / "z2" / "pyproject.toml").is_file(), err
+    code = cli.main(["new", "zeta-plugins", "--dest", str(tmp_path / "nope")])
+    _, err = capfd.readouterr()
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1
+    assert not (tmp_path / "nope").exists()
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "acme-plugins"
+
+
+def _tracked(root: Path) -> dict[str, str]:
+    """The example's files as git would track them (no build output, no egg-info)."""
+    skip = ("build", "dist", "__pycache__", ".pytest_cache")
+    return {
+        p.relative_to(root).as_posix(): p.read_text()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+        and not any(part in skip or part.endswith("egg-info") for part in p.relative_to(root).parts)
+    }
+
+
+def test_the_example_package_is_the_template_rendered() -> None:
+    """One source: examples/acme-plugins is `plugin-registry new acme-plugins`, unedited
+    (`python -m tests.test_template` writes it again after a template change)."""
+    from plugin_registry.scaffold import fields, render
+
+    assert _tracked(EXAMPLE) == render(fields("acme-plugins"))
+
+
+if __name__ == "__main__":
+    import shutil
+
+    from plugin_registry.scaffold import create as _create
+
+    shutil.rmtree(EXAMPLE, ignore_errors=True)
+    _create("acme-plugins", EXAMPLE.parent)
+    print(f"wrote {EXAMPLE}")
 
 
 def test_testing_helper_reports_each_broken_package(broken_venv: Venv) -> None:

@@ -269,7 +269,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 def cmd_new(args: argparse.Namespace) -> int:
     from plugin_registry.scaffold import create
 
-    root = create(args.name, args.dest)
+    root = create(args.name, args.dest, folder=args.folder)
     print(f"created {root}: pip install -e '{root}[test]', then plugin-registry doctor and pytest")
     return 0
 
@@ -338,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_resolve)
     p = sub.add_parser("new", help="create a plugin package from the template")
     p.add_argument("name", help="distribution name, e.g. acme-plugins")
-    p.add_argument("--dest", default=".", help="parent directory (default: here)")
+    p.add_argument("--dest", default=".", help="existing parent directory (default: here)")
+    p.add_argument("--folder", help="the package folder's name (default: NAME)")
     p.set_defaults(func=cmd_new)
     return parser
 

@@ -1,4 +1,4 @@
-"""Processes started by a launcher that sets ${PREFIX}_* variables."""
+"""Processes started by the ${PREFIX} scheduler: each gets ${PREFIX}_* variables."""
 
 from __future__ import annotations
 
@@ -6,17 +6,24 @@ import os
 
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
+_HINT = "was this process started by the $prefix scheduler?"
+
 
 def _int(name: str, default: int | None = None) -> int:
     value = os.environ.get(name)
     if value is None:
-        if default is None:
-            raise RuntimeError(f"{name} is not set: was this process started by the launcher?")
-        return default
-    return int(value)
+        if default is not None:
+            return default
+        raise KeyError(f"{name} is not set; {_HINT}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not an integer; {_HINT}") from None
 
 
-class Environment(ClusterEnvironment):
+class SchedulerEnvironment(ClusterEnvironment):
+    """Ranks and rendezvous from ${PREFIX}_RANK, ${PREFIX}_WORLD_SIZE, ${PREFIX}_MAIN_ADDR, ..."""
+
     @property
     def creates_processes_externally(self) -> bool:
         return True
@@ -31,19 +38,19 @@ class Environment(ClusterEnvironment):
 
     @staticmethod
     def detect() -> bool:
-        return "${PREFIX}_WORLD_SIZE" in os.environ
+        return "${PREFIX}_JOB_ID" in os.environ
 
     def world_size(self) -> int:
         return _int("${PREFIX}_WORLD_SIZE")
 
     def set_world_size(self, size: int) -> None:
-        pass  # fixed by the launcher
+        pass  # fixed by the scheduler
 
     def global_rank(self) -> int:
         return _int("${PREFIX}_RANK")
 
     def set_global_rank(self, rank: int) -> None:
-        pass  # fixed by the launcher
+        pass  # fixed by the scheduler
 
     def local_rank(self) -> int:
         return _int("${PREFIX}_LOCAL_RANK", 0)

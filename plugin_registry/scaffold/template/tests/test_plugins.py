@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,21 @@ def test_package_is_a_valid_plugin_package() -> None:
     assert_valid_package("$dist")
 
 
+def test_registration_module_is_light() -> None:
+    code = (
+        "import sys, $module.registration; "
+        "print(sorted(m for m in ('torch', '$module.environment', "
+        "'$module.compressed_io', '$module.precision') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_names_resolve_to_this_package() -> None:
+    assert pr.get("$prefix").name == "$prefix-scheduler"  # an alias
+    assert pr.get("$prefix-compressed-lzma").distribution == "$dist"
+
+
 def test_precision_trains_in_bfloat16() -> None:
     precision = pr.load("$prefix-bf16")
     result = train(precision, steps=150)
@@ -23,8 +40,9 @@ def test_precision_trains_in_bfloat16() -> None:
     assert sum(result.losses[-10:]) / 10 < result.losses[0]
 
 
-def test_checkpoint_round_trips_and_refuses_arbitrary_objects(tmp_path: Path) -> None:
-    io = pr.load("$prefix-io")
+@pytest.mark.parametrize("codec", ["gzip", "bz2", "lzma"])
+def test_checkpoint_round_trips_and_refuses_arbitrary_objects(tmp_path: Path, codec: str) -> None:
+    io = pr.load(f"$prefix-compressed-{codec}")
     state = {"weight": torch.randn(4, 4), "step": 3}
     io.save_checkpoint(state, tmp_path / "a.ckpt")
     loaded = io.load_checkpoint(tmp_path / "a.ckpt")
@@ -35,12 +53,16 @@ def test_checkpoint_round_trips_and_refuses_arbitrary_objects(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt", "b.ckpt"]  # no temp files
 
 
-def test_environment_reads_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
-    env_cls = type(pr.load("$prefix-env"))
+def test_environment_reads_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    env_cls = type(pr.load("$prefix"))
     assert not env_cls.detect()
+    monkeypatch.setenv("${PREFIX}_JOB_ID", "7")
     monkeypatch.setenv("${PREFIX}_WORLD_SIZE", "4")
     monkeypatch.setenv("${PREFIX}_RANK", "2")
-    env = pr.load("$prefix-env")
+    env = pr.load("$prefix")
     assert env_cls.detect()
     assert (env.world_size(), env.global_rank(), env.local_rank()) == (4, 2, 0)
-    assert pr.detect_environment().name == "$prefix-env"
+    assert pr.detect_environment().name == "$prefix-scheduler"
+    monkeypatch.setenv("${PREFIX}_RANK", "x")
+    with pytest.raises(ValueError, match=r"${PREFIX}_RANK='x' is not an integer"):
+        env.global_rank()
