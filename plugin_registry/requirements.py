@@ -74,30 +74,47 @@ def forget_versions() -> None:
     installed_versions.cache_clear()
 
 
-def unmet(
+class Unmet(NamedTuple):
+    """What a record's requirements lack: each reason, in full and short, and the fix."""
+
+    reasons: tuple[str, ...] = ()
+    short: tuple[str, ...] = ()
+    fix: str = ""
+
+    def __str__(self) -> str:
+        if not self.reasons:
+            return ""
+        return "; ".join(self.reasons) + (f" (to fix: {self.fix})" if self.fix else "")
+
+    def status(self) -> str:
+        """For a table cell: ``met``, ``missing: deepspeed``, ``needs torch>=2.9``."""
+        return ", ".join(self.short) if self.short else "met"
+
+
+def check(
     requires: tuple[str, ...],
     install_hint: str = "",
     version_of: Callable[[str], str | None] = installed_version,
-) -> str:
-    """Why ``requires`` is not met, with the install command; '' when met.
-
-    ``version_of`` says what is installed: this machine's metadata by default,
-    or another machine's hardware record (:meth:`Hardware.version`).
-    """
+) -> Unmet:
+    """What of ``requires`` is not met here (or per ``version_of``), with the install command."""
     reasons: list[str] = []
+    short: list[str] = []
     missing: list[str] = []
     for text in requires:
         try:
             req = parse_requirement(text)
         except ValueError as exc:
             reasons.append(f"requirement {text!r} is malformed ({exc})")
+            short.append("malformed requirement")
             continue
         if req.marker is not None and not req.marker.evaluate():
             reasons.append(f"{req} does not apply to this platform")
+            short.append("not for this platform")
             continue
         found = version_of(req.name)
         if found is None:
             reasons.append(f"{req.name} is not installed")
+            short.append(f"missing: {req.name}")
             missing.append(str(req))
             continue
         from packaging.version import InvalidVersion, Version
@@ -108,13 +125,27 @@ def unmet(
             ok = False
         if not ok:
             reasons.append(f"{req.name} {found} is installed but {req} is required")
+            short.append(f"needs {req.name}{req.specifier}")
             missing.append(str(req))
     if not reasons:
-        return ""
+        return Unmet()
     hint = install_hint or (
         "pip install " + " ".join(shlex.quote(m) for m in missing) if missing else ""
     )
-    return "; ".join(reasons) + (f" (to fix: {hint})" if hint else "")
+    return Unmet(tuple(reasons), tuple(short), hint)
+
+
+def unmet(
+    requires: tuple[str, ...],
+    install_hint: str = "",
+    version_of: Callable[[str], str | None] = installed_version,
+) -> str:
+    """Why ``requires`` is not met, with the install command; '' when met.
+
+    ``version_of`` says what is installed: this machine's metadata by default,
+    or another machine's hardware record (:meth:`Hardware.version`).
+    """
+    return str(check(requires, install_hint, version_of))
 
 
 def with_availability(records: Iterable[PluginInfo]) -> list[PluginInfo]:

@@ -168,7 +168,7 @@ CASES = [
         "h100-te-missing",
         machine(cuda=1, missing=("transformer-engine",)),
         {"precision": "transformer-engine"},
-        error="transformer_engine is not installed (to fix: pip install "
+        error="missing: transformer_engine\nTo install what is missing: pip install "
         "'plugin-registry[transformer-engine]'",
     ),
     # -- MPS ----------------------------------------------------------------------------
@@ -246,7 +246,7 @@ CASES = [
         "cpu-deepspeed-missing",
         machine(missing=("deepspeed",)),
         {"strategy": "deepspeed"},
-        error="deepspeed is not installed",
+        error="missing: deepspeed",
     ),
     Case(
         "cuda-named-bf16-fsdp",

@@ -32,7 +32,7 @@ def test_list_table_and_json(site: SiteDir, capfd: pytest.CaptureFixture[str]) -
     code, out, _ = run(capfd, "list")
     assert code == 0
     assert out.index("Precision plugins") < out.index("Checkpoint IO plugins")
-    assert "inproc-scheduler" in out and "inproc-plugins 1.0" in out
+    assert "inproc-scheduler" in out and "inproc-plugins" in out
     code, out, _ = run(capfd, "list", "--json", "--kind", "cluster_environment")
     data = json.loads(out)
     assert {p["kind"] for p in data["plugins"]} == {"cluster_environment"}

@@ -9,13 +9,13 @@ import os
 import shutil
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from plugin_registry import _capture
 from plugin_registry._text import EncodedBuffer, one_line, printable
 from plugin_registry.errors import PluginRegistryError, PluginWarning
-from plugin_registry.kinds import KINDS, spec
+from plugin_registry.kinds import KINDS
 from plugin_registry.records import PluginInfo, Problem
 
 
@@ -39,7 +39,7 @@ def _record_json(record: PluginInfo) -> dict[str, Any]:
 class _Out(EncodedBuffer):
     """What a command prints, kept until it has finished, in the real stdout's encoding."""
 
-    def __init__(self, encoding: str, tty: bool, width: int | None) -> None:
+    def __init__(self, encoding: str, tty: bool, width: int) -> None:
         super().__init__(encoding)
         self.tty = tty
         self.width = width
@@ -60,16 +60,19 @@ def _console() -> Any:
         force_terminal=tty,
         no_color=not tty,
         highlight=False,
-        width=width if tty and width else 140,
+        width=width or 80,
     )
 
 
-def _status(record: PluginInfo) -> str:
-    from plugin_registry._text import markup as escape
-
-    if record.available:
-        return "[green]available[/green]"
-    return f"[yellow]unavailable[/yellow]: {escape(record.unavailable_reason)}"
+def output_width(tty: bool, environ: Mapping[str, str] | None = None) -> int:
+    """The width tables are made for: the terminal's, else ``COLUMNS``, else 80."""
+    environ = os.environ if environ is None else environ
+    if tty:
+        return shutil.get_terminal_size((80, 24)).columns
+    text = environ.get("COLUMNS", "").strip()
+    if text.isascii() and text.isdigit() and 20 <= int(text) <= 1000:
+        return int(text)
+    return 80
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -88,71 +91,53 @@ def cmd_list(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    from rich.table import Table
+    from plugin_registry.cli.listing import list_tables
 
-    from plugin_registry._text import markup as escape
-
-    console = _console()
-    for kind in KINDS:
-        of_kind = [r for r in records if r.kind == kind]
-        if not of_kind:
-            continue
-        table = Table(title=spec(kind).title, title_justify="left", expand=False)
-        for column in ("name", "aliases", "provider", "status", "summary"):
-            table.add_column(column, overflow="fold")
-        for r in of_kind:
-            name = r.name
-            if r.name_parameters:
-                name += "\n" + "\n".join(
-                    f"  {k}: {' | '.join(v)}" for k, v in r.name_parameters.items()
-                )
-            table.add_row(
-                escape(name),
-                escape(", ".join(r.aliases)),
-                escape(r.provider),
-                _status(r),
-                escape(r.summary),
-            )
-        console.print(table)
-    if not records:
-        console.print("No plugins found: install a plugin package, or see 'plugin-registry doctor'")
-    if problems:
-        table = Table(title="Problems", title_justify="left")
-        for column in ("severity", "package", "entry point", "reason"):
-            table.add_column(column, overflow="fold")
-        for p in problems:
-            colour = "red" if p.severity == "error" else "yellow"
-            table.add_row(
-                f"[{colour}]{'broken' if p.severity == 'error' else p.severity}[/{colour}]",
-                escape(p.distribution or "-"),
-                escape(p.entry_point),
-                escape(p.reason),
-            )
-        console.print(table)
+    list_tables(_console(), records, problems)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from plugin_registry.errors import AmbiguousPluginError
+
     registry = _registry(args)
-    match = registry.find(args.name, args.kind)
+    try:
+        match = registry.find(args.name, args.kind)
+    except AmbiguousPluginError as exc:
+        # The library's message says kind=...; on the command line it is --kind.
+        forms = " or ".join(repr(s) for s in exc.suggestions)
+        raise AmbiguousPluginError(
+            f"{exc.name!r} names plugins of several kinds; say which: {forms} (or add --kind KIND)",
+            name=exc.name,
+            providers=exc.providers,
+            suggestions=exc.suggestions,
+        ) from None
     record = match.record
     data = {**_record_json(record), "requested_parameters": match.parameters}
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    from rich.table import Table
+    from plugin_registry.cli.listing import show_lines
 
-    from plugin_registry._text import markup as escape
+    requested = args.name.strip()
+    if args.kind and "/" not in requested:
+        requested = f"{args.kind}/{requested}"
+    import textwrap
 
-    table = Table(title=f"{record.kind}/{record.qualified_name}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    for key, value in data.items():
-        if key in ("available", "unavailable_reason"):
+    width = getattr(sys.stdout, "width", None) or 80
+    for line in show_lines(record, requested, match.parameters):
+        if line.startswith("    "):  # code: copied, not read
+            print(one_line(line))
             continue
-        table.add_row(key, escape(json.dumps(value) if not isinstance(value, str) else value))
-    table.add_row("status", _status(record))
-    _console().print(table)
+        indent = " " * (len(line) - len(line.lstrip()) + 2)
+        wrapped = textwrap.wrap(
+            one_line(line),
+            width,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        print("\n".join(wrapped))
     return 0
 
 
@@ -244,9 +229,25 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
+    from plugin_registry.errors import ResolutionWarning
     from plugin_registry.resolver.rules import resolve
 
-    resolution = resolve(
+    with warnings.catch_warnings():
+        # Each such warning is also a note of the resolution, printed with it: once.
+        warnings.simplefilter("ignore", ResolutionWarning)
+        resolution = _resolve(args, resolve)
+    if args.write_lock:
+        resolution.lock().write(args.write_lock)
+    if args.json:
+        print(json.dumps(resolution.to_dict(), indent=2))
+    else:
+        width = getattr(sys.stdout, "width", None) or 80
+        print(resolution.explain(width, encoding=sys.stdout.encoding or "utf-8"), end="")
+    return 0
+
+
+def _resolve(args: argparse.Namespace, resolve: Any) -> Any:
+    return resolve(
         precision=args.precision,
         accelerator=args.accelerator,
         strategy=args.strategy,
@@ -257,13 +258,6 @@ def cmd_resolve(args: argparse.Namespace) -> int:
         registry=_registry(args),
         lock=args.lock,
     )
-    if args.write_lock:
-        resolution.lock().write(args.write_lock)
-    if args.json:
-        print(json.dumps(resolution.to_dict(), indent=2))
-    else:
-        print(resolution.explain(encoding=sys.stdout.encoding or "utf-8"), end="")
-    return 0
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -359,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     real = sys.stdout
     encoding = getattr(real, "encoding", None) or "utf-8"
     tty = bool(getattr(real, "isatty", lambda: False)())
-    width = shutil.get_terminal_size().columns if tty else None
+    width = output_width(tty)
     out = _Out(encoding, tty, width)
     code = 2
     with _capture.captured(stderr=False) as stray:

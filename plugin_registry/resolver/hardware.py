@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import threading
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -119,7 +120,11 @@ def _cpu_cores() -> int:
 
 
 def _torch_devices() -> tuple[str, list[Device]]:
-    import torch
+    with warnings.catch_warnings():
+        # torch's CPU wheel does not pull numpy, and without it `import torch` warns
+        # "Failed to initialize NumPy" on every start: nothing the resolver uses.
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy", module="torch")
+        import torch
 
     devices: list[Device] = []
     if torch.cuda.is_available():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugin_registry.kinds.precision import PRECISION_DTYPE, PRECISIONS
 from plugin_registry.machine import Device
@@ -19,6 +19,9 @@ from plugin_registry.records import PluginInfo
 from plugin_registry.resolver.job import Job
 from plugin_registry.resolver.resolution import Candidate
 from plugin_registry.resolver.settings import OWN_PRECISION_FAMILIES
+
+if TYPE_CHECKING:
+    from plugin_registry.requirements import Unmet
 
 # Lightning's ModelParallelStrategy accepts only these.
 _MODEL_PARALLEL_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-true")
@@ -32,17 +35,24 @@ class Judge:
     """
 
     def __init__(
-        self, records: Sequence[PluginInfo], preferred: Callable[[str, str], str | None]
+        self,
+        records: Sequence[PluginInfo],
+        preferred: Callable[[str, str], str | None],
+        version_of: Callable[[str], str | None] | None = None,
     ) -> None:
+        """``version_of`` says which libraries the judged machine has (this one's when None)."""
         self.records = records
         self.preferred = preferred
+        self.version_of = version_of
 
     def __call__(self, cand: Candidate, job: Job) -> Candidate:
         record = cand.record
         assert record is not None
         reasons: list[str] = []
         if not record.available:
-            reasons.append(record.unavailable_reason)
+            # An explicit request fails with the whole fix; a ranked list says it short
+            # (`plugin-registry show NAME` has the install command).
+            reasons.append(record.unavailable_reason if cand.explicit else self._missing(record))
         if job.accelerator not in record.accelerators and "any" not in record.accelerators:
             reasons.append(_accelerator_reason(record, job.accelerator))
         else:
@@ -58,6 +68,19 @@ class Judge:
             reasons.append("explicitly requested" if cand.explicit else _accept_reason(cand))
             return dataclasses.replace(cand, accepted=True, reasons=tuple(reasons))
         return dataclasses.replace(cand, accepted=False, reasons=tuple(reasons))
+
+    def _unmet(self, record: PluginInfo) -> Unmet:
+        from plugin_registry.requirements import check, installed_version
+
+        return check(record.requires, record.install_hint, self.version_of or installed_version)
+
+    def _missing(self, record: PluginInfo) -> str:
+        unmet = self._unmet(record)
+        return ", ".join(unmet.short) if unmet.short else record.unavailable_reason
+
+    def fix(self, record: PluginInfo) -> str:
+        """The install command for what ``record`` lacks ('' when it lacks nothing)."""
+        return "" if record.available else self._unmet(record).fix
 
     def _environment_reasons(self, record: PluginInfo, job: Job) -> list[str]:
         if job.family != "xla" or "xla" in record.accelerators:

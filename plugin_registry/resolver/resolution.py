@@ -154,7 +154,7 @@ class Resolution:
             "notes": list(self.notes),
         }
 
-    def explain(self, width: int = 110, encoding: str = "utf-8") -> str:
+    def explain(self, width: int = 100, encoding: str = "utf-8") -> str:
         """The decision as tables, one per slot, ranked as the resolver ranked them.
 
         For an ``encoding`` that has no box characters (``ascii``), the tables
@@ -178,17 +178,20 @@ class Resolution:
                 title=escape(f"{SLOT_TITLES[choice.kind]}: {choice.name} ({choice.reason})"),
                 title_justify="left",
                 show_lines=False,
+                show_edge=False,
             )
-            table.add_column("#", justify="right")
-            table.add_column("candidate")
-            table.add_column("provider")
-            table.add_column("prio", justify="right")
-            table.add_column("verdict")
-            table.add_column("reasons")
+            # Names never break; the reasons take what width is left.
+            table.add_column("#", justify="right", no_wrap=True)
+            table.add_column("candidate", no_wrap=True)
+            table.add_column("provider", no_wrap=True)
+            table.add_column("prio", justify="right", no_wrap=True)
+            table.add_column("verdict", no_wrap=True)
+            table.add_column("reasons", ratio=1, min_width=16, overflow="fold")
             for rank, cand in enumerate(self.candidates.get(choice.kind, ()), start=1):
                 chosen = cand.name == choice.name and cand.record == choice.record
                 verdict = "chosen" if chosen else ("accepted" if cand.accepted else "rejected")
-                cells = (cand.name, cand.provider, str(cand.priority), verdict)
+                dist = cand.record.distribution if cand.record is not None else None
+                cells = (cand.name, dist or cand.provider, str(cand.priority), verdict)
                 table.add_row(str(rank), *map(escape, cells), escape("; ".join(cand.reasons)))
             console.print(table)
         return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"

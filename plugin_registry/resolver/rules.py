@@ -125,7 +125,7 @@ class Resolver:
         # Pins keep their kind: a pin of 'precision/torch' says nothing of the
         # checkpoint IO named torch.
         self.pins = dict(registry.control.pins)
-        self.judge = Judge(self.records, self._preferred)
+        self.judge = Judge(self.records, self._preferred, hardware.version if recheck else None)
 
     @classmethod
     def on(
@@ -162,7 +162,7 @@ class Resolver:
     ) -> Settings:
         """The settings checked, with precision plugins and third-party accelerators
         known to this resolver accepted."""
-        precision_names = {n for r in self.records if r.kind == "precision" for n in r.names()}
+        summaries = {n: r.summary for r in self.records if r.kind == "precision" for n in r.names()}
         extra = {a for r in self.records for a in r.accelerators} | set(self.hardware.accelerators)
         return parse_settings(
             precision,
@@ -171,7 +171,8 @@ class Resolver:
             devices,
             num_nodes,
             plugins,
-            plugin_names=precision_names,
+            plugin_names=summaries,
+            plugin_summaries=summaries,
             extra_accelerators=sorted(extra - {"cpu", "cuda", "mps", "xla", "any"}),
         )
 
@@ -421,9 +422,14 @@ class Resolver:
                     )
                 )
             elif winner is None:
-                winner = dataclasses.replace(
-                    cand, reasons=(f"detected (priority {cand.priority}, asked first)",)
+                above = len(judged)  # asked before it (accepted ones rank first), not detected
+                why = (
+                    f"detected; asked first (priority {cand.priority})"
+                    if not above
+                    else f"detected (priority {cand.priority}); the {above} ranked above it "
+                    "were not"
                 )
+                winner = dataclasses.replace(cand, reasons=(why,))
                 judged.append(winner)
             else:
                 judged.append(
@@ -450,8 +456,13 @@ class Resolver:
         ]
         if not candidates:
             lines.append("  no installed plugin provides it")
+        fixes: list[str] = []
         for cand in candidates:
             lines.append(f"  - {cand.name} ({cand.provider}): {'; '.join(cand.reasons)}")
+            fix = self.judge.fix(cand.record) if cand.record is not None else ""
+            if fix and fix not in fixes:
+                fixes.append(fix)
+        lines.extend(f"To install what is missing: {fix}" for fix in fixes)
         return ResolutionError("\n".join(lines) + self._what_would_work(kind, job))
 
     def _what_would_work(self, kind: Kind, job: Job) -> str:
