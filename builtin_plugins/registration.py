@@ -11,8 +11,8 @@ from typing import Any
 from plugin_registry import Kind, PluginInfo, hookimpl
 
 _XLA_HINT = (
-    "pip install 'plugin-registry[xla]' in an environment with the torch that torch_xla "
-    "was built for (see docs/checkpoint-io.md)"
+    "pip install 'plugin-registry[xla]' into a virtual environment whose torch is the one "
+    "torch_xla was built for (torch_xla 2.9 needs torch 2.9)"
 )
 
 

@@ -131,14 +131,50 @@ def parse_spec(spec: str, kind: str | None = None) -> Spec:
     return Spec(spec_kind or wanted, dist, name)
 
 
-def suggestions(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """The candidates closest to ``word``, best first (difflib's ratio >= 0.6)."""
-    return difflib.get_close_matches(word, sorted(set(candidates)), n=n, cutoff=0.6)
+_TOKEN_RE = re.compile(r"[a-z0-9]+")
 
 
-def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
-    """`` Did you mean 'a' or 'b'?`` or an empty string."""
-    close = suggestions(word, candidates, n)
+def suggestions(
+    word: str,
+    candidates: Iterable[str],
+    n: int = 3,
+    descriptions: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The candidates ``word`` most likely meant, best first.
+
+    Candidates that hold ``word`` as a whole ``-``-separated part (``nf4`` ->
+    ``bitsandbytes-nf4``) or contain it (3 characters or more), shortest
+    first; else spellings close by difflib's ratio (>= 0.6); else candidates
+    whose description mentions it as a word (``fp8`` -> ``transformer-engine``).
+    """
+    pool = sorted(set(candidates), key=lambda c: (len(c), c))
+    key = word.strip().lower().replace("_", "-")
+    found: list[str] = []
+
+    def add(items: Iterable[str]) -> None:
+        for item in items:
+            if item not in found and item != key:
+                found.append(item)
+
+    if key:
+        add(c for c in pool if key in c.split("-"))
+        if len(key) >= 3:
+            add(c for c in pool if key in c)
+        if not found:  # a part of a name beats a spelling that happens to be close
+            add(difflib.get_close_matches(key, pool, n=n, cutoff=0.6))
+        if not found and descriptions and _TOKEN_RE.fullmatch(key):
+            add(c for c in pool if key in _TOKEN_RE.findall(descriptions.get(c, "").lower()))
+    return found[:n]
+
+
+def did_you_mean(
+    word: str,
+    candidates: Iterable[str],
+    n: int = 3,
+    descriptions: Mapping[str, str] | None = None,
+) -> str:
+    """``. Did you mean 'a' or 'b'?`` or an empty string."""
+    close = suggestions(word, candidates, n, descriptions)
     if not close:
         return ""
     quoted = [repr(c) for c in close]

@@ -374,7 +374,12 @@ class Registry:
             if owners:
                 message += f" (it is provided by {_join(owners)})"
         candidates = known if not spec.kind else {n for (k, n) in index if k == spec.kind}
-        suggestion = did_you_mean(spec.name, candidates)
+        described = {
+            n: " ".join(m.record.summary for m in matches)
+            for (k, n), matches in index.items()
+            if n in candidates
+        }
+        suggestion = did_you_mean(spec.name, candidates, descriptions=described)
         message += suggestion or "."
         state = self._snapshot()
         withheld = self._withheld_for(spec)

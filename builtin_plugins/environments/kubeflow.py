@@ -17,6 +17,8 @@ class KubeflowEnvironment(ClusterEnvironment):
     Where Lightning's ``detect()`` raises, this one returns False.
     """
 
+    auto_detect = False
+
     @property
     def creates_processes_externally(self) -> bool:
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import ClassVar
 
 from plugin_registry.errors import ClusterEnvironmentError as ClusterEnvironmentError
 
@@ -16,6 +17,10 @@ class ClusterEnvironment(ABC):
     read the launcher's environment variables (and files they name) and import
     no torch, so detection is cheap.
     """
+
+    #: False for an environment that cannot tell its launcher from another
+    #: (Kubeflow): the resolver then never picks it unless it is named.
+    auto_detect: ClassVar[bool] = True
 
     @property
     @abstractmethod

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     from plugin_registry.registry import Registry
 
 
+#: How :func:`launched_by` begins its answer for an environment that sets
+#: ``auto_detect = False``: not a failure, so nobody is warned.
+NEVER_DETECTED = "never detected automatically"
+
+
 def launched_by(registry: Registry, record: PluginInfo) -> bool | str:
     """Whether ``record``'s environment started this process; a string says why it could not tell.
 
@@ -47,7 +52,10 @@ def launched_by(registry: Registry, record: PluginInfo) -> bool | str:
     try:
         # Implicit (every resolve asks every environment): its output is captured.
         with _capture.captured(), interrupts:
-            return bool(registry.load_target(record).detect())
+            target = registry.load_target(record)
+            if not getattr(target, "auto_detect", True):
+                return f"{NEVER_DETECTED}: name it (plugins=[{record.name!r}])"
+            return bool(target.detect())
     except BaseException as exc:
         if interrupts.is_real(exc):
             raise
@@ -74,6 +82,8 @@ def detect_environment(registry: Registry | None = None) -> PluginInfo:
     registry = registry or default_registry()
     for record in detection_order(registry):
         found = launched_by(registry, record)
+        if isinstance(found, str) and found.startswith(NEVER_DETECTED):
+            continue
         if isinstance(found, str):
             warnings.warn(
                 f"skipping cluster environment {record.qualified_name!r}: {found}",

@@ -78,6 +78,8 @@ def settle(
 
 
 def _accelerator(accel: str, hw: Hardware) -> str:
+    if accel == "tpu" and "xla" in hw.accelerators:
+        return "xla"  # Lightning's name for the TPU accelerator
     if accel == "auto":
         present = set(hw.accelerators)
         third = sorted(present - {"cpu", *_AUTO_ORDER})
@@ -91,8 +93,9 @@ def _accelerator(accel: str, hw: Hardware) -> str:
             )
         return found
     if accel != "cpu" and accel not in hw.accelerators:
+        what = "TPU (XLA)" if accel == "tpu" else accel.upper()
         raise ResolutionError(
-            f"accelerator={accel!r} but no {accel.upper()} device was found ({hw.summary()})"
+            f"accelerator={accel!r} but no {what} device was found ({hw.summary()})"
             + (f"; detection problems: {'; '.join(hw.problems)}" if hw.problems else "")
             + "; use accelerator='cpu' or 'auto', or plan with a hardware record of the "
             "target machine (--hardware FILE)"

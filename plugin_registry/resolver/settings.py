@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from plugin_registry.errors import InvalidSettingError as InvalidSettingError
@@ -136,11 +136,13 @@ def parse_settings(
     *,
     plugin_names: Iterable[str] = (),
     extra_accelerators: Iterable[str] = (),
+    plugin_summaries: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Check each setting; ``plugin_names`` are precision plugins ``precision=`` may name."""
+    """Check each setting; ``plugin_names`` are precision plugins ``precision=`` may name
+    (``plugin_summaries`` their descriptions, searched for a suggestion)."""
     notes: list[str] = []
     return Settings(
-        precision=_precision(precision, set(plugin_names), notes),
+        precision=_precision(precision, set(plugin_names), notes, plugin_summaries),
         accelerator=_accelerator(accelerator, extra_accelerators),
         strategy=_strategy(strategy),
         devices=_devices(devices),
@@ -150,7 +152,12 @@ def parse_settings(
     )
 
 
-def _precision(value: str | int | None, plugin_names: set[str], notes: list[str]) -> str | None:
+def _precision(
+    value: str | int | None,
+    plugin_names: set[str],
+    notes: list[str],
+    descriptions: Mapping[str, str] | None = None,
+) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -167,11 +174,11 @@ def _precision(value: str | int | None, plugin_names: set[str], notes: list[str]
     if text in PRECISIONS or text in plugin_names:
         return text
     accepted = [*PRECISIONS, *SHORT_PRECISIONS]
+    hint = did_you_mean(text, [*accepted, *plugin_names], descriptions=descriptions) or "."
     raise InvalidSettingError(
         f"precision={value!r} is not a precision Lightning knows and no precision plugin is "
-        f"named so{did_you_mean(text, [*accepted, *plugin_names])} Accepted: "
-        f"{', '.join(accepted)}, or a precision plugin's name (plugin-registry list --kind "
-        "precision)"
+        f"named so{hint} Accepted: {', '.join(accepted)}, or a precision plugin's name "
+        "(plugin-registry list --kind precision)"
     )
 
 
@@ -184,10 +191,10 @@ def _accelerator(value: str, extra: Iterable[str]) -> str:
     known = [*ACCELERATORS, *extra]
     if text not in known:
         raise InvalidSettingError(
-            f"accelerator={value!r} is not known{did_you_mean(text, known)} Accepted: "
+            f"accelerator={value!r} is not known{did_you_mean(text, known) or '.'} Accepted: "
             f"{', '.join(known)}"
         )
-    return "xla" if text == "tpu" else text
+    return text  # "tpu" stays as written: the job settles it to "xla", errors say "tpu"
 
 
 def _strategy(value: str) -> str:
@@ -199,7 +206,7 @@ def _strategy(value: str) -> str:
     if text not in STRATEGIES:
         raise InvalidSettingError(
             f"strategy={value!r} is not a strategy Lightning registers"
-            f"{did_you_mean(text, STRATEGIES)} Accepted: "
+            f"{did_you_mean(text, STRATEGIES) or '.'} Accepted: "
             f"{', '.join(s for s in STRATEGIES if 'find_unused' not in s)} (and the DDP "
             "variants ending in _find_unused_parameters_true/false)"
         )

@@ -1,0 +1,190 @@
+"""The CLI and its messages as a user meets them: widths, answers, one line per mistake."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+
+import plugin_registry as pr
+from plugin_registry import cli
+from plugin_registry.resolver import resolve
+from plugin_registry.resolver.preferences import Preferences
+from plugin_registry.resolver.settings import InvalidSettingError
+from tests.resolver_cases import CPU
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def in_pty(columns: int, *args: str) -> str:
+    """``python -m plugin_registry ARGS`` on a real pseudo-terminal ``columns`` wide."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin_registry", "--no-cache", *args],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+        close_fds=True,
+    )
+    os.close(child)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(main)
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")
+    return ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+
+
+def piped(columns: str | None, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = columns
+    proc = subprocess.run(
+        [sys.executable, "-m", "plugin_registry", "--no-cache", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _widest(text: str) -> int:
+    return max(len(line.rstrip()) for line in text.splitlines())
+
+
+def _names_intact(text: str) -> None:
+    """Every plugin's name appears whole on one line (never broken mid-word)."""
+    for record in pr.list_plugins():
+        assert re.search(rf"(^|\s){re.escape(record.name)}(\s|$)", text, re.M), record.name
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_list_fits_a_terminal_and_never_breaks_a_name(columns: int) -> None:
+    out = in_pty(columns, "list")
+    assert _widest(out) <= columns
+    _names_intact(out)
+    # Install hints left the rows: a short status and a footnote under the table.
+    assert "missing [1]" in out
+    assert re.search(r"^\[1\] transformer_engine is not installed\. To fix: pip install", out, re.M)
+    assert "mode: nf4," in out  # the choices of a parametrised name, in its summary
+    if columns == 200:
+        assert "mode: nf4, nf4-dq, fp4, fp4-dq, int8, int8-training" in out
+        assert _widest(out) > 120  # the width is used, not a fixed 80
+
+
+def test_piped_output_follows_columns_else_80() -> None:
+    assert _widest(piped(None, "list")) <= 80
+    wide = piped("200", "list")
+    assert 120 < _widest(wide) <= 200
+    _names_intact(wide)
+    assert _widest(piped("not-a-number", "list")) <= 80
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_resolve_explanation_fits(columns: int) -> None:
+    out = in_pty(columns, "resolve", "--precision", "bf16-mixed")
+    assert _widest(out) <= columns
+    for name in ("bf16-mixed", "fsdp-bf16-mixed", "torch", "async-torch", "torchelastic"):
+        assert re.search(rf"\s{re.escape(name)}\s", out), name
+    assert "never detected" in out
+    if columns == 200:  # the reasons on one line each
+        assert "never detected automatically: name it (plugins=['kubeflow'])" in out
+        assert "asked first (priority -100)" not in out
+        assert re.search(r"detected \(priority -?\d+\); the \d+ ranked above it", out)
+
+
+def test_16_mixed_on_the_cpu_is_one_note(capfd: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["--no-cache", "resolve", "--precision", "16-mixed"])
+    out, err = capfd.readouterr()
+    assert code == 0
+    assert out.count("float16 autocast is not supported there") == 1
+    assert "Warning" not in err and "warnings.warn" not in err and ".py:" not in err
+
+
+def test_show_reads_as_an_answer(capfd: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--no-cache", "show", "bitsandbytes-nf4"]) == 0
+    out = capfd.readouterr().out
+    assert out.startswith("bitsandbytes-nf4: a precision plugin from plugin-registry")
+    assert 'pr.load("bitsandbytes-nf4")' in out
+    assert "plugin-registry resolve --precision bitsandbytes-nf4" in out
+    assert 'registry_plugins(["bitsandbytes-nf4"], trainer=True)' in out
+    assert 'mode = "nf4"  (fixed by the name)' in out
+    assert "its requirements are met" in out
+    assert "null" not in out and "[]" not in out and "{}" not in out  # no dump of empty fields
+    assert cli.main(["--no-cache", "show", "xla", "--kind", "checkpoint_io"]) == 0
+    out = capfd.readouterr().out
+    assert "unavailable: torch_xla is not installed" in out
+    assert "to fix: pip install 'plugin-registry[xla]'" in out
+    assert "docs/" not in out  # a pip user has no repository paths
+    assert 'pr.load("checkpoint_io/xla")' in out
+
+
+def test_show_wraps_to_the_width(capfd: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--no-cache", "show", "bitsandbytes-nf4"]) == 0
+    out = capfd.readouterr().out
+    assert _widest(out) <= 80
+
+
+@pytest.mark.parametrize(
+    ("asked", "meant"),
+    [
+        ("nf4", "'bitsandbytes-nf4' or 'bitsandbytes-nf4-dq'"),
+        ("int8", "'bitsandbytes-int8'"),
+        ("fp8", "'transformer-engine'"),
+        ("slurn", "'slurm'"),
+    ],
+)
+def test_suggestions_by_part_substring_spelling_and_summary(asked: str, meant: str) -> None:
+    with pytest.raises(pr.PluginNotFoundError, match=f"Did you mean {meant}"):
+        pr.get(asked)
+
+
+def test_setting_errors_read_as_sentences() -> None:
+    kw = {"hardware": CPU, "preferences": Preferences()}
+    with pytest.raises(InvalidSettingError) as info:
+        resolve(precision="fp8", **kw)
+    text = str(info.value)
+    assert "named so. Did you mean 'transformer-engine'" in text
+    with pytest.raises(InvalidSettingError) as info:
+        resolve(precision="zzzz", **kw)
+    assert "named so. Accepted:" in str(info.value)
+    with pytest.raises(InvalidSettingError, match=r"registers\. Accepted: auto"):
+        resolve(strategy="horovod", **kw)
+    with pytest.raises(pr.PluginRegistryError, match=r"accelerator='tpu' but no TPU \(XLA\)"):
+        resolve(accelerator="tpu", **kw)
+
+
+def test_ambiguous_name_on_the_cli_names_the_flag(capfd: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--no-cache", "show", "xla"]) == 2
+    err = capfd.readouterr().err
+    assert "(or add --kind KIND)" in err and "kind=..." not in err
+    with pytest.raises(pr.AmbiguousPluginError, match=r"pass kind=\.\.\."):
+        pr.get("xla")
+
+
+def test_install_hints_name_no_repository_path() -> None:
+    for record in pr.list_plugins():
+        assert "docs/" not in record.install_hint, record.name
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert "example.invalid" not in pyproject
