@@ -63,9 +63,10 @@ def test_table(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_16_mixed_on_cpu_warns_like_lightning() -> None:
-    with pytest.warns(ResolutionWarning, match="using 'bf16-mixed' instead"):
+    with pytest.warns(ResolutionWarning, match="using 'bf16-mixed' instead") as caught:
         res = resolve(precision="16-mixed", hardware=CPU, preferences=Preferences())
     assert res.precision.name == "bf16-mixed"
+    assert caught[0].filename == __file__  # the warning points at the caller's line
 
 
 def test_explicit_plugin_wins_even_when_ranked_lower() -> None:

@@ -168,7 +168,7 @@ def _precision(precision: str, accel: str, notes: list[str]) -> str:
             "using 'bf16-mixed' instead (as Lightning does)"
         )
         notes.append(note)
-        # resolve() -> Resolver.resolve -> settle -> here: the warning names the caller.
-        warnings.warn(note, ResolutionWarning, stacklevel=5)
+        # caller -> resolve() -> Resolver.resolve -> _settle -> settle -> here: name the caller.
+        warnings.warn(note, ResolutionWarning, stacklevel=6)
         return "bf16-mixed"
     return precision
