@@ -90,6 +90,11 @@ class InvalidRecordError(PluginRegistryError, ValueError):
     """A hook returned something that is not a valid plugin record."""
 
 
+class ParameterConflictError(PluginRegistryError, ValueError):
+    """An override contradicts a parameter the plugin's name fixes
+    (``load("bitsandbytes-nf4", mode="int8")``); the message names the plugin to load instead."""
+
+
 class PluginRegistryWarning(UserWarning):
     """Base of every warning plugin_registry emits."""
 

@@ -26,6 +26,7 @@ from plugin_registry.errors import (
     AmbiguousPluginError,
     BrokenPluginError,
     InvalidNameError,
+    ParameterConflictError,
     PluginBlockedError,
     PluginConflictError,
     PluginLoadError,
@@ -495,6 +496,44 @@ class Registry:
 
     # -- loading ---------------------------------------------------------------
 
+    def _check_fixed(
+        self,
+        record: PluginInfo,
+        asked: str,
+        from_name: Mapping[str, str],
+        overrides: Mapping[str, Any],
+    ) -> None:
+        """An override may not contradict what the name says: a parameter the name
+        fills (``bitsandbytes-{mode}``), or a default whose value is the name itself or
+        one it provides (``bf16-mixed`` with ``precision="bf16-mixed"``)."""
+        said = {normalize_name(asked), *map(normalize_name, record.provides)}
+        fixed = dict(from_name)
+        for key, value in record.parameters.items():
+            if isinstance(value, str) and normalize_name(value) in said:
+                fixed.setdefault(key, value)
+        for key, value in overrides.items():
+            if key not in fixed or str(value) == str(fixed[key]):
+                continue
+            wanted = {**from_name, key: str(value)}
+            instead = next(
+                (e.name for e in record.expansions(aliases=False) if dict(e.parameters) == wanted),
+                None,
+            )
+            if instead is None:
+                instead = next(
+                    (
+                        r.name
+                        for r in self.list_plugins(record.kind)
+                        if normalize_name(r.name) == normalize_name(str(value))
+                    ),
+                    None,
+                )
+            raise ParameterConflictError(
+                f"{key}={value!r} contradicts the name {asked!r}, which means "
+                f"{key}={fixed[key]!r}"
+                + (f"; load {instead!r} instead" if instead else "; drop the override")
+            )
+
     def load(self, name: str | PluginInfo, /, kind: str | None = None, **overrides: Any) -> Any:
         """Import the plugin's target and build it; ``overrides`` win over defaults.
 
@@ -505,11 +544,13 @@ class Registry:
             name = _request_for(name)
         match = self.find(name, kind)
         record = match.record
+        asked = _concrete(record, match.parameters)
         if not record.available:
             raise PluginUnavailableError(
-                f"{record.kind} plugin {record.name!r} from {record.provider} is unavailable: "
+                f"{record.kind} plugin {asked!r} from {record.provider} is unavailable: "
                 f"{record.unavailable_reason}"
             )
+        self._check_fixed(record, asked, match.parameters, overrides)
         factory = self.load_target(record)
         params = {**record.parameters, **match.parameters, **overrides}
         _check_parameters(record, factory, params)
@@ -759,6 +800,14 @@ def _join(items: Sequence[str], word: str = "and") -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + f" {word} " + items[-1]
+
+
+def _concrete(record: PluginInfo, parameters: Mapping[str, str]) -> str:
+    """The concrete name of ``record`` that ``parameters`` (from the request) select."""
+    for exp in record.expansions(aliases=False):
+        if dict(exp.parameters) == dict(parameters):
+            return exp.name
+    return record.name
 
 
 def _check_parameters(record: PluginInfo, factory: Any, params: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ from tests.support import Venv
 
 
 def test_list_table_groups_by_kind(good_venv: Venv) -> None:
-    proc = good_venv.cli("list")
+    proc = good_venv.cli("list", COLUMNS="200")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "Checkpoint IO plugins" in out and "Cluster environments" in out

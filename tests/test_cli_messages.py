@@ -188,3 +188,28 @@ def test_install_hints_name_no_repository_path() -> None:
         assert "docs/" not in record.install_hint, record.name
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert "example.invalid" not in pyproject
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "instead"),
+    [
+        ("bitsandbytes-nf4", {"mode": "int8"}, "bitsandbytes-int8"),
+        ("bf16-mixed", {"precision": "16-mixed"}, "16-mixed"),
+        ("fsdp-bf16-mixed", {"precision": "32-true"}, "fsdp-32-true"),
+    ],
+)
+def test_an_override_may_not_contradict_the_name(
+    name: str, override: dict[str, str], instead: str
+) -> None:
+    with pytest.raises(pr.ParameterConflictError, match=f"load {instead!r} instead") as info:
+        pr.load(name, **override)
+    assert isinstance(info.value, ValueError)
+    key, value = next(iter(override.items()))
+    assert f"{key}={value!r} contradicts the name {name!r}" in str(info.value)
+    # Repeating what the name says, or overriding what it does not fix, is fine.
+    pr.load(name, **{key: pr.default_registry().find(name).parameters.get(key) or name})
+
+
+def test_unavailable_names_what_was_asked() -> None:
+    with pytest.raises(pr.PluginUnavailableError, match="plugin 'xla-bf16-true' from"):
+        pr.load("xla-bf16-true")
