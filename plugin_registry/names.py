@@ -147,8 +147,10 @@ def suggestions(
     first; else spellings close by difflib's ratio (>= 0.6); else candidates
     whose description mentions it as a word (``fp8`` -> ``transformer-engine``).
     """
-    pool = sorted(set(candidates), key=lambda c: (len(c), c))
-    key = word.strip().lower().replace("_", "-")
+    # Compared folded (case, and _ as -); answered as spelled.
+    spelled = {_fold(c): c for c in sorted(set(candidates), key=lambda c: (len(c), c))}
+    pool = list(spelled)
+    key = _fold(word)
     found: list[str] = []
 
     def add(items: Iterable[str]) -> None:
@@ -163,8 +165,13 @@ def suggestions(
         if not found:  # a part of a name beats a spelling that happens to be close
             add(difflib.get_close_matches(key, pool, n=n, cutoff=0.6))
         if not found and descriptions and _TOKEN_RE.fullmatch(key):
-            add(c for c in pool if key in _TOKEN_RE.findall(descriptions.get(c, "").lower()))
-    return found[:n]
+            text = {c: descriptions.get(spelled[c], "").lower() for c in pool}
+            add(c for c in pool if key in _TOKEN_RE.findall(text[c]))
+    return [spelled[c] for c in found[:n]]
+
+
+def _fold(text: str) -> str:
+    return text.strip().lower().replace("_", "-")
 
 
 def did_you_mean(

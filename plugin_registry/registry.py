@@ -8,6 +8,7 @@ caller's overrides.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -578,16 +579,25 @@ class Registry:
         if obj is not None:
             return obj
         module_name, _, attr = record.target.partition(":")
+        whose = f"the target of {record.kind} plugin {record.name!r} from {record.provider}"
         try:
             obj = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
         except Exception as exc:
             raise PluginLoadError(
-                f"cannot import {record.target!r}, the target of {record.kind} plugin "
-                f"{record.name!r} from {record.provider}: {describe(exc)}. "
-                "Reinstall the providing package, or run 'plugin-registry doctor'"
+                f"cannot import {record.target!r}, {whose}: {_import_failure(module_name, exc)}"
             ) from exc
+        where = module_name
+        for part in attr.split("."):
+            try:
+                obj = getattr(obj, part)
+            except Exception as exc:
+                public = [n for n in dir(obj) if not n.startswith("_")]
+                raise PluginLoadError(
+                    f"cannot import {record.target!r}, {whose}: {where} has no attribute "
+                    f"{part!r}{did_you_mean(part, public) or '.'} The record's target is "
+                    f"misspelt: correct it in {record.distribution or 'its'} registration"
+                ) from exc
+            where = f"{where}.{part}"
         if not callable(obj):
             raise PluginLoadError(
                 f"target {record.target!r} of plugin {record.name!r} is not callable"
@@ -800,6 +810,36 @@ def _join(items: Sequence[str], word: str = "and") -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + f" {word} " + items[-1]
+
+
+def _import_failure(module_name: str, exc: Exception) -> str:
+    """Why ``import module_name`` failed, and the way out.
+
+    A module of the target's own package that does not exist is a misspelt
+    target (suggest the package's real modules); a missing other module is a
+    missing dependency; anything else is the module failing as it imports.
+    """
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing and (module_name == missing or module_name.startswith(missing + ".")):
+        parent, _, leaf = missing.rpartition(".")
+        siblings: list[str] = []
+        if parent:
+            import pkgutil
+
+            with contextlib.suppress(Exception):
+                package = importlib.import_module(parent)
+                siblings = [m.name for m in pkgutil.iter_modules(getattr(package, "__path__", []))]
+        hint = did_you_mean(leaf, siblings) if siblings else ""
+        return (
+            f"module {missing!r} does not exist{hint or '.'} The record's target is misspelt, "
+            "or the package is installed incompletely: correct the target, or reinstall it"
+        )
+    if missing:
+        return (
+            f"it imports {missing!r}, which is not installed: install it (and declare it in "
+            "the record's requires)"
+        )
+    return f"{describe(exc)}. Importing the module failed: reinstall the providing package"
 
 
 def _concrete(record: PluginInfo, parameters: Mapping[str, str]) -> str:

@@ -20,6 +20,7 @@ from plugin_registry.resolver import resolve
 from plugin_registry.resolver.preferences import Preferences
 from plugin_registry.resolver.settings import InvalidSettingError
 from tests.resolver_cases import CPU
+from tests.sitedir import SiteDir, env_class_module, registration, unique
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
@@ -213,3 +214,63 @@ def test_an_override_may_not_contradict_the_name(
 def test_unavailable_names_what_was_asked() -> None:
     with pytest.raises(pr.PluginUnavailableError, match="plugin 'xla-bf16-true' from"):
         pr.load("xla-bf16-true")
+
+
+def test_a_misspelt_target_says_what_does_not_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    site = SiteDir(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site.path))
+    mod = unique("typo_plugins")
+    records = [
+        f'PluginInfo(name="{name}", kind="cluster_environment", target="{mod}.{target}")'
+        for name, target in [
+            ("typo-module", "enviroment:Env"),
+            ("typo-class", "environment:Evn"),
+            ("typo-dep", "needs:Env"),
+        ]
+    ]
+    site.install(
+        "typo-plugins",
+        {
+            f"{mod}/__init__.py": "",
+            f"{mod}/environment.py": env_class_module(),
+            f"{mod}/needs.py": "import surely_not_an_installed_module_xyz\n",
+            f"{mod}/registration.py": registration("cluster_environment", *records),
+        },
+        f"{mod}.registration",
+    )
+    registry = pr.Registry(cache=False)
+    with pytest.raises(pr.PluginLoadError) as info:
+        registry.load("typo-module")
+    text = str(info.value)
+    assert f"module '{mod}.enviroment' does not exist. Did you mean 'environment'?" in text
+    assert "doctor" not in text
+    with pytest.raises(pr.PluginLoadError, match=r"has no attribute 'Evn'\. Did you mean 'Env'\?"):
+        registry.load("typo-class")
+    with pytest.raises(
+        pr.PluginLoadError, match="it imports 'surely_not_an_installed_module_xyz', which is not"
+    ):
+        registry.load("typo-dep")
+    # The doctor says the same, with the fix in its own place.
+    assert cli.main(["--no-cache", "doctor"]) == 1
+    out = capfd.readouterr().out
+    flat = " ".join(out.split())
+    assert "Did you mean 'environment'?" in flat and "run 'plugin-registry doctor'" not in flat
+    errors = out[out.index("Errors (3)") : out.index("Warnings")]
+    assert errors.count("    fix: ") == 3  # each problem with its own fix
+    assert "fix: correct it in typo-plugins registration" in " ".join(errors.split())
+    assert re.search(r"^3 errors, \d+ warnings, 0 notes; exit 1: something is broken", out, re.M)
+
+
+def test_doctor_says_each_warning_with_its_fix(capfd: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--no-cache", "doctor"]) == 0
+    out = capfd.readouterr().out
+    assert "Errors" not in out and "No problems found" not in out
+    warnings = out[out.index("Warnings (") :]
+    n = int(re.search(r"Warnings \((\d+)\)", out)[1])  # type: ignore[index]
+    assert warnings.count("\n    fix: ") == n
+    assert warnings.count("    fix: pip install 'plugin-registry[xla]'") == 4
+    assert re.search(rf"^0 errors, {n} warnings?, 0 notes; exit 0: nothing is broken", out, re.M)
+    # Wrapped at 80, except a word (a path) longer than a line.
+    assert all(len(line) <= 80 or " " not in line.strip() for line in out.splitlines())

@@ -122,13 +122,65 @@ def cmd_show(args: argparse.Namespace) -> int:
     requested = args.name.strip()
     if args.kind and "/" not in requested:
         requested = f"{args.kind}/{requested}"
-    import textwrap
-
     width = getattr(sys.stdout, "width", None) or 80
     for line in show_lines(record, requested, match.parameters):
         if line.startswith("    "):  # code: copied, not read
             print(one_line(line))
+        else:
+            _print_wrapped([line], width)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when nothing is broken (warnings and notes do not fail it), 1 on an error."""
+    from plugin_registry.cli import doctor
+
+    registry = _registry(args)
+    report = doctor.run(registry)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.ok else 1
+    width = getattr(sys.stdout, "width", None) or 80
+    lines = ["Registration modules (import time, each in a fresh interpreter)"]
+    keys = sorted(report.import_times)
+    pad = max((len(k) for k in keys), default=0)
+    lines += [f"  {k.ljust(pad)}  {report.import_times[k] * 1000:7.1f} ms" for k in keys]
+    sections = (("error", "Errors"), ("warning", "Warnings"), ("info", "Notes"))
+    counts = {}
+    for severity, title in sections:
+        found = [f for f in report.findings if f.severity == severity]
+        counts[severity] = len(found)
+        if not found:
             continue
+        lines += ["", f"{title} ({len(found)})"]
+        for f in found:
+            lines.append(f"  {f.subject}")
+            lines.append(f"    {f.message}")
+            if f.fix:
+                lines.append(f"    fix: {f.fix}")
+    verdict = (
+        "exit 1: something is broken"
+        if counts["error"]
+        else "exit 0: nothing is broken (warnings and notes do not fail the doctor)"
+    )
+    lines += [
+        "",
+        f"{_count(counts['error'], 'error')}, {_count(counts['warning'], 'warning')}, "
+        f"{_count(counts['info'], 'note')}; {verdict}",
+    ]
+    _print_wrapped(lines, width)
+    return 0 if report.ok else 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _print_wrapped(lines: Sequence[str], width: int) -> None:
+    """Each line wrapped to ``width``, continuation lines indented under the first."""
+    import textwrap
+
+    for line in lines:
         indent = " " * (len(line) - len(line.lstrip()) + 2)
         wrapped = textwrap.wrap(
             one_line(line),
@@ -138,44 +190,6 @@ def cmd_show(args: argparse.Namespace) -> int:
             break_on_hyphens=False,
         )
         print("\n".join(wrapped))
-    return 0
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from plugin_registry.cli import doctor
-
-    registry = _registry(args)
-    report = doctor.run(registry)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-        return 0 if report.ok else 1
-    from rich.table import Table
-
-    from plugin_registry._text import markup as escape
-
-    console = _console()
-    times = Table(title="Registration modules", title_justify="left")
-    times.add_column("entry point")
-    times.add_column("import time", justify="right")
-    for key, seconds in sorted(report.import_times.items()):
-        times.add_row(escape(key), f"{seconds * 1000:.1f} ms")
-    console.print(times)
-    if report.findings:
-        table = Table(title="Findings", title_justify="left")
-        for column in ("severity", "subject", "problem", "way out"):
-            table.add_column(column, overflow="fold")
-        colours = {"error": "red", "warning": "yellow", "info": "blue"}
-        for f in report.findings:
-            c = colours[f.severity]
-            table.add_row(
-                f"[{c}]{f.severity}[/{c}]", escape(f.subject), escape(f.message), escape(f.fix)
-            )
-        console.print(table)
-    n_err = sum(f.severity == "error" for f in report.findings)
-    console.print(
-        "[green]No problems found.[/green]" if report.ok else f"[red]{n_err} error(s).[/red]"
-    )
-    return 0 if report.ok else 1
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

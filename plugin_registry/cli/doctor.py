@@ -205,14 +205,19 @@ def _target_findings(registry: Registry, records: list[PluginInfo]) -> list[Find
             findings.append(Finding("info", subject, f"not checked: {hidden}"))
             continue
         if not record.available:
+            from plugin_registry.cli.listing import requirements_of
+
+            unmet = requirements_of(record)
             findings.append(
-                Finding("warning", subject, f"unavailable: {record.unavailable_reason}")
+                Finding("warning", subject, f"unavailable: {'; '.join(unmet.reasons)}", unmet.fix)
             )
             continue
         try:
             target = registry.load_target(record)
         except PluginLoadError as exc:
-            findings.append(Finding("error", subject, str(exc), f"reinstall {record.distribution}"))
+            # The message ends with its way out (misspelt target, missing dependency, ...).
+            message, _, fix = str(exc).rpartition(": ")
+            findings.append(Finding("error", subject, message or fix, fix if message else ""))
             continue
         base = base_class(record.kind)
         if base is not None and isinstance(target, type) and not issubclass(target, base):
