@@ -253,6 +253,21 @@ def test_pickle_payload_never_runs_by_default(io: CheckpointIO, tmp_path: Path) 
     assert marker.exists()
 
 
+def test_weights_only_refusal_keeps_torchs_advice(io: CheckpointIO, tmp_path: Path) -> None:
+    import argparse
+
+    path = tmp_path / "args.pt"
+    torch.save({"w": torch.ones(2), "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError) as info:
+        io.load_checkpoint(path)
+    message = str(info.value)
+    assert "Unsupported global: GLOBAL argparse.Namespace" in message
+    assert "torch.serialization.add_safe_globals([argparse.Namespace])" in message
+    assert "weights_only=False" in message and "\n" not in message
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        assert io.load_checkpoint(path)["args"].lr == 0.1  # the advice works
+
+
 @pytest.mark.parametrize(
     ("content", "cause"),
     [

@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import pickle
+import re
 import zipfile
 from typing import Any
 
@@ -197,14 +198,7 @@ class TorchCheckpointIO(CheckpointIO):
                 loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=safe)
         except pickle.UnpicklingError as exc:
             if safe and "Weights only load failed" in str(exc) and _looks_like_torch(fs, fspath):
-                detail = str(exc).split("\n\n")[-1].strip().splitlines()[0]
-                raise CheckpointError(
-                    f"{shown!r} holds objects that a weights_only load refuses ({detail}). If "
-                    "you trust where this file came from, load it with weights_only=False "
-                    "(TorchCheckpointIO(weights_only=False) or load_checkpoint(..., "
-                    "weights_only=False))",
-                    path,
-                ) from exc
+                raise CheckpointError(_refused(shown, str(exc)), path) from exc
             raise self._unreadable(fs, fspath, shown, exc) from exc
         except (RuntimeError, EOFError, ValueError, OSError) as exc:
             raise self._unreadable(fs, fspath, shown, exc) from exc
@@ -231,3 +225,27 @@ class TorchCheckpointIO(CheckpointIO):
         fs, fspath = filesystem(checked_path(path))
         if fs.exists(fspath):
             fs.rm(fspath, recursive=True)
+
+
+def _refused(shown: str, message: str) -> str:
+    """A weights_only refusal, keeping torch's useful line: which global, and how to allow it."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    trust_file = (
+        "if you trust the whole file, load it with weights_only=False "
+        "(TorchCheckpointIO(weights_only=False) or load_checkpoint(..., weights_only=False))"
+    )
+    if found:
+        name = found[1]
+        return (
+            f"{shown!r} holds objects that a weights_only load refuses: Unsupported global: "
+            f"GLOBAL {name}. If you trust that class, allow it with "
+            f"torch.serialization.add_safe_globals([{name}]) (or the "
+            f"torch.serialization.safe_globals([{name}]) context manager); {trust_file}"
+        )
+    lines = [ln.strip() for ln in message.splitlines() if "WeightsUnpickler error" in ln]
+    detail = lines[0].partition("WeightsUnpickler error:")[2].strip() if lines else ""
+    return (
+        f"{shown!r} holds objects that a weights_only load refuses"
+        + (f": {detail}" if detail else "")
+        + f". {trust_file[0].upper()}{trust_file[1:]}"
+    )
