@@ -44,6 +44,7 @@ from plugin_registry.errors import (
     PluginWarning,
     ResolutionError,
     ResolutionWarning,
+    SkippedPluginWarning,
     UserFileError,
 )
 from plugin_registry.records import KINDS, Kind, PluginInfo, Problem
@@ -87,6 +88,7 @@ __all__ = [
     "Registry",
     "ResolutionError",
     "ResolutionWarning",
+    "SkippedPluginWarning",
     "UserFileError",
     "default_registry",
     "detect_environment",

@@ -107,6 +107,10 @@ class CacheWarning(PluginRegistryWarning):
     """The record cache could not be read, trusted or written (listing then works without it)."""
 
 
+class SkippedPluginWarning(PluginRegistryWarning):
+    """``check_package`` could not import a plugin because its requirements are missing here."""
+
+
 class ResolutionWarning(PluginRegistryWarning):
     """The resolver changed a request the way Lightning does (16-mixed on CPU)."""
 

@@ -90,6 +90,39 @@ def test_the_folder_can_be_named(tmp_path: Path, capfd: pytest.CaptureFixture[st
     assert not (tmp_path / "nope").exists()
 
 
+def test_check_package_names_what_it_could_not_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target whose library is missing is never imported: said, never silently passed."""
+    from plugin_registry.errors import SkippedPluginWarning
+    from plugin_registry.testing import assert_valid_package, check_package
+    from tests.sitedir import SiteDir, env_class_module, registration, unique
+
+    site = SiteDir(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site.path))
+    mod = unique("needy_plugins")
+    record = (
+        f'PluginInfo(name="needy", kind="cluster_environment", target="{mod}.env:Env", '
+        'requires=("surely-not-installed-lib>=1",))'
+    )
+    site.install(
+        "needy-plugins",
+        {
+            f"{mod}/__init__.py": "",
+            f"{mod}/env.py": env_class_module(),
+            f"{mod}/registration.py": registration("cluster_environment", record),
+        },
+        f"{mod}.registration",
+    )
+    with pytest.warns(SkippedPluginWarning, match="cluster_environment/needy-plugins:needy was "
+                      "not imported: surely-not-installed-lib is not installed"):  # fmt: skip
+        assert check_package("needy-plugins") == []
+    problems = check_package("needy-plugins", require_all=True)
+    assert len(problems) == 1 and "surely-not-installed-lib is not installed" in problems[0]
+    with pytest.raises(AssertionError, match="1 problem"):
+        assert_valid_package("needy-plugins", require_all=True)
+
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "acme-plugins"
 
 

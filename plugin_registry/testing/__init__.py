@@ -18,20 +18,31 @@
   plugin target (what ``plugin-registry doctor`` checks for every package);
 * every target imports and builds an instance of its kind's base class with
   the record's default parameters (each concrete name of a parametrised
-  record), unless the record's requirements are unmet here.
+  record). A record whose requirements are unmet here cannot be imported: it
+  is named in a :class:`~plugin_registry.errors.SkippedPluginWarning`, or
+  reported as a problem with ``require_all=True`` (for a CI that installs
+  every library the package's plugins need).
 """
 
 from __future__ import annotations
 
-from plugin_registry.errors import PluginRegistryError
+import warnings
+
+from plugin_registry.errors import PluginRegistryError, SkippedPluginWarning
 from plugin_registry.names import normalize_distribution
 from plugin_registry.records import ENTRY_POINT_GROUP
 
 __all__ = ["assert_valid_package", "check_package"]
 
 
-def check_package(distribution: str, *, build: bool = True) -> list[str]:
-    """Every problem of the installed plugin package ``distribution``; empty when fine."""
+def check_package(
+    distribution: str, *, build: bool = True, require_all: bool = False
+) -> list[str]:
+    """Every problem of the installed plugin package ``distribution``; empty when fine.
+
+    ``require_all=True`` makes a plugin whose requirements are missing a problem
+    (otherwise it is skipped with a :class:`SkippedPluginWarning` naming it).
+    """
     from plugin_registry.cli import doctor
     from plugin_registry.registry import Registry
 
@@ -55,6 +66,18 @@ def check_package(distribution: str, *, build: bool = True) -> list[str]:
     if not records and not problems:
         problems.append(f"{dist}: its hooks declare no plugin")
     if build:
+        skipped = [r for r in records if not r.available]
+        for record in skipped:
+            what = f"{record.kind}/{dist}:{record.name}"
+            line = f"{what} was not imported: {record.unavailable_reason}"
+            if require_all:
+                problems.append(line)
+            else:
+                warnings.warn(
+                    f"{line} (check_package(..., require_all=True) makes this a problem)",
+                    SkippedPluginWarning,
+                    stacklevel=2,
+                )
         for record in records:
             if not record.available:
                 continue
@@ -67,9 +90,11 @@ def check_package(distribution: str, *, build: bool = True) -> list[str]:
     return problems
 
 
-def assert_valid_package(distribution: str, *, build: bool = True) -> None:
+def assert_valid_package(
+    distribution: str, *, build: bool = True, require_all: bool = False
+) -> None:
     """Raise AssertionError listing every problem :func:`check_package` finds."""
-    problems = check_package(distribution, build=build)
+    problems = check_package(distribution, build=build, require_all=require_all)
     if problems:
         raise AssertionError(
             f"plugin package {distribution!r} has {len(problems)} problem(s):\n  - "
