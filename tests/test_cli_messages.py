@@ -274,3 +274,12 @@ def test_doctor_says_each_warning_with_its_fix(capfd: pytest.CaptureFixture[str]
     assert re.search(rf"^0 errors, {n} warnings?, 0 notes; exit 0: nothing is broken", out, re.M)
     # Wrapped at 80, except a word (a path) longer than a line.
     assert all(len(line) <= 80 or " " not in line.strip() for line in out.splitlines())
+
+
+def test_plugins_say_what_they_are() -> None:
+    assert repr(pr.load("bitsandbytes-nf4")).startswith("BitsandbytesPrecision(mode='nf4'")
+    assert repr(pr.load("bf16-mixed")) == "MixedPrecision(precision='bf16-mixed', device='cpu')"
+    assert repr(pr.load("torch")) == "TorchCheckpointIO(weights_only=True)"
+    assert repr(pr.load("async", max_pending=4)) == (
+        "AsyncCheckpointIO(checkpoint_io=TorchCheckpointIO(weights_only=True), max_pending=4)"
+    )

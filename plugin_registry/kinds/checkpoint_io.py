@@ -14,6 +14,12 @@ PathLike = str | os.PathLike[str]
 class CheckpointIO(ABC):
     """Save, load and remove checkpoints: the interface of Lightning's ``CheckpointIO``."""
 
+    def __repr__(self) -> str:
+        # The constructor's arguments, so that a log line says which plugin this is.
+        from plugin_registry.kinds._repr import plugin_repr
+
+        return plugin_repr(self)
+
     @abstractmethod
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None

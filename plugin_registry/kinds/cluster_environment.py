@@ -18,6 +18,12 @@ class ClusterEnvironment(ABC):
     no torch, so detection is cheap.
     """
 
+    def __repr__(self) -> str:
+        # The constructor's arguments, so that a log line says which plugin this is.
+        from plugin_registry.kinds._repr import plugin_repr
+
+        return plugin_repr(self)
+
     #: False for an environment that cannot tell its launcher from another
     #: (Kubeflow): the resolver then never picks it unless it is named.
     auto_detect: ClassVar[bool] = True

@@ -73,6 +73,12 @@ FAMILY_PRECISIONS: dict[StrategyFamily, tuple[PrecisionValue, ...]] = {
 class Precision:
     """Full (32-bit) precision; the base every precision plugin derives from."""
 
+    def __repr__(self) -> str:
+        # The constructor's arguments, so that a log line says which plugin this is.
+        from plugin_registry.kinds._repr import plugin_repr
+
+        return plugin_repr(self)
+
     #: The Lightning-style name of the format, e.g. ``"bf16-mixed"``.
     precision: str = "32-true"
 

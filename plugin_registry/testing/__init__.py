@@ -35,9 +35,7 @@ from plugin_registry.records import ENTRY_POINT_GROUP
 __all__ = ["assert_valid_package", "check_package"]
 
 
-def check_package(
-    distribution: str, *, build: bool = True, require_all: bool = False
-) -> list[str]:
+def check_package(distribution: str, *, build: bool = True, require_all: bool = False) -> list[str]:
     """Every problem of the installed plugin package ``distribution``; empty when fine.
 
     ``require_all=True`` makes a plugin whose requirements are missing a problem
