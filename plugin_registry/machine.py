@@ -105,6 +105,16 @@ class Hardware:
         """The installed version of ``distribution`` on that machine, or None."""
         return self.libraries.get(normalize_distribution(distribution))
 
+    def records(self, distribution: str) -> bool:
+        """Whether the record says anything of ``distribution`` (installed or not)."""
+        return normalize_distribution(distribution) in self.libraries
+
+    def with_libraries(self, libraries: Mapping[str, str | None]) -> Hardware:
+        """These devices with another machine's libraries (plan a job on that hardware
+        with the packages installed here: ``resolve --hardware FILE --libraries here``)."""
+        torch = libraries.get("torch", self.torch)
+        return dataclasses.replace(self, libraries=dict(libraries), torch=torch)
+
     def summary(self) -> str:
         """One line: ``2 x CUDA (NVIDIA H100, 9.0), 16 CPU cores, torch 2.13.0``."""
         parts: list[str] = []

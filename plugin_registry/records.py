@@ -112,7 +112,7 @@ class PluginInfo:
     ``bitsandbytes-fp4``, and loading ``bitsandbytes-fp4`` passes ``mode="fp4"``
     to the target.
 
-    The resolver reads four more fields (see :mod:`plugin_registry.resolver`):
+    The resolver reads six more fields (see :mod:`plugin_registry.resolver`):
 
     ``provides``
         the ``precision=`` settings the plugin implements besides its own names
@@ -126,11 +126,17 @@ class PluginInfo:
         ``{"compute_capability": ">=8.9"}``.
     ``accelerators``
         where the plugin runs; ``"any"`` for every accelerator (a launcher's
-        cluster environment).
+        cluster environment). The default is ``("cpu",)``: a plugin that also
+        runs on CUDA must say so, a checkpoint IO too (``("cpu", "cuda")``, or
+        ``("any",)`` for one that only moves bytes), or the resolver refuses it
+        on a GPU machine.
     ``shardable``
         False when the plugin holds parameters that a strategy sharding
         parameters (FSDP, DeepSpeed stage 3) cannot split, e.g. packed 4-bit
         weights.
+    ``priority``
+        rank among the accepted candidates of a slot (users override it); for
+        cluster environments, the order in which ``detect()`` is asked.
     """
 
     name: str

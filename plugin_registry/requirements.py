@@ -95,8 +95,13 @@ def check(
     requires: tuple[str, ...],
     install_hint: str = "",
     version_of: Callable[[str], str | None] = installed_version,
+    recorded: Callable[[str], bool] | None = None,
 ) -> Unmet:
-    """What of ``requires`` is not met here (or per ``version_of``), with the install command."""
+    """What of ``requires`` is not met here (or per ``version_of``), with the install command.
+
+    ``recorded`` says whether a hardware record (``version_of`` reads it) lists a library
+    at all: one it does not list is "not in the hardware record", not "not installed".
+    """
     reasons: list[str] = []
     short: list[str] = []
     missing: list[str] = []
@@ -112,6 +117,13 @@ def check(
             short.append("not for this platform")
             continue
         found = version_of(req.name)
+        if found is None and recorded is not None and not recorded(req.name):
+            reasons.append(
+                f"{req.name} is not in the hardware record (resolve --libraries here judges "
+                "the libraries installed on this machine instead)"
+            )
+            short.append(f"{req.name} is not in the hardware record")
+            continue
         if found is None:
             reasons.append(f"{req.name} is not installed")
             short.append(f"missing: {req.name}")
@@ -139,13 +151,14 @@ def unmet(
     requires: tuple[str, ...],
     install_hint: str = "",
     version_of: Callable[[str], str | None] = installed_version,
+    recorded: Callable[[str], bool] | None = None,
 ) -> str:
     """Why ``requires`` is not met, with the install command; '' when met.
 
     ``version_of`` says what is installed: this machine's metadata by default,
     or another machine's hardware record (:meth:`Hardware.version`).
     """
-    return str(check(requires, install_hint, version_of))
+    return str(check(requires, install_hint, version_of, recorded))
 
 
 def with_availability(records: Iterable[PluginInfo]) -> list[PluginInfo]:

@@ -283,3 +283,42 @@ def test_plugins_say_what_they_are() -> None:
     assert repr(pr.load("async", max_pending=4)) == (
         "AsyncCheckpointIO(checkpoint_io=TorchCheckpointIO(weights_only=True), max_pending=4)"
     )
+
+
+def test_planning_elsewhere_names_libraries_the_record_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """docs/hardware/h100x8.json lists the built-ins' libraries: a third-party plugin's
+    library is 'not in the hardware record', and --libraries here takes this machine's."""
+    site = SiteDir(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site.path))
+    mod = unique("planned_plugins")
+    record = (
+        f'PluginInfo(name="planned-bf16", kind="precision", target="{mod}.p:P", '
+        'requires=("pluggy>=1",), accelerators=("cpu", "cuda"), provides=("bf16-mixed",))'
+    )
+    site.install(
+        "planned-plugins",
+        {
+            f"{mod}/__init__.py": "",
+            f"{mod}/p.py": "from plugin_registry.kinds.precision import Precision as P\n",
+            f"{mod}/registration.py": registration("precision", record),
+        },
+        f"{mod}.registration",
+    )
+    h100 = str(Path(__file__).resolve().parents[1] / "docs" / "hardware" / "h100x8.json")
+    monkeypatch.setenv("COLUMNS", "250")  # the explanation's reasons on one line each
+    base = ["--no-cache", "resolve", "--hardware", h100]
+    args = [*base, "--plugin", "planned-bf16"]
+    assert cli.main(args) == 2
+    err = capfd.readouterr().err
+    assert "pluggy is not installed" not in err
+    assert "pluggy is not in the hardware record (resolve --libraries here judges" in err
+    assert cli.main([*base, "--precision", "bf16-mixed"]) == 0
+    out = capfd.readouterr().out
+    assert re.search(r"planned-bf16 .* rejected .* pluggy is not in the hardware record", out)
+    assert cli.main([*args, "--libraries", "here"]) == 0, capfd.readouterr().err
+    out = capfd.readouterr().out
+    assert "planned-bf16" in out and "8 x CUDA" in out
+    assert cli.main(["--no-cache", "resolve", "--libraries", "here"]) == 2
+    assert "--libraries here goes with --hardware FILE" in capfd.readouterr().err

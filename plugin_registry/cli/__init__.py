@@ -260,6 +260,23 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hardware(args: argparse.Namespace) -> Any:
+    """The hardware record to plan for (None: this machine), with this machine's
+    libraries when asked."""
+    if args.hardware is None:
+        if args.libraries == "here":
+            raise PluginRegistryError("--libraries here goes with --hardware FILE")
+        return None
+    from plugin_registry.machine import Hardware
+
+    hardware = Hardware.load(args.hardware)
+    if args.libraries == "here":
+        from plugin_registry.resolver.hardware import installed_libraries
+
+        hardware = hardware.with_libraries(installed_libraries(_registry(args)))
+    return hardware
+
+
 def _resolve(args: argparse.Namespace, resolve: Any) -> Any:
     return resolve(
         precision=args.precision,
@@ -268,7 +285,7 @@ def _resolve(args: argparse.Namespace, resolve: Any) -> Any:
         devices=args.devices,
         num_nodes=args.num_nodes,
         plugins=args.plugin,
-        hardware=args.hardware,
+        hardware=_hardware(args),
         registry=_registry(args),
         lock=args.lock,
     )
@@ -340,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--plugin", action="append", default=[], metavar="NAME", help="name a plugin (repeat)"
     )
     p.add_argument("--hardware", metavar="FILE", help="plan for the machine this record describes")
+    p.add_argument(
+        "--libraries",
+        choices=("record", "here"),
+        default="record",
+        help="with --hardware: judge the libraries the record lists (default), or the ones "
+        "installed here (plan a machine you will install the same packages on)",
+    )
     p.add_argument("--lock", metavar="FILE", help="reload the plugins of a lock; fail on change")
     p.add_argument("--write-lock", metavar="FILE", help="write the resolution's lock file")
     p.add_argument("--json", action="store_true")

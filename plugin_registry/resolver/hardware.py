@@ -100,7 +100,7 @@ def _detect(registry: Registry | None) -> Hardware:
         else:
             sources.append(source)
             devices.extend(found_or_error)
-    libraries = {name: installed_version(name) for name in _required_libraries(registry)}
+    libraries = installed_libraries(registry)
     return Hardware(
         cpu_cores=_cpu_cores(),
         devices=tuple(devices),
@@ -195,6 +195,13 @@ def _hook_devices(registry: Registry) -> Iterable[tuple[str, list[Device] | str]
             )
             continue
         yield source, list(returned)
+
+
+def installed_libraries(registry: Registry) -> dict[str, str | None]:
+    """This machine's version (None: not installed) of every library a plugin requires."""
+    from plugin_registry.requirements import installed_version
+
+    return {name: installed_version(name) for name in _required_libraries(registry)}
 
 
 def _required_libraries(registry: Registry) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from plugin_registry.kinds.precision import PRECISION_DTYPE, PRECISIONS
-from plugin_registry.machine import Device
+from plugin_registry.machine import Device, Hardware
 from plugin_registry.names import normalize_name
 from plugin_registry.records import PluginInfo
 from plugin_registry.resolver.job import Job
@@ -38,12 +38,13 @@ class Judge:
         self,
         records: Sequence[PluginInfo],
         preferred: Callable[[str, str], str | None],
-        version_of: Callable[[str], str | None] | None = None,
+        planned: Hardware | None = None,
     ) -> None:
-        """``version_of`` says which libraries the judged machine has (this one's when None)."""
+        """``planned`` is the hardware record whose libraries are judged (None: this
+        machine's installed packages)."""
         self.records = records
         self.preferred = preferred
-        self.version_of = version_of
+        self.planned = planned
 
     def __call__(self, cand: Candidate, job: Job) -> Candidate:
         record = cand.record
@@ -72,7 +73,10 @@ class Judge:
     def _unmet(self, record: PluginInfo) -> Unmet:
         from plugin_registry.requirements import check, installed_version
 
-        return check(record.requires, record.install_hint, self.version_of or installed_version)
+        if self.planned is None:
+            return check(record.requires, record.install_hint, installed_version)
+        planned = self.planned
+        return check(record.requires, record.install_hint, planned.version, planned.records)
 
     def _missing(self, record: PluginInfo) -> str:
         unmet = self._unmet(record)

@@ -125,7 +125,7 @@ class Resolver:
         # Pins keep their kind: a pin of 'precision/torch' says nothing of the
         # checkpoint IO named torch.
         self.pins = dict(registry.control.pins)
-        self.judge = Judge(self.records, self._preferred, hardware.version if recheck else None)
+        self.judge = Judge(self.records, self._preferred, hardware if recheck else None)
 
     @classmethod
     def on(
@@ -498,7 +498,7 @@ class Resolver:
 def _unmet(record: PluginInfo, hardware: Hardware) -> str:
     from plugin_registry.requirements import unmet
 
-    return unmet(record.requires, record.install_hint, hardware.version)
+    return unmet(record.requires, record.install_hint, hardware.version, hardware.records)
 
 
 def _concrete_name(record: PluginInfo, parameters: Mapping[str, str]) -> str:
