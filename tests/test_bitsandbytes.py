@@ -175,3 +175,23 @@ def test_cuda_forward(mode: str) -> None:
     with plugin.forward_context():
         out = plugin.convert_output(model(plugin.convert_input(x)))
     assert (out - reference(x)).abs().max() < 0.1
+
+
+def test_the_optional_kernel_notice_is_kept_out_but_other_records_pass(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On CPUs with AVX512-BF16, importing bitsandbytes logs that the optional Hub kernel
+    (`pip install kernels`) is missing; that one notice is dropped, nothing else."""
+    import logging
+
+    import builtin_plugins.precision.bitsandbytes  # noqa: F401 - installs the filter
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with caplog.at_level(logging.WARNING):
+        logger.warning(
+            "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make "
+            "sure you already `pip install kernels` and the kernels >= 0.11.1",
+            "No module named 'kernels'",
+        )
+        logger.warning("a real problem")
+    assert [r.getMessage() for r in caplog.records] == ["a real problem"]

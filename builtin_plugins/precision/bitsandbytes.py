@@ -7,12 +7,27 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 from typing import Any
 
 import torch
 
 from builtin_plugins.precision.formats import check_precision, convert_floating, default_dtype
 from plugin_registry.kinds.precision import Precision
+
+
+class _OptionalKernelNotice(logging.Filter):
+    """Drops bitsandbytes' import-time notice that the optional Hub kernel for 4-bit CPU
+    matmuls (``pip install kernels``) is absent: its own kernel is used instead, so the
+    notice is noise on every load. Every other record of that logger passes."""
+
+    PREFIX = "Failed to load CPU gemm_4bit_forward from kernels-community"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.PREFIX)
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_OptionalKernelNotice())
 
 # Typed as Any: bitsandbytes' own annotations do not describe its Params/Linear classes.
 bnb: Any = importlib.import_module("bitsandbytes")
