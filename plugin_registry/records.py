@@ -119,7 +119,8 @@ class PluginInfo:
         (placeholders allowed): ``fsdp-{precision}`` provides ``"{precision}"``.
     ``strategies``
         the strategy families it is made for (``"fsdp"``, ``"deepspeed"``,
-        ``"xla"``); empty means the plain ones (single device, DDP).
+        ``"xla"``, ``"model_parallel"``; ``("single",)`` for one device only);
+        empty means the plain ones (single device, DDP).
     ``constraints``
         conditions on every device the job uses, as version specifiers on the
         device properties hardware detection reports:

@@ -336,3 +336,22 @@ def test_torchs_numpy_notice_stays_out_of_resolve() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "" and "Resolution for" in proc.stdout
+
+
+def test_a_single_device_plugin_is_declared_with_its_strategy_family() -> None:
+    from plugin_registry.kinds.precision import Precision
+    from tests.resolver_cases import H100x2
+
+    class Solo(Precision):
+        precision = "solo"
+
+    registry = pr.Registry(cache=False)
+    registry.register(
+        Solo, name="solo", kind="precision", strategies=("single",), accelerators=("cpu", "cuda")
+    )
+    kw = {"hardware": H100x2, "registry": registry, "preferences": Preferences()}
+    with pytest.raises(
+        pr.PluginRegistryError, match="made for strategy single; this job uses 'ddp'"
+    ):
+        resolve(plugins=["solo"], **kw)
+    assert resolve(plugins=["solo"], devices=1, **kw).precision.name == "solo"
