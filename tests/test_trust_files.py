@@ -193,7 +193,8 @@ def test_ascii_stdout_gets_ascii_tables(command: list[str]) -> None:
     proc = run_cli(*command, PYTHONIOENCODING="ascii")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout.isascii()
-    assert "+--" in proc.stdout or "|" in proc.stdout
+    if command[0] != "doctor":  # the doctor writes lines, not tables
+        assert "+--" in proc.stdout or "|" in proc.stdout
 
 
 @pytest.mark.parametrize(
