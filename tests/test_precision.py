@@ -131,6 +131,33 @@ def test_unscale_gradients_before_clipping() -> None:
     plugin.optimizer_step(opt)  # unscale_ already done: the scaler does not unscale twice
 
 
+@pytest.mark.parametrize("plugin_class", [MixedPrecision, "fsdp"])
+@pytest.mark.parametrize("optimizer", ["AdamW", "Adam"])
+def test_16_mixed_steps_a_fused_optimizer(plugin_class: Any, optimizer: str) -> None:
+    """Lightning steps fused optimizers through the scaler (the default choice on GPUs); only
+    unscaling before clipping is impossible for them, since they unscale inside their step."""
+    if plugin_class == "fsdp":
+        from builtin_plugins.precision.fsdp import FSDPPrecision as plugin_class
+    torch.manual_seed(0)
+    plugin = plugin_class("16-mixed", device="cpu")
+    model = torch.nn.Linear(4, 4)
+    opt = getattr(torch.optim, optimizer)(model.parameters(), lr=0.01, fused=True)
+    assert opt._step_supports_amp_scaling
+    before = model.weight.detach().clone()
+    for _ in range(3):
+        with plugin.forward_context():
+            loss = model(torch.randn(8, 4)).float().pow(2).mean()
+        plugin.backward(loss, model)
+        plugin.optimizer_step(opt)
+        opt.zero_grad()
+    assert not torch.equal(before, model.weight) and torch.isfinite(model.weight).all()
+    with plugin.forward_context():
+        loss = model(torch.randn(8, 4)).float().pow(2).mean()
+    plugin.backward(loss, model)
+    with pytest.raises(NotImplementedError, match=r"clipping .* not possible .* fused=True"):
+        plugin.unscale_gradients(opt)
+
+
 def test_clear_errors() -> None:
     with pytest.raises(ValueError, match="bf16-mixed needs no gradient scaler"):
         MixedPrecision("bf16-mixed", device="cpu", scaler=torch.amp.GradScaler("cpu"))

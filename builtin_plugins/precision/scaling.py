@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
 
 
-def reject_unscaling_optimizers(optimizer: Any) -> None:
-    """Optimizers a GradScaler cannot drive, each with the way out."""
+def reject_unscalable_optimizer(optimizer: Any) -> None:
+    """An optimizer a GradScaler cannot step (LBFGS), with the way out; as Lightning, a
+    TypeError."""
     from torch.optim import LBFGS
 
     if isinstance(optimizer, LBFGS):
@@ -21,10 +22,16 @@ def reject_unscaling_optimizers(optimizer: Any) -> None:
             "LBFGS cannot be used with a gradient scaler (16-mixed): its closure re-evaluates "
             "the loss, which the scaler cannot scale. Use bf16-mixed or 32-true with LBFGS."
         )
+
+
+def reject_unscaling_before_step(optimizer: Any) -> None:
+    """Fused/capturable optimizers (AdamW(fused=True)) unscale inside their own step: the
+    scaler steps them fine, but their gradients cannot be unscaled first for clipping."""
     if getattr(optimizer, "_step_supports_amp_scaling", False):
         raise NotImplementedError(
-            f"{type(optimizer).__name__} unscales gradients inside its own step, so they cannot "
-            "be unscaled for clipping first; clip inside the optimizer or use bf16-mixed."
+            f"gradient clipping with 16-mixed is not possible for {type(optimizer).__name__} "
+            "with fused=True: it unscales its gradients inside its own step. Train without "
+            "clipping, use fused=False, or use bf16-mixed."
         )
 
 
@@ -43,15 +50,16 @@ class LossScaling(Precision):
     def optimizer_step(self, optimizer: Any, **kwargs: Any) -> Any:
         if self.scaler is None:
             return super().optimizer_step(optimizer, **kwargs)
-        reject_unscaling_optimizers(optimizer)
-        # The scaler skips optimizer.step() when the gradients hold inf or nan.
+        reject_unscalable_optimizer(optimizer)
+        # The scaler skips optimizer.step() when the gradients hold inf or nan; a fused
+        # optimizer gets the scale and unscales inside its step.
         output = self.scaler.step(optimizer, **kwargs)
         self.scaler.update()
         return output
 
     def unscale_gradients(self, optimizer: Optimizer) -> None:
         if self.scaler is not None:
-            reject_unscaling_optimizers(optimizer)
+            reject_unscaling_before_step(optimizer)
             self.scaler.unscale_(optimizer)
 
     def state_dict(self) -> dict[str, Any]:
