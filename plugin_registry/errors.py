@@ -136,6 +136,25 @@ class ClusterEnvironmentError(PluginRegistryError, RuntimeError):
     the variable, its value and what sets it."""
 
 
+class MissingVariableError(ClusterEnvironmentError, KeyError):
+    """A variable the launcher sets is not set (where Lightning's ``os.environ[...]``
+    raises KeyError, so ``except KeyError`` still catches it)."""
+
+    def __str__(self) -> str:
+        # KeyError's str() would quote the message as if it were a key.
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidVariableError(ClusterEnvironmentError, ValueError):
+    """A launcher variable, or a file it names, that cannot be read (where Lightning's
+    ``int(...)`` or its LSF checks raise ValueError)."""
+
+
+class SettingsMismatchError(ClusterEnvironmentError, ValueError):
+    """``devices``/``num_nodes`` contradict what the launcher started (Lightning's
+    ``validate_settings`` raises ValueError)."""
+
+
 class CheckpointError(PluginRegistryError):
     """A checkpoint could not be saved or loaded; the message names the path and the cause."""
 

@@ -41,22 +41,39 @@ def environ() -> Iterator[Callable[[dict[str, str]], None]]:
     os.environ.update(saved)
 
 
+class Raised:
+    """An answer that was an exception. Two are equal when one is an instance of the other's
+    type: ours may be more specific (MissingVariableError) as long as ``except KeyError``
+    written for Lightning still catches it."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Raised):
+            return False
+        return isinstance(self.exc, type(other.exc)) or isinstance(other.exc, type(self.exc))
+
+    def __repr__(self) -> str:
+        return f"raises {type(self.exc).__name__}({str(self.exc)[:60]!r})"
+
+
 def answers(cls: Any, devices_nodes: list[tuple[int, int]], skip: tuple[str, ...] = ()) -> dict:
-    """Everything an environment says, each answer or the fact that it raised."""
+    """Everything an environment says, each answer or the exception it raised."""
 
     def ask(fn: Callable[[], Any]) -> Any:
         try:
             return fn()
-        except Exception:
-            return "raises error"
+        except Exception as exc:
+            return Raised(exc)
 
     saved = dict(os.environ)
     try:
         out: dict[str, Any] = {"detect": ask(cls.detect)}
         try:
             env = cls()
-        except Exception:
-            return {**out, "construct": "raises error"}
+        except Exception as exc:
+            return {**out, "construct": Raised(exc)}
         for name in ("creates_processes_externally", "main_address", "main_port"):
             if name not in skip:
                 out[name] = ask(lambda n=name: getattr(env, n))
@@ -206,7 +223,8 @@ def test_kubeflow_matches_lightning_except_detect(environ: Any) -> None:
     theirs = answers(lightning_envs.KubeflowEnvironment, VALIDATE)
     # Lightning's detect() raises NotImplementedError; ours says "no" so that
     # detection can go on to the next environment.
-    assert ours.pop("detect") is False and theirs.pop("detect") == "raises error"
+    assert ours.pop("detect") is False
+    assert isinstance(theirs.pop("detect").exc, NotImplementedError)
     assert ours == theirs
 
 
@@ -535,3 +553,24 @@ def test_environment_modules_import_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_lightnings_except_clauses_still_catch_our_errors(environ: Any) -> None:
+    """Code written for Lightning catches KeyError for a missing launcher variable and
+    ValueError for settings that contradict the launcher; ours are both, and still ours."""
+    from plugin_registry.errors import MissingVariableError, SettingsMismatchError
+
+    environ({"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1"})
+    env = SLURMEnvironment()
+    with pytest.raises(KeyError) as missing:
+        env.global_rank()
+    assert isinstance(missing.value, MissingVariableError)
+    assert isinstance(missing.value, ClusterEnvironmentError)
+    assert str(missing.value).startswith("SLURM_PROCID is not set")  # not quoted like a key
+    with pytest.raises(ValueError) as mismatch:
+        env.validate_settings(4, 1)
+    assert isinstance(mismatch.value, SettingsMismatchError)
+    assert "Set devices=2" in str(mismatch.value)
+    environ({"SLURM_NTASKS": "x"})
+    with pytest.raises(ValueError, match="SLURM_NTASKS='x' is not an integer"):
+        SLURMEnvironment().world_size()

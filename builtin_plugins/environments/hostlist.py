@@ -13,7 +13,7 @@ import itertools
 import math
 import re
 
-from plugin_registry.kinds.cluster_environment import ClusterEnvironmentError
+from plugin_registry.errors import InvalidVariableError
 
 #: The most hosts (and tasks-per-node entries) one list may name.
 MAX_HOSTS = 100_000
@@ -35,13 +35,11 @@ def _split_top_level(text: str, variable: str) -> list[str]:
         if ch == "[":
             depth += 1
             if depth > 1:
-                raise ClusterEnvironmentError(f"nested '[' in host list {variable}={_shown(text)}")
+                raise InvalidVariableError(f"nested '[' in host list {variable}={_shown(text)}")
         elif ch == "]":
             depth -= 1
             if depth < 0:
-                raise ClusterEnvironmentError(
-                    f"unbalanced ']' in host list {variable}={_shown(text)}"
-                )
+                raise InvalidVariableError(f"unbalanced ']' in host list {variable}={_shown(text)}")
         if ch in ", " and depth == 0:
             if current:
                 items.append("".join(current))
@@ -49,7 +47,7 @@ def _split_top_level(text: str, variable: str) -> list[str]:
         else:
             current.append(ch)
     if depth != 0:
-        raise ClusterEnvironmentError(f"unbalanced '[' in host list {variable}={_shown(text)}")
+        raise InvalidVariableError(f"unbalanced '[' in host list {variable}={_shown(text)}")
     if current:
         items.append("".join(current))
     return items
@@ -61,19 +59,19 @@ def _ranges(body: str, text: str, variable: str) -> list[tuple[int, int, int]]:
     for part in body.split(","):
         m = _RANGE.match(part.strip())
         if not m:
-            raise ClusterEnvironmentError(
+            raise InvalidVariableError(
                 f"bad range {_shown(part)} in host list {variable}={_shown(text)}: expected "
                 "ASCII digits such as 1-4 or 07"
             )
         lo_text, hi_text = m.group(1), m.group(2) or m.group(1)
         if max(len(lo_text), len(hi_text)) > MAX_DIGITS:
-            raise ClusterEnvironmentError(
+            raise InvalidVariableError(
                 f"range {_shown(part)} in host list {variable}={_shown(text)} has numbers of "
                 f"more than {MAX_DIGITS} digits"
             )
         lo, hi = int(lo_text), int(hi_text)
         if hi < lo:
-            raise ClusterEnvironmentError(
+            raise InvalidVariableError(
                 f"descending range {_shown(part)} in host list {variable}={_shown(text)}"
             )
         width = len(lo_text) if lo_text.startswith("0") and len(lo_text) > 1 else 0
@@ -110,7 +108,7 @@ def first_host(text: str, variable: str = "SLURM_NODELIST") -> str:
     """The first host ``text`` names, without expanding the others."""
     items = _split_top_level(text.strip(), variable)
     if not items:
-        raise ClusterEnvironmentError(f"{variable} names no host")
+        raise InvalidVariableError(f"{variable} names no host")
     pieces = _pieces(items[0], text, variable)
     return "".join(
         piece if isinstance(piece, str) else str(piece[0][0]).zfill(piece[0][2]) for piece in pieces
@@ -127,7 +125,7 @@ def expand_hostlist(text: str, variable: str = "SLURM_NODELIST") -> list[str]:
     """
     total = count_hosts(text, variable)
     if total > MAX_HOSTS:
-        raise ClusterEnvironmentError(
+        raise InvalidVariableError(
             f"{variable} names {total} hosts, more than the {MAX_HOSTS} a job may have: "
             f"{_shown(text)}"
         )
@@ -144,14 +142,14 @@ def tasks_per_node(text: str, variable: str = "SLURM_TASKS_PER_NODE") -> list[in
     for part in text.split(","):
         m = re.fullmatch(r"\s*([0-9]{1,9})(?:\(x([0-9]{1,9})\))?\s*", part, re.ASCII)
         if not m:
-            raise ClusterEnvironmentError(
+            raise InvalidVariableError(
                 f"{variable}={_shown(text)} is not of the form '2(x3),1'; is this process "
                 "started by srun?"
             )
         parsed.append((int(m.group(1)), int(m.group(2) or 1)))
     nodes = sum(repeat for _, repeat in parsed)
     if nodes > MAX_HOSTS:
-        raise ClusterEnvironmentError(
+        raise InvalidVariableError(
             f"{variable}={_shown(text)} describes {nodes} nodes, more than the {MAX_HOSTS} a "
             "job may have"
         )

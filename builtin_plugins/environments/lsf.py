@@ -6,7 +6,8 @@ import os
 import socket
 
 from builtin_plugins.environments.variables import get_int, read_host_file
-from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
+from plugin_registry.errors import InvalidVariableError
+from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 _WHO = "is this process started by jsrun inside an LSF job?"
 _REQUIRED = ("LSB_JOBID", "LSB_DJOB_RANKFILE", "JSM_NAMESPACE_LOCAL_RANK", "JSM_NAMESPACE_SIZE")
@@ -30,7 +31,7 @@ class LSFEnvironment(ClusterEnvironment):
         lines = read_host_file("LSB_DJOB_RANKFILE", _WHO, "the LSF rank file")
         path = os.environ["LSB_DJOB_RANKFILE"]
         if len(lines) < 2:
-            raise ClusterEnvironmentError(
+            raise InvalidVariableError(
                 f"the LSF rank file {path!r} lists {len(lines)} host(s); expected the launch "
                 "node followed by one line per task"
             )
@@ -74,7 +75,7 @@ class LSFEnvironment(ClusterEnvironment):
         hosts = self.hosts
         me = socket.gethostname()
         if me not in hosts:
-            raise ClusterEnvironmentError(
+            raise InvalidVariableError(
                 f"this host {me!r} is not in the LSF rank file "
                 f"{os.environ.get('LSB_DJOB_RANKFILE')!r} (compute hosts: {', '.join(hosts)})"
             )

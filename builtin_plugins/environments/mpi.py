@@ -10,7 +10,8 @@ from typing import Any
 
 from builtin_plugins.environments.lightning import find_free_network_port
 from builtin_plugins.environments.variables import get_int, parse_count
-from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
+from plugin_registry.errors import MissingVariableError
+from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 _WHO = "is this process started by mpirun?"
 
@@ -67,7 +68,7 @@ class MPIEnvironment(ClusterEnvironment):
 
             self._comm_world = MPI.COMM_WORLD
         elif _launcher() is None:
-            raise ClusterEnvironmentError(
+            raise MissingVariableError(
                 "no MPI launcher variables (OMPI_COMM_WORLD_*, PMI_*, MV2_COMM_WORLD_*) and "
                 "mpi4py is not installed; start the processes with mpirun, or "
                 "pip install mpi4py"
@@ -80,7 +81,7 @@ class MPIEnvironment(ClusterEnvironment):
     def _names(self) -> tuple[str, str, str, str]:
         names = _launcher()
         if names is None:
-            raise ClusterEnvironmentError(f"no MPI launcher variables found; {_WHO}")
+            raise MissingVariableError(f"no MPI launcher variables found; {_WHO}")
         return names
 
     def _single_node(self) -> bool:
@@ -97,7 +98,7 @@ class MPIEnvironment(ClusterEnvironment):
             elif self._single_node():
                 self._main_address = "127.0.0.1"
             else:
-                raise ClusterEnvironmentError(
+                raise MissingVariableError(
                     "the MPI job spans several nodes and rank 0's host is unknown without "
                     "mpi4py; pip install mpi4py, or export MASTER_ADDR (mpirun -x MASTER_ADDR)"
                 )
@@ -114,7 +115,7 @@ class MPIEnvironment(ClusterEnvironment):
                 digest = zlib.crc32(os.environ["PMIX_NAMESPACE"].encode("utf-8", "surrogateescape"))
                 self._main_port = 20000 + digest % 20000
             else:
-                raise ClusterEnvironmentError(
+                raise MissingVariableError(
                     "no port agreed between the MPI ranks: without mpi4py, export MASTER_PORT "
                     "(mpirun -x MASTER_PORT=29500), or pip install mpi4py"
                 )
@@ -170,7 +171,7 @@ class MPIEnvironment(ClusterEnvironment):
             return self._node_rank
         if self._single_node():
             return 0
-        raise ClusterEnvironmentError(
+        raise MissingVariableError(
             "this MPI launcher sets no node rank and the job spans several nodes; "
             "pip install mpi4py"
         )

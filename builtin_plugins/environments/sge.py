@@ -13,7 +13,8 @@ from builtin_plugins.environments.variables import (
     port_from_job_id,
     read_host_file,
 )
-from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
+from plugin_registry.errors import InvalidVariableError, SettingsMismatchError
+from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 _WHO = "is this process part of a Grid Engine job submitted with qsub -pe?"
 
@@ -62,7 +63,7 @@ class SGEEnvironment(ClusterEnvironment):
         for fields in lines:
             slots = parse_count(fields[1]) if len(fields) >= 2 else None
             if slots is None or slots < 1:
-                raise ClusterEnvironmentError(
+                raise InvalidVariableError(
                     f"PE_HOSTFILE={path!r} has a line {' '.join(fields)[:80]!r}; expected "
                     "'host slots queue processors' with at least one slot"
                 )
@@ -100,7 +101,7 @@ class SGEEnvironment(ClusterEnvironment):
         for name in mine:
             if name in hosts:
                 return hosts.index(name)
-        raise ClusterEnvironmentError(
+        raise InvalidVariableError(
             f"this host ({' / '.join(mine)}) is not in PE_HOSTFILE="
             f"{os.environ.get('PE_HOSTFILE')!r} (hosts: {', '.join(hosts)})"
         )
@@ -120,13 +121,13 @@ class SGEEnvironment(ClusterEnvironment):
     def validate_settings(self, num_devices: int, num_nodes: int) -> None:
         nhosts = get_int("NHOSTS", _WHO, default=len(self.slots()))
         if nhosts != num_nodes:
-            raise ClusterEnvironmentError(
+            raise SettingsMismatchError(
                 f"You set num_nodes={num_nodes}, but Grid Engine gave the job NHOSTS={nhosts} "
                 f"host(s). Set num_nodes={nhosts}."
             )
         here = self.slots()[self.node_rank()][1]
         if here != num_devices:
-            raise ClusterEnvironmentError(
+            raise SettingsMismatchError(
                 f"You set devices={num_devices}, but this host has {here} slot(s) in "
                 f"PE_HOSTFILE. Set devices={here}, or ask qsub -pe for {num_devices} per host."
             )

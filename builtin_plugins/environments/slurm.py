@@ -7,7 +7,8 @@ import signal
 
 from builtin_plugins.environments.hostlist import expand_hostlist, first_host, tasks_per_node
 from builtin_plugins.environments.variables import get, get_int, parse_count, port_from_job_id
-from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
+from plugin_registry.errors import InvalidVariableError, SettingsMismatchError
+from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 _WHO = "is this process started by srun?"
 _INTERACTIVE_NAMES = ("bash", "interactive")
@@ -113,7 +114,7 @@ class SLURMEnvironment(ClusterEnvironment):
         counts = tasks_per_node(get("SLURM_TASKS_PER_NODE", _WHO))
         node = self.node_rank() if "SLURM_NODEID" in os.environ else 0
         if node >= len(counts):
-            raise ClusterEnvironmentError(
+            raise InvalidVariableError(
                 f"SLURM_NODEID={node} but SLURM_TASKS_PER_NODE="
                 f"{os.environ['SLURM_TASKS_PER_NODE']!r} lists {len(counts)} node(s)"
             )
@@ -128,13 +129,13 @@ class SLURMEnvironment(ClusterEnvironment):
         if per_node_var is not None:
             per_node = get_int("SLURM_NTASKS_PER_NODE", _WHO)
             if per_node != num_devices:
-                raise ClusterEnvironmentError(
+                raise SettingsMismatchError(
                     f"You set devices={num_devices}, but SLURM runs --ntasks-per-node={per_node} "
                     f"(SLURM_NTASKS_PER_NODE). Set devices={per_node}."
                 )
             n = get_int("SLURM_NNODES", _WHO, default=1)
             if ntasks < per_node * n:
-                raise ClusterEnvironmentError(
+                raise SettingsMismatchError(
                     f"The allocation runs SLURM_NTASKS={ntasks} task(s), fewer than "
                     f"--ntasks-per-node={per_node} x {n} node(s): only {ntasks} process(es) will "
                     f"start while {per_node * n} are expected. Ask for --ntasks={per_node * n} "
@@ -143,19 +144,19 @@ class SLURMEnvironment(ClusterEnvironment):
         elif ntasks > 1:
             counts = tasks_per_node(get("SLURM_TASKS_PER_NODE", _WHO))
             if len(set(counts)) > 1:
-                raise ClusterEnvironmentError(
+                raise SettingsMismatchError(
                     f"--ntasks={ntasks} was spread unevenly over the nodes "
                     f"(SLURM_TASKS_PER_NODE={os.environ['SLURM_TASKS_PER_NODE']!r}); use "
                     "--ntasks-per-node so that every node runs as many tasks as devices."
                 )
             if counts[0] != num_devices:
-                raise ClusterEnvironmentError(
+                raise SettingsMismatchError(
                     f"You set devices={num_devices}, but SLURM runs {counts[0]} task(s) per node "
                     f"(SLURM_TASKS_PER_NODE={os.environ['SLURM_TASKS_PER_NODE']!r}). "
                     f"Set devices={counts[0]}."
                 )
         if nnodes is not None and get_int("SLURM_NNODES", _WHO) != num_nodes:
-            raise ClusterEnvironmentError(
+            raise SettingsMismatchError(
                 f"You set num_nodes={num_nodes}, but SLURM allocated --nodes={nnodes} "
                 f"(SLURM_NNODES). Set num_nodes={nnodes}."
             )

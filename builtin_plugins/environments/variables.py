@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from plugin_registry._files import UnreadableFileError, read_text
-from plugin_registry.kinds.cluster_environment import ClusterEnvironmentError
+from plugin_registry.errors import InvalidVariableError, MissingVariableError
 
 #: A host file (PE_HOSTFILE, LSB_DJOB_RANKFILE) larger than this is refused.
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -58,7 +58,7 @@ def get(name: str, launcher: str) -> str:
     """The value of ``name``; an error naming the launcher that should have set it."""
     value = os.environ.get(name)
     if value is None:
-        raise ClusterEnvironmentError(f"{name} is not set; {launcher}")
+        raise MissingVariableError(f"{name} is not set; {launcher}")
     return value
 
 
@@ -68,13 +68,13 @@ def get_int(name: str, launcher: str, default: int | None = None) -> int:
     if value is None:
         if default is not None:
             return default
-        raise ClusterEnvironmentError(f"{name} is not set; {launcher}")
+        raise MissingVariableError(f"{name} is not set; {launcher}")
     number = parse_count(value)
     low, high = _range(name)
     if number is None:
-        raise ClusterEnvironmentError(f"{name}={value[:40]!r} is not an integer; {launcher}")
+        raise InvalidVariableError(f"{name}={value[:40]!r} is not an integer; {launcher}")
     if not low <= number <= high:
-        raise ClusterEnvironmentError(
+        raise InvalidVariableError(
             f"{name}={number} is out of range: it must be between {low} and {high}; {launcher}"
         )
     return number
@@ -89,7 +89,7 @@ def port_from_job_id(job_id: str, variable: str, launcher: str) -> int:
         return get_int("MASTER_PORT", "set it to a free port, or unset it")
     digits = job_id[-4:]
     if parse_count(digits) is None or len(digits.strip()) != len(digits):
-        raise ClusterEnvironmentError(
+        raise InvalidVariableError(
             f"{variable}={job_id[-40:]!r} does not end in digits; set MASTER_PORT instead "
             f"({launcher})"
         )
@@ -100,16 +100,16 @@ def read_host_file(variable: str, launcher: str, what: str = "") -> list[str]:
     """The non-empty lines of the file that ``variable`` names, bounded and checked."""
     path = get(variable, launcher)
     if not path.strip():
-        raise ClusterEnvironmentError(f"{variable} is empty; {launcher}")
+        raise InvalidVariableError(f"{variable} is empty; {launcher}")
     try:
         text = read_text(path, max_bytes=MAX_FILE_BYTES)
     except FileNotFoundError:
-        raise ClusterEnvironmentError(
+        raise InvalidVariableError(
             f"cannot read {what + ' ' if what else ''}{variable}={path!r}: the file does not "
             f"exist; {launcher}"
         ) from None
     except UnreadableFileError as exc:
-        raise ClusterEnvironmentError(
+        raise InvalidVariableError(
             f"cannot read {what + ' ' if what else ''}{variable}={path!r}: "
             f"{exc.strerror or exc}; {launcher}"
         ) from None
