@@ -15,8 +15,8 @@ import lightning as L
 from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
 from plugin_registry.lightning import (
     FabricPrecision,
-    LightningCheckpointIO,
-    LightningEnvironment,
+    RegistryCheckpointIO,
+    RegistryEnvironment,
     TrainerPrecision,
     registry_plugins,
     resolution_plugins,
@@ -63,8 +63,8 @@ def test_fabric_trains_with_registry_plugins_and_checkpoints_through_them(tmp_pa
     plugins = registry_plugins(["bf16-mixed", "torch", "lightning"])
     assert [type(p) for p in plugins] == [
         FabricPrecision,
-        LightningCheckpointIO,
-        LightningEnvironment,
+        RegistryCheckpointIO,
+        RegistryEnvironment,
     ]
     fabric = L.Fabric(accelerator="cpu", devices=1, plugins=plugins)
     assert fabric.strategy.precision is plugins[0]
@@ -228,3 +228,16 @@ def test_third_party_plugins_run_in_fabric(good_venv: Venv, tmp_path: Path) -> N
     assert out == {"io": "CompressedCheckpointIO", "env": "SchedulerEnvironment", "same": True}
     with open(tmp_path / "m.ckpt", "rb") as fh:
         assert fh.read(6) == b"\xfd7zXZ\x00"  # lzma, as the plugin promised
+
+
+def test_adapters_are_named_for_what_they_are() -> None:
+    import plugin_registry as pr
+    import plugin_registry.lightning as bridge
+
+    env = bridge.to_lightning(pr.load("slurm"))
+    assert type(env).__name__ == "RegistryEnvironment"
+    assert repr(env).startswith("RegistryEnvironment(SLURMEnvironment(")
+    io = bridge.to_lightning(pr.load("torch"))
+    assert repr(io) == "RegistryCheckpointIO(TorchCheckpointIO(weights_only=True))"
+    with pytest.warns(DeprecationWarning, match="LightningEnvironment is now RegistryEnvironment"):
+        assert bridge.LightningEnvironment is bridge.RegistryEnvironment

@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FabricPrecision",
-    "LightningCheckpointIO",
-    "LightningEnvironment",
+    "RegistryCheckpointIO",
+    "RegistryEnvironment",
     "TrainerPrecision",
     "registry_plugins",
     "resolution_plugins",
@@ -150,11 +150,14 @@ class TrainerPrecision(_PrecisionDelegate, _TrainerPrecision):
         return self.plugin.optimizer_step(optimizer, **kwargs)
 
 
-class LightningCheckpointIO(_LightningCheckpointIO):
+class RegistryCheckpointIO(_LightningCheckpointIO):
     """Lightning's ``CheckpointIO`` over a registry checkpoint plugin (atomic saves included)."""
 
     def __init__(self, plugin: CheckpointIO) -> None:
         self.plugin = plugin
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.plugin!r})"
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -173,11 +176,15 @@ class LightningCheckpointIO(_LightningCheckpointIO):
         self.plugin.teardown()
 
 
-class LightningEnvironment(_LightningEnvironment):
-    """Lightning's ``ClusterEnvironment`` over a registry environment plugin."""
+class RegistryEnvironment(_LightningEnvironment):
+    """Lightning's ``ClusterEnvironment`` over a registry environment plugin (named for what
+    it is: not Lightning's default ``LightningEnvironment`` while SLURM is in use)."""
 
     def __init__(self, plugin: ClusterEnvironment) -> None:
         self.plugin = plugin
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.plugin!r})"
 
     @property
     def creates_processes_externally(self) -> bool:
@@ -230,9 +237,9 @@ def to_lightning(plugin: Any, *, trainer: bool = False) -> Any:
     if isinstance(plugin, Precision):
         return TrainerPrecision(plugin) if trainer else FabricPrecision(plugin)
     if isinstance(plugin, CheckpointIO):
-        return LightningCheckpointIO(plugin)
+        return RegistryCheckpointIO(plugin)
     if isinstance(plugin, ClusterEnvironment):
-        return LightningEnvironment(plugin)
+        return RegistryEnvironment(plugin)
     raise TypeError(
         f"{plugin!r:.80} is not a registry plugin (Precision, CheckpointIO or "
         "ClusterEnvironment from plugin_registry.kinds) nor a Lightning plugin"
@@ -257,3 +264,25 @@ def resolution_plugins(
 ) -> list[Any]:
     """The resolver's three choices, ready for ``Fabric(plugins=...)`` or the Trainer."""
     return [to_lightning(p, trainer=trainer) for p in resolution.load(registry)]
+
+
+_RENAMED = {
+    "LightningCheckpointIO": "RegistryCheckpointIO",
+    "LightningEnvironment": "RegistryEnvironment",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The adapters were named like Lightning's own default environment until 0.2.
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(
+            f"plugin_registry.lightning.{name} is now {new} (the old name goes in the next "
+            "release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
