@@ -150,6 +150,15 @@ class InvalidVariableError(ClusterEnvironmentError, ValueError):
     ``int(...)`` or its LSF checks raise ValueError)."""
 
 
+class HostFileNotFoundError(InvalidVariableError, FileNotFoundError):
+    """The host or rank file a launcher variable names does not exist (Lightning's
+    ``open()`` raises FileNotFoundError there)."""
+
+    def __str__(self) -> str:
+        # OSError's str() would format (errno, strerror); the message is whole already.
+        return str(self.args[0]) if self.args else ""
+
+
 class SettingsMismatchError(ClusterEnvironmentError, ValueError):
     """``devices``/``num_nodes`` contradict what the launcher started (Lightning's
     ``validate_settings`` raises ValueError)."""

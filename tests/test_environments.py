@@ -574,3 +574,23 @@ def test_lightnings_except_clauses_still_catch_our_errors(environ: Any) -> None:
     environ({"SLURM_NTASKS": "x"})
     with pytest.raises(ValueError, match="SLURM_NTASKS='x' is not an integer"):
         SLURMEnvironment().world_size()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"LSB_DJOB_RANKFILE": "/nonexistent/rankfile"}, {"LSB_DJOB_RANKFILE": ""}],
+    ids=["unset", "missing-file", "empty"],
+)
+def test_lsf_checks_at_construction_like_lightning(environ: Any, values: dict[str, str]) -> None:
+    environ(values)
+    ours = answers(LSFEnvironment, VALIDATE)
+    theirs = answers(lightning_envs.LSFEnvironment, VALIDATE)
+    assert "construct" in ours and ours == theirs
+
+
+@pytest.mark.parametrize(
+    "nodes", ["host0 host1 host3", "host0,host1,host3", "host[5-9]", "gpu[3]", "a[01-02],b[1,3]"]
+)
+def test_resolve_root_node_address_matches_lightning(nodes: str) -> None:
+    theirs = lightning_envs.SLURMEnvironment.resolve_root_node_address(nodes)
+    assert SLURMEnvironment.resolve_root_node_address(nodes) == theirs

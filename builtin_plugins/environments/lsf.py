@@ -20,7 +20,16 @@ class LSFEnvironment(ClusterEnvironment):
     node runs no task, so it is skipped. The main address is the first compute
     host, the node rank this host's position among the distinct compute hosts,
     and the main port ``MASTER_PORT`` or 10000 plus the job id modulo 1000.
+
+    As Lightning's, it reads the rank file, the port and this host's node rank when
+    it is built, so a job started outside ``jsrun`` fails at once (ValueError).
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._main_address = self._read_hosts()[0]
+        self._main_port = self._port()
+        self._node_rank = self._find_node_rank()
 
     @property
     def creates_processes_externally(self) -> bool:
@@ -28,6 +37,9 @@ class LSFEnvironment(ClusterEnvironment):
 
     @staticmethod
     def _read_hosts() -> list[str]:
+        if "LSB_DJOB_RANKFILE" not in os.environ:
+            # A ValueError (not a KeyError) here, as Lightning's LSF check raises.
+            raise InvalidVariableError(f"LSB_DJOB_RANKFILE is not set; {_WHO}")
         lines = read_host_file("LSB_DJOB_RANKFILE", _WHO, "the LSF rank file")
         path = os.environ["LSB_DJOB_RANKFILE"]
         if len(lines) < 2:
@@ -44,10 +56,14 @@ class LSFEnvironment(ClusterEnvironment):
 
     @property
     def main_address(self) -> str:
-        return self._read_hosts()[0]
+        return self._main_address
 
     @property
     def main_port(self) -> int:
+        return self._main_port
+
+    @staticmethod
+    def _port() -> int:
         if "MASTER_PORT" in os.environ:
             return get_int("MASTER_PORT", "set it to a free port, or unset it")
         return get_int("LSB_JOBID", _WHO) % 1000 + 10000
@@ -72,6 +88,9 @@ class LSFEnvironment(ClusterEnvironment):
         return get_int("JSM_NAMESPACE_LOCAL_RANK", _WHO)
 
     def node_rank(self) -> int:
+        return self._node_rank
+
+    def _find_node_rank(self) -> int:
         hosts = self.hosts
         me = socket.gethostname()
         if me not in hosts:

@@ -65,6 +65,12 @@ class SLURMEnvironment(ClusterEnvironment):
         variable, nodelist = _nodelist()
         return first_host(nodelist, variable) if nodelist else "127.0.0.1"
 
+    @staticmethod
+    def resolve_root_node_address(nodes: str) -> str:
+        """The first host of a SLURM node list (``host[5-9]`` -> ``host5``), as Lightning's
+        method of this name; a malformed list is an InvalidVariableError saying why."""
+        return first_host(nodes, "the node list")
+
     @property
     def main_port(self) -> int:
         job_id = os.environ.get("SLURM_JOB_ID")

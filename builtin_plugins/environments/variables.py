@@ -13,7 +13,11 @@ from __future__ import annotations
 import os
 
 from plugin_registry._files import UnreadableFileError, read_text
-from plugin_registry.errors import InvalidVariableError, MissingVariableError
+from plugin_registry.errors import (
+    HostFileNotFoundError,
+    InvalidVariableError,
+    MissingVariableError,
+)
 
 #: A host file (PE_HOSTFILE, LSB_DJOB_RANKFILE) larger than this is refused.
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -104,7 +108,7 @@ def read_host_file(variable: str, launcher: str, what: str = "") -> list[str]:
     try:
         text = read_text(path, max_bytes=MAX_FILE_BYTES)
     except FileNotFoundError:
-        raise InvalidVariableError(
+        raise HostFileNotFoundError(
             f"cannot read {what + ' ' if what else ''}{variable}={path!r}: the file does not "
             f"exist; {launcher}"
         ) from None

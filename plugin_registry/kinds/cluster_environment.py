@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from plugin_registry.errors import ClusterEnvironmentError as ClusterEnvironmentError
+from plugin_registry.errors import HostFileNotFoundError as HostFileNotFoundError
 from plugin_registry.errors import InvalidVariableError as InvalidVariableError
 from plugin_registry.errors import MissingVariableError as MissingVariableError
 from plugin_registry.errors import SettingsMismatchError as SettingsMismatchError
