@@ -591,7 +591,9 @@ class Registry:
             try:
                 obj = getattr(obj, part)
             except Exception as exc:
-                public = [n for n in dir(obj) if not n.startswith("_")]
+                public: list[str] = []
+                with contextlib.suppress(Exception):  # a module's own __dir__ may fail too
+                    public = [n for n in dir(obj) if not n.startswith("_")]
                 raise PluginLoadError(
                     f"cannot import {record.target!r}, {whose}: {where} has no attribute "
                     f"{part!r}{did_you_mean(part, public) or '.'} The record's target is "
