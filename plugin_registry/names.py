@@ -131,7 +131,8 @@ def parse_spec(spec: str, kind: str | None = None) -> Spec:
     return Spec(spec_kind or wanted, dist, name)
 
 
-_TOKEN_RE = re.compile(r"[a-z0-9]+")
+#: Words of a description (compiled on first use: suggestions are an error path).
+_TOKEN = r"[a-z0-9]+"
 
 
 def suggestions(
@@ -164,9 +165,9 @@ def suggestions(
             add(c for c in pool if key in c)
         if not found:  # a part of a name beats a spelling that happens to be close
             add(difflib.get_close_matches(key, pool, n=n, cutoff=0.6))
-        if not found and descriptions and _TOKEN_RE.fullmatch(key):
+        if not found and descriptions and re.fullmatch(_TOKEN, key):
             text = {c: descriptions.get(spelled[c], "").lower() for c in pool}
-            add(c for c in pool if key in _TOKEN_RE.findall(text[c]))
+            add(c for c in pool if key in re.findall(_TOKEN, text[c]))
     return [spelled[c] for c in found[:n]]
 
 

@@ -13,6 +13,10 @@ from plugin_registry._distributions import first_of_each
 from plugin_registry.names import normalize_distribution
 from plugin_registry.records import PluginInfo
 
+#: What a version specifier is made of; anything else goes to packaging to be judged.
+_SPECIFIER_CHARS = frozenset(
+    " \t<>=!~.*,+-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 # name [extras] specifier, without an environment marker: the form plugin records
 # use. Parsed here because packaging.requirements pulls in packaging.markers, a
 # large share of resolve()'s time; a marker sends the text to packaging.
@@ -105,7 +109,29 @@ def check(
     reasons: list[str] = []
     short: list[str] = []
     missing: list[str] = []
+
+    def absent(name: str, shown: str) -> None:
+        if recorded is not None and not recorded(name):
+            reasons.append(
+                f"{name} is not in the hardware record (resolve --libraries here judges "
+                "the libraries installed on this machine instead)"
+            )
+            short.append(f"{name} is not in the hardware record")
+        else:
+            reasons.append(f"{name} is not installed")
+            short.append(f"missing: {name}")
+            missing.append(shown)
+
     for text in requires:
+        simple = _SIMPLE_REQUIREMENT.match(text)
+        if (
+            simple is not None
+            and set(simple.group(2)) <= _SPECIFIER_CHARS
+            and version_of(simple.group(1)) is None
+        ):
+            # Nothing installed to compare: no specifier to parse (packaging stays unimported).
+            absent(simple.group(1), text.strip())
+            continue
         try:
             req = parse_requirement(text)
         except ValueError as exc:
@@ -117,17 +143,8 @@ def check(
             short.append("not for this platform")
             continue
         found = version_of(req.name)
-        if found is None and recorded is not None and not recorded(req.name):
-            reasons.append(
-                f"{req.name} is not in the hardware record (resolve --libraries here judges "
-                "the libraries installed on this machine instead)"
-            )
-            short.append(f"{req.name} is not in the hardware record")
-            continue
         if found is None:
-            reasons.append(f"{req.name} is not installed")
-            short.append(f"missing: {req.name}")
-            missing.append(str(req))
+            absent(req.name, str(req))
             continue
         from packaging.version import InvalidVersion, Version
 

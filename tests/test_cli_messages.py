@@ -355,3 +355,18 @@ def test_a_single_device_plugin_is_declared_with_its_strategy_family() -> None:
     ):
         resolve(plugins=["solo"], **kw)
     assert resolve(plugins=["solo"], devices=1, **kw).precision.name == "solo"
+
+
+def test_a_missing_library_is_judged_without_packaging() -> None:
+    """Most of resolve()'s time once went to packaging's parsers: a library that is not
+    installed needs no specifier parsed, and a malformed one is still found out."""
+    code = (
+        "import sys\n"
+        "from plugin_registry.requirements import check\n"
+        "u = check(('surely-not-installed-lib>=1.0', 'also-missing'))\n"
+        "assert u.short == ('missing: surely-not-installed-lib', 'missing: also-missing'), u\n"
+        "assert 'packaging.specifiers' not in sys.modules\n"
+        "assert check(('bad req ][',)).short == ('malformed requirement',)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
