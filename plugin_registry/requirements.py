@@ -168,14 +168,13 @@ def unmet(
     requires: tuple[str, ...],
     install_hint: str = "",
     version_of: Callable[[str], str | None] = installed_version,
-    recorded: Callable[[str], bool] | None = None,
 ) -> str:
     """Why ``requires`` is not met, with the install command; '' when met.
 
     ``version_of`` says what is installed: this machine's metadata by default,
     or another machine's hardware record (:meth:`Hardware.version`).
     """
-    return str(check(requires, install_hint, version_of, recorded))
+    return str(check(requires, install_hint, version_of))
 
 
 def with_availability(records: Iterable[PluginInfo]) -> list[PluginInfo]:

@@ -71,12 +71,7 @@ class Judge:
         return dataclasses.replace(cand, accepted=False, reasons=tuple(reasons))
 
     def _unmet(self, record: PluginInfo) -> Unmet:
-        from plugin_registry.requirements import check, installed_version
-
-        if self.planned is None:
-            return check(record.requires, record.install_hint, installed_version)
-        planned = self.planned
-        return check(record.requires, record.install_hint, planned.version, planned.records)
+        return unmet_on(record, self.planned)
 
     def _missing(self, record: PluginInfo) -> str:
         unmet = self._unmet(record)
@@ -108,6 +103,15 @@ class Judge:
              for r in self.records if r.kind == kind and wanted(r)}
         )  # fmt: skip
         return " or ".join(names)
+
+
+def unmet_on(record: PluginInfo, hardware: Hardware | None) -> Unmet:
+    """What ``record`` lacks on ``hardware`` (a record of another machine), or here (None)."""
+    from plugin_registry.requirements import check, installed_version
+
+    if hardware is None:
+        return check(record.requires, record.install_hint, installed_version)
+    return check(record.requires, record.install_hint, hardware.version, hardware.records)
 
 
 def specificity(record: PluginInfo) -> int:

@@ -48,7 +48,7 @@ from plugin_registry.records import KINDS, Kind, PluginInfo
 from plugin_registry.resolver.detection import launched_by
 from plugin_registry.resolver.hardware import Hardware, detect_hardware
 from plugin_registry.resolver.job import Job, settle
-from plugin_registry.resolver.judging import Judge, serves, specificity
+from plugin_registry.resolver.judging import Judge, serves, specificity, unmet_on
 from plugin_registry.resolver.lock import Lock
 from plugin_registry.resolver.preferences import Preferences
 from plugin_registry.resolver.resolution import Candidate, Choice, Resolution
@@ -116,7 +116,7 @@ class Resolver:
             [
                 dataclasses.replace(r, available=not why, unavailable_reason=why)
                 for r in records
-                for why in (_unmet(r, hardware),)
+                for why in (str(unmet_on(r, hardware)),)
             ]
             if recheck
             else list(records)
@@ -493,12 +493,6 @@ class Resolver:
                 normalize_name(record.name), record.distribution, record.priority
             ),
         )
-
-
-def _unmet(record: PluginInfo, hardware: Hardware) -> str:
-    from plugin_registry.requirements import unmet
-
-    return unmet(record.requires, record.install_hint, hardware.version, hardware.records)
 
 
 def _concrete_name(record: PluginInfo, parameters: Mapping[str, str]) -> str:
