@@ -96,23 +96,12 @@ def test_check_package_names_what_it_could_not_import(
     """A target whose library is missing is never imported: said, never silently passed."""
     from plugin_registry.errors import SkippedPluginWarning
     from plugin_registry.testing import assert_valid_package, check_package
-    from tests.sitedir import SiteDir, env_class_module, registration, unique
+    from tests.sitedir import SiteDir, install_env_package
 
     site = SiteDir(tmp_path / "site")
     monkeypatch.syspath_prepend(str(site.path))
-    mod = unique("needy_plugins")
-    record = (
-        f'PluginInfo(name="needy", kind="cluster_environment", target="{mod}.env:Env", '
-        'requires=("surely-not-installed-lib>=1",))'
-    )
-    site.install(
-        "needy-plugins",
-        {
-            f"{mod}/__init__.py": "",
-            f"{mod}/env.py": env_class_module(),
-            f"{mod}/registration.py": registration("cluster_environment", record),
-        },
-        f"{mod}.registration",
+    install_env_package(
+        site, "needy-plugins", "needy", extra=', requires=("surely-not-installed-lib>=1",)'
     )
     with pytest.warns(SkippedPluginWarning, match="cluster_environment/needy-plugins:needy was "
                       "not imported: surely-not-installed-lib is not installed"):  # fmt: skip
