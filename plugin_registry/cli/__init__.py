@@ -48,19 +48,23 @@ class _Out(EncodedBuffer):
         return self.tty
 
 
+def _width() -> int:
+    """The width the running command writes for (set by :func:`main` on its buffer)."""
+    return getattr(sys.stdout, "width", None) or 80
+
+
 def _console() -> Any:
     from rich.console import Console
 
     out = sys.stdout
     tty = bool(getattr(out, "tty", False))
-    width = getattr(out, "width", None)
     return Console(
         file=out,
         soft_wrap=False,
         force_terminal=tty,
         no_color=not tty,
         highlight=False,
-        width=width or 80,
+        width=_width(),
     )
 
 
@@ -122,7 +126,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     requested = args.name.strip()
     if args.kind and "/" not in requested:
         requested = f"{args.kind}/{requested}"
-    width = getattr(sys.stdout, "width", None) or 80
+    width = _width()
     for line in show_lines(record, requested, match.parameters):
         if line.startswith("    "):  # code: copied, not read
             print(one_line(line))
@@ -140,7 +144,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.ok else 1
-    width = getattr(sys.stdout, "width", None) or 80
+    width = _width()
     lines = ["Registration modules (import time, each in a fresh interpreter)"]
     keys = sorted(report.import_times)
     pad = max((len(k) for k in keys), default=0)
@@ -255,7 +259,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(resolution.to_dict(), indent=2))
     else:
-        width = getattr(sys.stdout, "width", None) or 80
+        width = _width()
         print(resolution.explain(width, encoding=sys.stdout.encoding or "utf-8"), end="")
     return 0
 

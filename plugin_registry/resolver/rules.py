@@ -258,11 +258,12 @@ class Resolver:
                     f"which names {mine.name!r} ({mine.distribution or mine.target}); {way_out}"
                 )
         settled = self._settle(given, explicit, []).settings().to_dict()
+        saved = locked.settings.to_dict()
         asked = given.given()
         if "precision" in explicit:
             asked.pop("precision", None)
         for key, value in asked.items():
-            ours, theirs = settled[key], locked.settings.to_dict()[key]
+            ours, theirs = settled[key], saved[key]
             if ours != theirs:
                 shown = f"{key}={value!r}" + (f" ({ours!r} here)" if ours != value else "")
                 raise InvalidSettingError(
