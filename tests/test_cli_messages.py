@@ -129,10 +129,12 @@ def test_show_reads_as_an_answer(capfd: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("bitsandbytes-nf4: a precision plugin from plugin-registry")
     assert 'pr.load("bitsandbytes-nf4")' in out
     assert "plugin-registry resolve --precision bitsandbytes-nf4" in out
-    assert 'registry_plugins(["bitsandbytes-nf4"], trainer=True)' in out
+    assert 'Trainer(plugins=["bitsandbytes-nf4"])' in out
     assert 'mode = "nf4"  (fixed by the name)' in out
     assert "its requirements are met" in out
     assert "null" not in out and "[]" not in out and "{}" not in out  # no dump of empty fields
+    assert cli.main(["--no-cache", "show", "fsdp-bf16-mixed"]) == 0
+    assert 'Trainer(strategy="fsdp", plugins=["fsdp-bf16-mixed"])' in capfd.readouterr().out
     assert cli.main(["--no-cache", "show", "xla", "--kind", "checkpoint_io"]) == 0
     out = capfd.readouterr().out
     assert "unavailable: torch_xla is not installed" in out

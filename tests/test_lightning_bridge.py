@@ -14,10 +14,9 @@ import lightning as L
 
 from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
 from plugin_registry.lightning import (
-    FabricPrecision,
     RegistryCheckpointIO,
     RegistryEnvironment,
-    TrainerPrecision,
+    RegistryPrecision,
     registry_plugins,
     resolution_plugins,
     to_lightning,
@@ -62,7 +61,7 @@ def _fabric_loop(fabric: Any, steps: int = 60) -> tuple[list[float], Any, Any]:
 def test_fabric_trains_with_registry_plugins_and_checkpoints_through_them(tmp_path: Path) -> None:
     plugins = registry_plugins(["bf16-mixed", "torch", "lightning"])
     assert [type(p) for p in plugins] == [
-        FabricPrecision,
+        RegistryPrecision,
         RegistryCheckpointIO,
         RegistryEnvironment,
     ]
@@ -157,7 +156,7 @@ def _trainer(tmp_path: Path, max_steps: int, **kw: Any) -> L.Trainer:
         devices=1,
         max_steps=max_steps,
         default_root_dir=tmp_path,
-        plugins=registry_plugins(["bf16-mixed", "torch", "lightning"], trainer=True),
+        plugins=registry_plugins(["bf16-mixed", "torch", "lightning"]),
         enable_progress_bar=False,
         enable_model_summary=False,
         logger=False,
@@ -170,7 +169,7 @@ def test_trainer_fits_saves_and_resumes_through_registry_plugins(tmp_path: Path)
 
     ckpt_dir = tmp_path / "ckpt"
     trainer = _trainer(tmp_path, 20, callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True)])
-    assert isinstance(trainer.strategy.precision_plugin, TrainerPrecision)
+    assert isinstance(trainer.strategy.precision_plugin, RegistryPrecision)
     assert isinstance(trainer.strategy.checkpoint_io.plugin, TorchCheckpointIO)
     model = Regressor()
     trainer.fit(model, _loader())

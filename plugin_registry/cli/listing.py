@@ -13,6 +13,7 @@ from typing import Any
 
 from plugin_registry._text import markup as escape
 from plugin_registry.kinds import KINDS, spec
+from plugin_registry.kinds.precision import OWN_PRECISION_FAMILIES
 from plugin_registry.records import PluginInfo, Problem
 from plugin_registry.requirements import Unmet, check
 
@@ -117,8 +118,10 @@ def show_lines(record: PluginInfo, requested: str, parameters: Mapping[str, str]
     flag = f"--precision {requested}" if record.kind == "precision" else f"--plugin {requested}"
     lines.append(f"  CLI:        plugin-registry resolve {flag}")
     lines.append("  Lightning:")
-    lines.append("    from plugin_registry.lightning import registry_plugins")
-    lines.append(f'    Trainer(plugins=registry_plugins(["{requested}"], trainer=True))')
+    lines.append("    from plugin_registry.lightning import Trainer  # or Fabric")
+    own = [s for s in record.strategies if s in OWN_PRECISION_FAMILIES]
+    strategy = f'strategy="{own[0]}", ' if own else ""
+    lines.append(f'    Trainer({strategy}plugins=["{requested}"])')
     defaults = {**record.parameters, **parameters}
     lines += ["", "Parameters"]
     for key, value in defaults.items():

@@ -85,6 +85,14 @@ class Choice(_Pick):
 
     reason: str
 
+    def load(self, registry: Registry | None = None) -> Any:
+        """Build this plugin (an instance given to ``resolve`` passes through)."""
+        if self.instance is not None:
+            return self.instance
+        from plugin_registry._default import default_registry
+
+        return (registry or default_registry()).load(self.spec, **dict(self.parameters))
+
     @property
     def spec(self) -> str:
         """The qualified request that names exactly this plugin: ``kind/dist:name``."""
@@ -126,16 +134,7 @@ class Resolution:
 
     def load(self, registry: Registry | None = None) -> list[Any]:
         """Build the three plugins (instances given to ``resolve`` pass through)."""
-        from plugin_registry._default import default_registry
-
-        registry = registry or default_registry()
-        built: list[Any] = []
-        for choice in self.choices:
-            if choice.instance is not None:
-                built.append(choice.instance)
-            else:
-                built.append(registry.load(choice.spec, **dict(choice.parameters)))
-        return built
+        return [choice.load(registry) for choice in self.choices]
 
     def lock(self) -> Lock:
         """The names, providers, versions and parameters to write down (see lock.py)."""

@@ -1,0 +1,50 @@
+"""Lightning's ``Trainer``, taking registry plugin names and ``precision="auto"``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lightning.pytorch import Trainer as _LightningTrainer
+
+from plugin_registry.lightning.prepare import prepare
+
+if TYPE_CHECKING:
+    from plugin_registry.registry import Registry
+    from plugin_registry.resolver.resolution import Resolution
+
+__all__ = ["Trainer"]
+
+
+class Trainer(_LightningTrainer):
+    """``lightning.Trainer`` whose ``plugins`` may hold registry names, records and
+    instances beside Lightning's own plugins, mixed (also from a LightningCLI config:
+    ``trainer: {plugins: [bitsandbytes-nf4, slurm], precision: auto}``).
+
+    ``precision="auto"``: the resolver picks the precision plugin for this hardware
+    and strategy (:attr:`resolution` says why); a ``precision`` that is a registry
+    name and none of Lightning's values is that plugin; Lightning's values stay
+    Lightning's. Every other argument is Lightning's.
+    """
+
+    #: The resolver's decision behind ``precision="auto"`` (None otherwise).
+    resolution: Resolution | None
+
+    def __init__(
+        self,
+        *,
+        precision: str | int | None = None,
+        plugins: list[Any] | Any | None = None,
+        registry: Registry | None = None,
+        **kwargs: Any,
+    ) -> None:
+        prepared = prepare(
+            plugins=plugins,
+            precision=precision,
+            accelerator=kwargs.get("accelerator", "auto"),
+            strategy=kwargs.get("strategy", "auto"),
+            devices=kwargs.get("devices", "auto"),
+            num_nodes=kwargs.get("num_nodes", 1),
+            registry=registry,
+        )
+        self.resolution = prepared.resolution
+        super().__init__(precision=prepared.precision, plugins=prepared.plugins, **kwargs)
