@@ -393,6 +393,34 @@ def test_async_failure_surfaces_at_next_call_and_teardown(tmp_path: Path) -> Non
     assert torch.load(tmp_path / "ok.pt", weights_only=True) == {"i": 2}
 
 
+def test_async_may_wrap_an_async_io_as_lightnings_does(tmp_path: Path) -> None:
+    inner = AsyncCheckpointIO(GatedCheckpointIO())
+    aio = AsyncCheckpointIO(inner)
+    weights = torch.zeros(100)
+    for i in range(3):
+        aio.save_checkpoint({"w": weights, "i": i}, tmp_path / f"{i}.pt")
+        weights.add_(1)  # the loop goes on while both layers hold their snapshots
+    gated = inner.checkpoint_io
+    assert isinstance(gated, GatedCheckpointIO)
+    gated.gate.set()
+    aio.wait()  # waits for the inner IO's saves as well
+    assert gated.saved == ["0.pt", "1.pt", "2.pt"]
+    for i in range(3):
+        loaded = aio.load_checkpoint(tmp_path / f"{i}.pt")
+        assert loaded["i"] == i and torch.equal(loaded["w"], torch.full((100,), float(i)))
+    aio.teardown()
+
+
+def test_async_over_async_reports_the_inner_failure(tmp_path: Path) -> None:
+    aio = AsyncCheckpointIO(AsyncCheckpointIO(FailingCheckpointIO()))
+    aio.save_checkpoint({"i": 1}, tmp_path / "fail-1.pt")
+    with pytest.raises(CheckpointError, match=r"fail-1\.pt"):
+        aio.wait()
+    aio.save_checkpoint({"i": 2}, tmp_path / "ok.pt")
+    aio.teardown()
+    assert torch.load(tmp_path / "ok.pt", weights_only=True) == {"i": 2}
+
+
 def test_async_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="max_pending"):
         AsyncCheckpointIO(max_pending=0)

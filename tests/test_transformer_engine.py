@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import plugin_registry as pr
-from builtin_plugins.precision.transformer_engine import fp8_shape_ok
+from builtin_plugins.precision.transformer_engine import fp8_shape_ok, replacing_classes
 
 NAMES = ("transformer-engine", "transformer-engine-float16")
 
@@ -60,3 +60,35 @@ def test_fp8_training_on_cuda(name: str) -> None:
     assert sum("transformer_engine" in type(m).__module__ for m in model.modules()) == 2
     result = train(plugin, model=model, steps=300, device="cuda")
     assert sum(result.losses[-10:]) / 10 < 0.15
+
+
+def test_replacing_classes_swaps_them_inside_and_restores_them() -> None:
+    class Marked(torch.nn.Linear):
+        pass
+
+    original = torch.nn.Linear
+    with replacing_classes(torch.nn, {"Linear": Marked}):
+        built = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    assert type(built[0]) is Marked
+    assert torch.nn.Linear is original
+    with pytest.raises(RuntimeError), replacing_classes(torch.nn, {"Linear": Marked}):
+        raise RuntimeError("model code failed")
+    assert torch.nn.Linear is original  # restored on errors too
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_module_init_context_builds_te_layers_when_replacing(name: str) -> None:
+    why = _fp8_capable()
+    if why:
+        pytest.skip(why)
+    plugin = pr.load(name, replace_layers=True)
+    warns = pytest.warns(UserWarning, match="stays a torch.nn.Linear")
+    with warns, plugin.module_init_context():
+        model = torch.nn.Sequential(
+            torch.nn.Linear(16, 64), torch.nn.LayerNorm(64), torch.nn.Linear(64, 1)
+        )
+    import transformer_engine.pytorch as te
+
+    assert isinstance(model[0], te.Linear) and isinstance(model[1], te.LayerNorm)
+    assert type(model[2]) is torch.nn.Linear  # the 64->1 head cannot take fp8
+    assert model[0].weight.dtype == plugin.weights_dtype

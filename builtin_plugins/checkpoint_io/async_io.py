@@ -102,7 +102,8 @@ class AsyncCheckpointIO(CheckpointIO):
       finishes the pending saves, then runs the handler that was there before.
 
     ``checkpoint_io`` is the wrapped plugin, or the name of a registered
-    checkpoint IO plugin (default ``"torch"``).
+    checkpoint IO plugin (default ``"torch"``); it may itself be asynchronous, as
+    Lightning allows: :meth:`wait` then also waits for its saves.
     """
 
     def __init__(self, checkpoint_io: CheckpointIO | str = "torch", max_pending: int = 2) -> None:
@@ -114,8 +115,6 @@ class AsyncCheckpointIO(CheckpointIO):
             inner: CheckpointIO = plugin_registry.load(checkpoint_io, kind="checkpoint_io")
         else:
             inner = checkpoint_io
-        if isinstance(inner, AsyncCheckpointIO):
-            raise ValueError("AsyncCheckpointIO cannot wrap another AsyncCheckpointIO")
         self.checkpoint_io = inner
         self.max_pending = max_pending
         self._slots = threading.BoundedSemaphore(max_pending)
@@ -202,6 +201,9 @@ class AsyncCheckpointIO(CheckpointIO):
         """Block until every queued save has finished; raise the first failure."""
         self._drain()
         self._raise_errors()
+        inner_wait = getattr(self.checkpoint_io, "wait", None)
+        if callable(inner_wait):
+            inner_wait()  # a wrapped asynchronous IO: its saves are ours too
 
     def load_checkpoint(
         self, path: PathLike, map_location: Any | None = None, weights_only: bool | None = None

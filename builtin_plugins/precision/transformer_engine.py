@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from builtin_plugins.precision.formats import convert_floating, default_dtype
@@ -13,7 +13,84 @@ from plugin_registry.kinds.precision import Precision
 
 def fp8_shape_ok(linear: Any) -> bool:
     """Transformer Engine's fp8 GEMMs need in_features % 8 == 0 and out_features % 16 == 0."""
-    return bool(linear.in_features % 8 == 0 and linear.out_features % 16 == 0)
+    return _fp8_features_ok(linear.in_features, linear.out_features)
+
+
+def _fp8_features_ok(in_features: int, out_features: int) -> bool:
+    return in_features % 8 == 0 and out_features % 16 == 0
+
+
+def _shape_warning(name: str, in_features: int, out_features: int) -> str:
+    return (
+        f"layer {name!r} ({in_features}->{out_features}) stays a torch.nn.Linear: fp8 needs "
+        "in_features % 8 == 0 and out_features % 16 == 0; pad it to use fp8"
+    )
+
+
+@contextlib.contextmanager
+def replacing_classes(module: Any, replacements: Mapping[str, Any]) -> Iterator[None]:
+    """Inside, ``module.<name>`` is ``replacements[name]`` (so ``torch.nn.Linear(...)``
+    written in a model's ``__init__`` builds the replacement); restored on exit."""
+    saved = {name: getattr(module, name) for name in replacements}
+    for name, new in replacements.items():
+        setattr(module, name, new)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            setattr(module, name, old)
+
+
+def te_layer_classes() -> dict[str, Any]:
+    """``Linear`` and ``LayerNorm`` that build Transformer Engine layers from torch's
+    arguments; a Linear whose shape fp8 cannot take stays torch's, with a warning."""
+    import torch
+    import transformer_engine.pytorch as te
+
+    torch_linear = torch.nn.Linear
+
+    class Linear(te.Linear):  # type: ignore[misc]
+        def __new__(cls, in_features: int, out_features: int, *args: Any, **kwargs: Any) -> Any:
+            if not _fp8_features_ok(in_features, out_features):
+                warnings.warn(_shape_warning("Linear", in_features, out_features), stacklevel=2)
+                return torch_linear(in_features, out_features, *args, **kwargs)
+            return super().__new__(cls)
+
+        def __init__(
+            self,
+            in_features: int,
+            out_features: int,
+            bias: bool = True,
+            device: Any = None,
+            dtype: Any = None,
+        ) -> None:
+            super().__init__(
+                in_features,
+                out_features,
+                bias=bias,
+                params_dtype=dtype or torch.get_default_dtype(),
+                device=device or "cuda",
+            )
+
+    class LayerNorm(te.LayerNorm):  # type: ignore[misc]
+        def __init__(
+            self,
+            normalized_shape: Any,
+            eps: float = 1e-5,
+            elementwise_affine: bool = True,
+            bias: bool = True,
+            device: Any = None,
+            dtype: Any = None,
+        ) -> None:
+            size = normalized_shape if isinstance(normalized_shape, int) else normalized_shape[-1]
+            super().__init__(
+                size,
+                eps=eps,
+                params_dtype=dtype or torch.get_default_dtype(),
+                device=device or "cuda",
+            )
+
+    return {"Linear": Linear, "LayerNorm": LayerNorm}
 
 
 class TransformerEnginePrecision(Precision):
@@ -70,10 +147,7 @@ class TransformerEnginePrecision(Precision):
             if isinstance(child, torch.nn.Linear):
                 if not fp8_shape_ok(child):
                     warnings.warn(
-                        f"layer {full!r} ({child.in_features}->{child.out_features}) stays a "
-                        "torch.nn.Linear: fp8 needs in_features % 8 == 0 and out_features % 16 "
-                        "== 0; pad it to use fp8",
-                        stacklevel=3,
+                        _shape_warning(full, child.in_features, child.out_features), stacklevel=3
                     )
                     continue
                 new = te.Linear(child.in_features, child.out_features, bias=child.bias is not None)
@@ -94,7 +168,15 @@ class TransformerEnginePrecision(Precision):
         return default_dtype(self.weights_dtype)
 
     def module_init_context(self) -> contextlib.AbstractContextManager[Any]:
-        return self.tensor_init_context()
+        """The weights dtype; with ``replace_layers=True`` also ``torch.nn.Linear`` and
+        ``torch.nn.LayerNorm`` built inside are Transformer Engine layers (as Lightning's)."""
+        stack = contextlib.ExitStack()
+        if self.replace_layers:
+            import torch
+
+            stack.enter_context(replacing_classes(torch.nn, te_layer_classes()))
+        stack.enter_context(self.tensor_init_context())
+        return stack
 
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         import torch
