@@ -8,8 +8,14 @@ errors; ``.stage`` on load errors) instead of matching message text.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable
+
+try:  # the class pickle re-exports, without importing pickle on the core's path
+    from _pickle import UnpicklingError
+except ImportError:  # pragma: no cover - Pythons without the C accelerator
+    from pickle import UnpicklingError
 
 
 class PluginRegistryError(Exception):
@@ -170,6 +176,34 @@ class CheckpointError(PluginRegistryError):
     def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
         super().__init__(message)
         self.path = None if path is None else os.fspath(path)
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """Nothing at the checkpoint path (Lightning's ``TorchCheckpointIO`` raises
+    FileNotFoundError there, so ``except FileNotFoundError`` still catches it)."""
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message, path)
+        self.errno, self.strerror, self.filename = errno.ENOENT, message, self.path
+
+    def __str__(self) -> str:
+        # OSError's str() would format (errno, strerror); the message is whole already.
+        return str(self.args[0]) if self.args else ""
+
+
+class UnreadableCheckpointError(CheckpointError, RuntimeError):
+    """The file is not a checkpoint this plugin can read: torn, damaged, another format,
+    or saved on a device this machine lacks (torch.load raises RuntimeError there)."""
+
+
+class UnpicklableCheckpointError(UnreadableCheckpointError, UnpicklingError):
+    """Unreadable, and torch's unpickler is what said so (torch.load raises
+    ``pickle.UnpicklingError`` there: a file that is no checkpoint at all)."""
+
+
+class WeightsOnlyRefusedError(CheckpointError, UnpicklingError):
+    """A ``weights_only`` load met an object it does not allow (torch raises
+    ``pickle.UnpicklingError`` there); the message says how to allow it."""
 
 
 class UserFileError(PluginRegistryError, ValueError):

@@ -421,6 +421,45 @@ def test_async_over_async_reports_the_inner_failure(tmp_path: Path) -> None:
     assert torch.load(tmp_path / "ok.pt", weights_only=True) == {"i": 2}
 
 
+def _as_if_saved_on_a_gpu(path: Path) -> None:
+    """Rewrite a torch checkpoint's storage location tags from 'cpu' to 'cuda:0'."""
+    import io as _io
+    import zipfile
+
+    original = path.read_bytes()
+    out = _io.BytesIO()
+    with zipfile.ZipFile(_io.BytesIO(original)) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            zout.writestr(info.filename, data)
+    path.write_bytes(out.getvalue())
+
+
+@pytest.mark.parametrize("name", ["torch", "async"])
+def test_a_gpu_checkpoint_loads_onto_the_cpu_by_default_as_lightnings(
+    name: str, tmp_path: Path
+) -> None:
+    """Lightning's default map_location keeps every tensor on the CPU: every rank of a
+    resumed GPU job would otherwise load the whole checkpoint onto the saving device."""
+    from lightning.fabric.plugins.io import TorchCheckpointIO as LightningTorchIO
+
+    path = tmp_path / "gpu.pt"
+    torch.save({"w": torch.arange(4.0)}, path)
+    _as_if_saved_on_a_gpu(path)
+    plugin: CheckpointIO = pr.load(name, kind="checkpoint_io")
+    theirs = LightningTorchIO().load_checkpoint(path)
+    ours = plugin.load_checkpoint(path)
+    assert ours["w"].device == theirs["w"].device == torch.device("cpu")
+    assert torch.equal(ours["w"], torch.arange(4.0))
+    if not torch.cuda.is_available():
+        with pytest.raises(CheckpointError):
+            plugin.load_checkpoint(path, map_location=None)  # None: where it was saved
+    plugin.teardown()
+
+
 def test_async_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="max_pending"):
         AsyncCheckpointIO(max_pending=0)
@@ -461,3 +500,39 @@ def test_async_snapshot_keeps_tied_tensors_tied(tmp_path: Path) -> None:
     assert loaded["embed"].data_ptr() == loaded["head"].data_ptr()
     assert torch.equal(loaded["embed"], shared)
     aio.teardown()
+
+
+def _raised(call: Any) -> BaseException:
+    try:
+        call()
+    except Exception as exc:  # the type is what is compared
+        return exc
+    raise AssertionError("no exception")
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "torn", "gpu", "pickle"])
+def test_load_errors_are_also_the_type_lightning_raises(case: str, tmp_path: Path) -> None:
+    """Our CheckpointError keeps its message, and ``except`` clauses written for
+    Lightning's TorchCheckpointIO (FileNotFoundError, RuntimeError, UnpicklingError)
+    still catch it."""
+    import argparse
+
+    from lightning.fabric.plugins.io import TorchCheckpointIO as LightningTorchIO
+
+    path = tmp_path / "x.pt"
+    if case == "garbage":
+        path.write_bytes(b"not a checkpoint at all" * 10)
+    elif case == "torn":
+        torch.save(state(), path)
+        path.write_bytes(path.read_bytes()[:300])
+    elif case == "gpu":
+        torch.save({"w": torch.ones(2)}, path)
+        _as_if_saved_on_a_gpu(path)
+    elif case == "pickle":
+        torch.save({"args": argparse.Namespace(lr=0.1)}, path)
+    kwargs: dict[str, Any] = {"map_location": None} if case == "gpu" else {}
+    theirs = _raised(lambda: LightningTorchIO().load_checkpoint(path, **kwargs))
+    ours = _raised(lambda: TorchCheckpointIO().load_checkpoint(path, **kwargs))
+    assert isinstance(ours, CheckpointError)
+    assert isinstance(ours, type(theirs)), (type(ours).__mro__, type(theirs))
+    assert str(path) in str(ours)

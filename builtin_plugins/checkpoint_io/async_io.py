@@ -102,13 +102,20 @@ class AsyncCheckpointIO(CheckpointIO):
       finishes the pending saves, then runs the handler that was there before.
 
     ``checkpoint_io`` is the wrapped plugin, or the name of a registered
-    checkpoint IO plugin (default ``"torch"``); it may itself be asynchronous, as
+    checkpoint IO plugin (None, the default: ``"torch"``); it may itself be asynchronous, as
     Lightning allows: :meth:`wait` then also waits for its saves.
     """
 
-    def __init__(self, checkpoint_io: CheckpointIO | str = "torch", max_pending: int = 2) -> None:
+    #: The plugin that writes each checkpoint.
+    checkpoint_io: CheckpointIO
+
+    def __init__(
+        self, checkpoint_io: CheckpointIO | str | None = None, max_pending: int = 2
+    ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        if checkpoint_io is None:
+            checkpoint_io = "torch"  # Lightning's None: the default IO
         if isinstance(checkpoint_io, str):
             import plugin_registry
 
@@ -206,7 +213,7 @@ class AsyncCheckpointIO(CheckpointIO):
             inner_wait()  # a wrapped asynchronous IO: its saves are ours too
 
     def load_checkpoint(
-        self, path: PathLike, map_location: Any | None = None, weights_only: bool | None = None
+        self, path: PathLike, map_location: Any = "cpu", weights_only: bool | None = None
     ) -> dict[str, Any]:
         self.wait()
         return self.checkpoint_io.load_checkpoint(

@@ -11,6 +11,12 @@ import zipfile
 from typing import Any
 
 from builtin_plugins.checkpoint_io.atomic import atomic_write
+from plugin_registry.errors import (
+    CheckpointNotFoundError,
+    UnpicklableCheckpointError,
+    UnreadableCheckpointError,
+    WeightsOnlyRefusedError,
+)
 from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
 
 
@@ -166,7 +172,7 @@ class TorchCheckpointIO(CheckpointIO):
     def load_checkpoint(
         self,
         path: PathLike,
-        map_location: Any | None = None,
+        map_location: Any = "cpu",
         weights_only: bool | None = None,
         mmap: bool | None = None,
     ) -> dict[str, Any]:
@@ -179,7 +185,9 @@ class TorchCheckpointIO(CheckpointIO):
         fs, fspath = filesystem(path)
         shown = os.fspath(path)
         if not fs.exists(fspath):
-            raise CheckpointError(f"no checkpoint at {shown!r}: the path does not exist", path)
+            raise CheckpointNotFoundError(
+                f"no checkpoint at {shown!r}: the path does not exist", path
+            )
         if fs.isdir(fspath):
             raise CheckpointError(
                 f"{shown!r} is a directory, not a checkpoint file; pass the file inside it "
@@ -198,7 +206,7 @@ class TorchCheckpointIO(CheckpointIO):
                 loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=safe)
         except pickle.UnpicklingError as exc:
             if safe and "Weights only load failed" in str(exc) and _looks_like_torch(fs, fspath):
-                raise CheckpointError(_refused(shown, str(exc)), path) from exc
+                raise WeightsOnlyRefusedError(_refused(shown, str(exc)), path) from exc
             raise self._unreadable(fs, fspath, shown, exc) from exc
         except (RuntimeError, EOFError, ValueError, OSError) as exc:
             raise self._unreadable(fs, fspath, shown, exc) from exc
@@ -207,6 +215,14 @@ class TorchCheckpointIO(CheckpointIO):
 
     @staticmethod
     def _unreadable(fs: Any, fspath: str, shown: str, exc: BaseException) -> CheckpointError:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        if "Attempting to deserialize object on" in first:
+            return UnreadableCheckpointError(
+                f"cannot load checkpoint {shown!r}: its tensors were saved on a device this "
+                f"machine lacks ({first}); load it with map_location='cpu' (the default) or "
+                "a device that exists here",
+                shown,
+            )
         try:
             with fs.open(fspath, "rb") as fh:
                 head = fh.read(16)
@@ -214,10 +230,14 @@ class TorchCheckpointIO(CheckpointIO):
             cause = describe_file(head, size)
         except OSError:
             cause = "it cannot be read"
-        return CheckpointError(
-            f"cannot load checkpoint {shown!r}: {cause} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})",
-            shown,
+        # The type torch raised stays visible to except clauses written for it.
+        unreadable = (
+            UnpicklableCheckpointError
+            if isinstance(exc, pickle.UnpicklingError)
+            else UnreadableCheckpointError
+        )
+        return unreadable(
+            f"cannot load checkpoint {shown!r}: {cause} ({type(exc).__name__}: {first})", shown
         )
 
     def remove_checkpoint(self, path: PathLike) -> None:

@@ -36,6 +36,11 @@ class CheckpointIO(ABC):
     ) -> dict[str, Any]:
         """Read the checkpoint at ``path``; tensors go to ``map_location``.
 
+        Callers that leave it out get the plugin's default: the built-ins (like
+        Lightning's ``TorchCheckpointIO``) load onto the CPU, since every rank of a
+        resumed GPU job would otherwise load the whole checkpoint onto the device that
+        saved it; None means where each tensor was saved.
+
         ``weights_only`` None means the plugin's safe default (no arbitrary
         unpickling); a caller opts out with ``weights_only=False``.
         """

@@ -26,7 +26,7 @@ class RegistryCheckpointIO(_LightningCheckpointIO):
         self.plugin.save_checkpoint(checkpoint, path, storage_options)
 
     def load_checkpoint(
-        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+        self, path: Any, map_location: Any = "cpu", weights_only: bool | None = None
     ) -> dict[str, Any]:
         return self.plugin.load_checkpoint(path, map_location, weights_only=weights_only)
 

@@ -56,7 +56,7 @@ class CompressedCheckpointIO(CheckpointIO):
             raise
 
     def load_checkpoint(
-        self, path: PathLike, map_location: Any | None = None, weights_only: bool | None = None
+        self, path: PathLike, map_location: Any = "cpu", weights_only: bool | None = None
     ) -> dict[str, Any]:
         import torch
 
