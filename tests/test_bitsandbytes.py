@@ -163,6 +163,18 @@ def test_clear_errors() -> None:
         pr.get("bitsandbytes-nf5")
 
 
+def test_an_unknown_mode_is_also_the_key_error_lightning_raises() -> None:
+    from lightning.fabric.plugins.precision import BitsandbytesPrecision as Theirs
+
+    with pytest.raises(KeyError) as theirs:
+        Theirs("nf5")  # type: ignore[arg-type]
+    with pytest.raises(type(theirs.value)) as ours:
+        BitsandbytesPrecision("nf5")
+    assert isinstance(ours.value, ValueError)
+    assert str(ours.value).startswith("BitsandbytesPrecision does not support mode='nf5'")
+    assert "Did you mean 'nf4'" in str(ours.value)
+
+
 @pytest.mark.parametrize("mode", ["nf4", "int8"])
 def test_cuda_forward(mode: str) -> None:
     if not torch.cuda.is_available():

@@ -444,6 +444,7 @@ def test_a_gpu_checkpoint_loads_onto_the_cpu_by_default_as_lightnings(
 ) -> None:
     """Lightning's default map_location keeps every tensor on the CPU: every rank of a
     resumed GPU job would otherwise load the whole checkpoint onto the saving device."""
+    pytest.importorskip("lightning", reason="lightning is not installed (the [lightning] extra)")
     from lightning.fabric.plugins.io import TorchCheckpointIO as LightningTorchIO
 
     path = tmp_path / "gpu.pt"
@@ -517,6 +518,7 @@ def test_load_errors_are_also_the_type_lightning_raises(case: str, tmp_path: Pat
     still catch it."""
     import argparse
 
+    pytest.importorskip("lightning", reason="lightning is not installed (the [lightning] extra)")
     from lightning.fabric.plugins.io import TorchCheckpointIO as LightningTorchIO
 
     path = tmp_path / "x.pt"

@@ -61,7 +61,7 @@ class Regressor(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         self.calls.append("before_optimizer_step")
         grads = [p.grad.abs().max().item() for p in self.parameters() if p.grad is not None]
-        self.grad_max.append(max(grads))
+        self.grad_max.append(max(grads, default=0.0))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=1e-2, fused=self.fused)
@@ -419,3 +419,25 @@ def test_registry_plugins_warns_nothing_for_a_plain_call() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         registry_plugins(["bf16-mixed", "torch"])
+
+
+def test_deepspeed_adapter_refuses_a_skipped_backward_as_lightnings_does() -> None:
+    """Under the Trainer a training step returning None skips the step; DeepSpeed's
+    engine counts micro-batches itself, so Lightning refuses that there, and so do we."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.plugins.precision import DeepSpeedPrecision as Theirs
+
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    module = Regressor()
+    trainer.strategy.connect(module)
+    module.trainer = trainer
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    for plugin in (
+        Theirs("bf16-mixed"),
+        registry_plugins(["deepspeed-bf16-mixed"], strategy="deepspeed")[0],
+    ):
+        with pytest.raises(MisconfigurationException, match="Skipping backward"):
+            plugin.optimizer_step(optimizer, model=module, closure=lambda: None)
+    # other strategies skip the step quietly, as Lightning's do
+    plain = registry_plugins(["bf16-mixed"])[0]
+    assert plain.optimizer_step(optimizer, model=module, closure=lambda: None) is None

@@ -133,3 +133,25 @@ def test_hardware_detection_sees_the_xla_devices_and_the_resolver_uses_them() ->
     assert type(checkpoint_io).__name__ == "XLACheckpointIO"
     assert type(environment).__name__ == "XLAEnvironment"
     assert environment.world_size() >= 1
+
+
+def test_lightnings_xla_strategy_takes_the_adapter_and_it_trains() -> None:
+    """Lightning's XLA accelerator looks for a TPU (not the PJRT CPU runtime), so its
+    strategy cannot run a loop here: the strategy takes the adapter, and the adapter
+    makes the calls Fabric's XLA strategy makes, on the real XLA device."""
+    pytest.importorskip("lightning", reason="lightning is not installed (the [lightning] extra)")
+    from lightning.fabric.plugins.precision import XLAPrecision as Theirs
+    from lightning.fabric.strategies import XLAStrategy
+
+    from plugin_registry.lightning import RegistryXLAPrecision, registry_plugins
+    from plugin_registry.testing.reference_loop import train
+
+    adapter = registry_plugins(["xla-bf16-true"], strategy="xla")[0]
+    assert isinstance(adapter, RegistryXLAPrecision) and isinstance(adapter, Theirs)
+    assert adapter._desired_dtype == torch.bfloat16  # what Lightning's XLA-FSDP reads
+    strategy = XLAStrategy(precision=adapter)
+    assert strategy.precision is adapter
+    result = train(adapter, steps=150, device=torch_xla.device())  # type: ignore[arg-type]
+    adapter.teardown()
+    assert sum(result.losses[-10:]) / 10 < 0.15
+    assert result.dtypes["params"] == ["bfloat16"]

@@ -12,7 +12,12 @@ from typing import Any
 
 import torch
 
-from builtin_plugins.precision.formats import check_precision, convert_floating, default_dtype
+from builtin_plugins.precision.formats import (
+    UnsupportedChoiceError,
+    check_precision,
+    convert_floating,
+    default_dtype,
+)
 from plugin_registry.kinds.precision import Precision
 
 
@@ -150,7 +155,9 @@ class BitsandbytesPrecision(Precision):
         ignore_modules: set[str] | None = None,
         device: str | None = None,
     ) -> None:
-        self.mode = check_precision(mode, MODES, "BitsandbytesPrecision")
+        self.mode = check_precision(
+            mode, MODES, "BitsandbytesPrecision", "mode", error=UnsupportedChoiceError
+        )
         self.precision = f"bitsandbytes-{self.mode}"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:

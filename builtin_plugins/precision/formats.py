@@ -19,18 +19,40 @@ SERVED_BY = {
 SHORT_FORMS = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
-def check_precision(value: object, allowed: tuple[str, ...], plugin: str) -> str:
-    """``value`` if ``allowed``; else a ValueError listing the valid values and who serves it."""
+class UnsupportedChoiceError(ValueError, KeyError):
+    """A value a plugin looks up in its table of choices (bitsandbytes' ``mode``), where
+    Lightning's lookup raises KeyError: ``except KeyError`` and ``except ValueError``
+    both catch it."""
+
+    def __str__(self) -> str:
+        # KeyError's str() would quote the message as if it were a key.
+        return str(self.args[0]) if self.args else ""
+
+
+def check_precision(
+    value: object,
+    allowed: tuple[str, ...],
+    plugin: str,
+    parameter: str = "precision",
+    error: type[ValueError] = ValueError,
+) -> str:
+    """``value`` if ``allowed``; else ``error`` listing the valid values and who serves it."""
     if isinstance(value, str) and value in allowed:
         return value
     text = str(value)
-    message = f"{plugin} does not support precision={value!r}; choose one of {', '.join(allowed)}."
+    message = (
+        f"{plugin} does not support {parameter}={value!r}; choose one of {', '.join(allowed)}."
+    )
     full = SHORT_FORMS.get(text, text)
     if full != text and full in allowed:
         message += f" ({text!r} is the short form of {full!r}: write {full!r}.)"
     elif full in SERVED_BY:
         message += f" {full!r} is served by the plugin named {SERVED_BY[full]}."
-    raise ValueError(message)
+    else:
+        from plugin_registry.names import did_you_mean
+
+        message = message[:-1] + (did_you_mean(text, allowed) or ".")
+    raise error(message)
 
 
 @contextlib.contextmanager

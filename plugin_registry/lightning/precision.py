@@ -131,6 +131,7 @@ class _Delegate:
             self.plugin.unscale_gradients(optimizer)
         self._after_closure(model, optimizer)  # type: ignore[attr-defined]
         if closure_result is None and getattr(model, "automatic_optimization", True):
+            self._skipped_backward()
             return None  # the training step skipped backward: nothing to step
         return self.plugin.optimizer_step(self._step_target(optimizer, model), **kwargs)
 
@@ -148,7 +149,10 @@ class _Delegate:
             optimizer, clip_val=clip_val, gradient_clip_algorithm=gradient_clip_algorithm
         )
 
-    # -- where a strategy puts the engine: overridden for DeepSpeed ----------------------
+    # -- what differs under DeepSpeed --------------------------------------------------
+
+    def _skipped_backward(self) -> None:
+        """A training step returned None: most strategies just skip the step."""
 
     def _backward_target(self, model: Any) -> Any:
         return model
@@ -186,6 +190,15 @@ class RegistryDeepSpeedPrecision(_Delegate, _TrainerDeepSpeedPrecision, _FabricD
     strategy hands the precision plugin the ``LightningModule``); under Fabric the
     strategy already hands it the engine.
     """
+
+    def _skipped_backward(self) -> None:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        # The engine counts micro-batches itself: a skipped one would desynchronise it.
+        raise MisconfigurationException(
+            "Skipping backward by returning `None` from your `training_step` is not "
+            "supported by `DeepSpeed`: return the loss"
+        )
 
     def _backward_target(self, model: Any) -> Any:
         return model.trainer.model

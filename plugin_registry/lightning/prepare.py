@@ -85,19 +85,31 @@ def prepare(
     resolution = None
     if precision == "auto":
         precision = None
-        from plugin_registry.resolver import resolve
-
-        resolution = resolve(
-            accelerator=_setting(accelerator),
-            strategy=_strategy_name(strategy),
-            devices=_setting(devices),
-            num_nodes=num_nodes,
-            plugins=ours,
-            registry=registry,
-        )
-        if not any(isinstance(p, _FabricPrecision) for p in adapted):
-            chosen = resolution.precision
-            adapted += registry_plugins(
-                [chosen.load(registry)], strategy=strategy, registry=registry
-            )
+        if not any(isinstance(p, _FabricPrecision) for p in items):
+            # No Lightning precision plugin given: the resolver decides (a registry
+            # precision named in plugins=[...] is its explicit pick).
+            resolution = _resolve(ours, accelerator, strategy, devices, num_nodes, registry)
+            if not any(isinstance(p, _FabricPrecision) for p in adapted):
+                chosen = resolution.precision.load(registry)
+                adapted += registry_plugins([chosen], strategy=strategy, registry=registry)
     return Prepared(precision, adapted or None, resolution)
+
+
+def _resolve(
+    ours: list[Any],
+    accelerator: Any,
+    strategy: Any,
+    devices: Any,
+    num_nodes: int,
+    registry: Registry | None,
+) -> Resolution:
+    from plugin_registry.resolver import resolve
+
+    return resolve(
+        accelerator=_setting(accelerator),
+        strategy=_strategy_name(strategy),
+        devices=_setting(devices),
+        num_nodes=num_nodes,
+        plugins=ours,
+        registry=registry,
+    )
