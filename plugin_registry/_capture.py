@@ -113,7 +113,9 @@ class Interrupts:
     """Tells a real Ctrl-C from a KeyboardInterrupt that third-party code raised itself.
 
     While active (main thread, Python's own SIGINT handler in place), a SIGINT
-    is noted before the KeyboardInterrupt is raised; elsewhere every
+    is noted before the KeyboardInterrupt is raised. Where SIGINT is ignored or
+    left to the system (a background job, a daemon), Ctrl-C raises nothing, so
+    every KeyboardInterrupt is self-raised; under anyone else's handler every
     KeyboardInterrupt counts as real.
     """
 
@@ -121,6 +123,7 @@ class Interrupts:
         self.received = False
         self._previous: object = None
         self._installed = False
+        self._cannot_raise = False
 
     def _handler(self, signum: int, frame: object) -> None:
         self.received = True
@@ -129,9 +132,11 @@ class Interrupts:
     def __enter__(self) -> Interrupts:
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError, OSError):
-                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                handler = signal.getsignal(signal.SIGINT)
+                if handler is signal.default_int_handler:
                     self._previous = signal.signal(signal.SIGINT, self._handler)
                     self._installed = True
+                self._cannot_raise = handler in (signal.SIG_IGN, signal.SIG_DFL)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -141,6 +146,6 @@ class Interrupts:
 
     def is_real(self, exc: BaseException) -> bool:
         """Whether ``exc`` must go through: the user's Ctrl-C, or not an interrupt at all."""
-        if not isinstance(exc, KeyboardInterrupt):
+        if not isinstance(exc, KeyboardInterrupt) or self._cannot_raise:
             return False
         return self.received or not self._installed

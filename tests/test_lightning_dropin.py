@@ -311,6 +311,13 @@ def test_each_strategy_family_gets_an_adapter_of_its_own_class() -> None:
     assert issubclass(RegistryXLAPrecision, FabricXLA) and issubclass(
         RegistryXLAPrecision, TrainerXLA
     )
+    # a Strategy object works like its name
+    from lightning.fabric.strategies import DDPStrategy, FSDPStrategy
+
+    assert isinstance(
+        registry_plugins(["fsdp-bf16-mixed"], strategy=FSDPStrategy())[0], RegistryFSDPPrecision
+    )
+    assert type(registry_plugins(["bf16-mixed"], strategy=DDPStrategy())[0]) is RegistryPrecision
     # without a strategy, a record made for one picks its family's adapter
     assert isinstance(registry_plugins(["fsdp-bf16-mixed"])[0], RegistryFSDPPrecision)
     assert isinstance(registry_plugins([pr.load("fsdp-16-mixed")])[0], RegistryFSDPPrecision)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -392,6 +393,9 @@ def test_hanging_registration_module_is_named_on_stderr(
 
 
 def test_real_ctrl_c_goes_through(site: SiteDir) -> None:
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        # Started as a background job: SIGINT is ignored, and no Ctrl-C can arrive.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     mod = unique("slow")
     site.install(
         "ctrl-c",
@@ -400,6 +404,24 @@ def test_real_ctrl_c_goes_through(site: SiteDir) -> None:
     )
     with pytest.raises(KeyboardInterrupt):
         Registry(cache=False).list_plugins()
+
+
+@pytest.mark.parametrize("disposition", ["SIG_IGN", "SIG_DFL"])
+def test_a_self_raised_interrupt_is_isolated_where_ctrl_c_cannot_raise(
+    site: SiteDir, disposition: str
+) -> None:
+    """A background job ignores SIGINT (and a daemon may leave it to the system): Ctrl-C
+    raises nothing there, so a KeyboardInterrupt is the package's own, and a Problem."""
+    install_env_package(site, "fake-interrupt", unique("fake"), preamble="raise KeyboardInterrupt")
+    previous = signal.signal(signal.SIGINT, getattr(signal, disposition))
+    try:
+        with pytest.warns(pr.PluginWarning):
+            problems = Registry(cache=False).problems()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert any(
+        p.distribution == "fake-interrupt" and "KeyboardInterrupt" in p.detail for p in problems
+    )
 
 
 # -- 8. switches ------------------------------------------------------------------

@@ -9,6 +9,15 @@ from typing import TYPE_CHECKING, Any
 from lightning.fabric.plugins import CheckpointIO as _LightningCheckpointIO
 from lightning.fabric.plugins import ClusterEnvironment as _LightningEnvironment
 from lightning.fabric.plugins import Precision as _FabricPrecision
+from lightning.fabric.strategies.deepspeed import DeepSpeedStrategy as _FabricDeepSpeed
+from lightning.fabric.strategies.fsdp import FSDPStrategy as _FabricFSDP
+from lightning.fabric.strategies.single_xla import SingleDeviceXLAStrategy as _FabricOneXLA
+from lightning.fabric.strategies.xla import XLAStrategy as _FabricXLA
+from lightning.fabric.strategies.xla_fsdp import XLAFSDPStrategy as _FabricXLAFSDP
+from lightning.pytorch.strategies.deepspeed import DeepSpeedStrategy as _TrainerDeepSpeed
+from lightning.pytorch.strategies.fsdp import FSDPStrategy as _TrainerFSDP
+from lightning.pytorch.strategies.single_xla import SingleDeviceXLAStrategy as _TrainerOneXLA
+from lightning.pytorch.strategies.xla import XLAStrategy as _TrainerXLA
 
 from plugin_registry.kinds.checkpoint_io import CheckpointIO
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
@@ -25,30 +34,11 @@ if TYPE_CHECKING:
 __all__ = ["registry_plugins", "resolution_plugins", "strategy_family", "to_lightning"]
 
 #: Lightning's strategy classes whose precision must be their own, by family.
-_STRATEGY_CLASSES = {
-    "fsdp": (
-        "lightning.fabric.strategies.FSDPStrategy",
-        "lightning.pytorch.strategies.FSDPStrategy",
-    ),
-    "deepspeed": (
-        "lightning.fabric.strategies.DeepSpeedStrategy",
-        "lightning.pytorch.strategies.DeepSpeedStrategy",
-    ),
-    "xla": (
-        "lightning.fabric.strategies.XLAStrategy",
-        "lightning.fabric.strategies.XLAFSDPStrategy",
-        "lightning.fabric.strategies.SingleDeviceXLAStrategy",
-        "lightning.pytorch.strategies.XLAStrategy",
-        "lightning.pytorch.strategies.SingleDeviceXLAStrategy",
-    ),
+_STRATEGY_CLASSES: dict[str, tuple[type, ...]] = {
+    "fsdp": (_FabricFSDP, _TrainerFSDP),
+    "deepspeed": (_FabricDeepSpeed, _TrainerDeepSpeed),
+    "xla": (_FabricXLA, _FabricXLAFSDP, _FabricOneXLA, _TrainerXLA, _TrainerOneXLA),
 }
-
-
-def _class(path: str) -> type:
-    import importlib
-
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
 def strategy_family(strategy: Any) -> str | None:
@@ -62,8 +52,8 @@ def strategy_family(strategy: Any) -> str | None:
         spec = STRATEGIES.get(strategy)
         family = spec.family if spec is not None else None
         return family if family in OWN_PRECISION_FAMILIES else None
-    for family, paths in _STRATEGY_CLASSES.items():
-        if isinstance(strategy, tuple(_class(p) for p in paths)):
+    for family, classes in _STRATEGY_CLASSES.items():
+        if isinstance(strategy, classes):
             return family
     return None
 
