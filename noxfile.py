@@ -19,14 +19,14 @@ def install(session: nox.Session, extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole suite (real venvs, real packages, subprocesses)."""
-    install(session, "test,bitsandbytes")
+    install(session, "test,bitsandbytes,safetensors")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
 @nox.session
 def fast(session: nox.Session) -> None:
     """The inner loop: everything but the slow tests (venvs, launchers, long training); < 2 min."""
-    install(session, "test,bitsandbytes")
+    install(session, "test,bitsandbytes,safetensors")
     session.run("python", "-m", "pytest", "-m", "not slow", *session.posargs)
 
 

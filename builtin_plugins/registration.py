@@ -179,6 +179,18 @@ def plugin_registry_checkpoint_io_plugins() -> list[PluginInfo]:
             accelerators=("cpu", "cuda", "mps"),
         ),
         PluginInfo(
+            name="safetensors",
+            kind="checkpoint_io",
+            target="builtin_plugins.checkpoint_io.safetensors_io:SafetensorsCheckpointIO",
+            summary="Tensor-only checkpoints in safetensors: atomic saves, mapped loads, no code.",
+            requires=("safetensors>=0.4",),
+            accelerators=("cpu", "cuda", "mps"),
+            install_hint="pip install 'plugin-registry[safetensors]'",
+            # Holds tensors only (no epoch counters, optimizer hyperparameters): chosen
+            # only when named.
+            priority=-20,
+        ),
+        PluginInfo(
             name="async-torch",
             kind="checkpoint_io",
             target="builtin_plugins.checkpoint_io.async_io:AsyncCheckpointIO",

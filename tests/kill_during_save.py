@@ -2,13 +2,14 @@
 
 Run as a script (it forks, so it keeps torch single-threaded and away from pytest):
 
-    python tests/kill_during_save.py DIR ROUNDS SEED [--plain]
+    python tests/kill_during_save.py DIR ROUNDS SEED [--plain] [--io NAME]
 
 Each round forks a child that saves two alternating states to DIR/ckpt.pt in a
 loop (each state a few MB, so a save takes milliseconds and a kill often lands
 inside one); the parent kills it after a random delay and loads what is there.
 ``--plain`` saves with bare ``torch.save`` instead of the plugin, to show the
-harness does catch torn writes. Prints one JSON line of counts.
+harness does catch torn writes; ``--io safetensors`` tests that plugin (tensor-only
+states). Prints one JSON line of counts.
 """
 
 from __future__ import annotations
@@ -25,17 +26,23 @@ import time
 def main() -> None:
     directory, rounds, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     plain = "--plain" in sys.argv
+    name = sys.argv[sys.argv.index("--io") + 1] if "--io" in sys.argv else "torch"
     import torch
 
     torch.set_num_threads(1)  # no thread pool to inherit across fork()
     import plugin_registry
 
-    io = plugin_registry.load("torch", kind="checkpoint_io")
+    io = plugin_registry.load(name, kind="checkpoint_io")
     path = os.path.join(directory, "ckpt.pt")
-    states = [
-        {"weights": torch.full((1_000_000,), float(i)), "step": i, "tag": f"state-{i}"}
-        for i in (1, 2)
-    ]
+    if name == "safetensors":
+        states: list[dict[str, object]] = [
+            {"weights": torch.full((1_000_000,), float(i)), "step": torch.tensor(i)} for i in (1, 2)
+        ]
+    else:
+        states = [
+            {"weights": torch.full((1_000_000,), float(i)), "step": i, "tag": f"state-{i}"}
+            for i in (1, 2)
+        ]
     io.save_checkpoint(states[0], path)
     rng = random.Random(seed)
     # Median save time, so kill delays spread over a few saves.
@@ -64,11 +71,13 @@ def main() -> None:
         if glob.glob(os.path.join(directory, ".ckpt.pt.*.tmp")):
             counts["leftover_temporaries"] += 1
         try:
-            loaded = torch.load(path, weights_only=True)
+            loaded = torch.load(path, weights_only=True) if plain else io.load_checkpoint(path)
             ok = any(
-                torch.equal(loaded["weights"], s["weights"])
-                and loaded["step"] == s["step"]
-                and loaded["tag"] == s["tag"]
+                loaded.keys() == s.keys()
+                and all(
+                    torch.equal(v, s[k]) if isinstance(v, torch.Tensor) else v == s[k]
+                    for k, v in loaded.items()
+                )
                 for s in states
             )
         except Exception:

@@ -1,0 +1,202 @@
+"""SafetensorsCheckpointIO ("safetensors"): tensor-only checkpoints, atomic, loaded by mmap.
+
+safetensors stores a flat ``{name: tensor}`` table and a string-to-string metadata
+header, and cannot run code on load. Nested state dicts (``{"model": {"w": ...}}``)
+are flattened with their key paths kept in the header, so a load gives back the
+same nesting even when a key contains the separator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from builtin_plugins.checkpoint_io.atomic import atomic_write
+from builtin_plugins.checkpoint_io.torch_io import checked_path
+from plugin_registry.errors import CheckpointNotFoundError, UnreadableCheckpointError
+from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
+
+#: The header entry that holds each flat name's key path (JSON).
+_KEYS = "plugin_registry.keys"
+
+
+def _flatten(
+    checkpoint: Mapping[str, Any], separator: str, shown: str
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """``{joined name: tensor}`` and ``{joined name: key path}``; non-tensors refused."""
+    import torch
+
+    flat: dict[str, Any] = {}
+    paths: dict[str, list[str]] = {}
+
+    def walk(value: Any, path: list[str]) -> None:
+        name = separator.join(path)
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise CheckpointError(
+                        f"cannot save {shown!r} as safetensors: key {key!r} under "
+                        f"{name or 'the top level'!r} is not a string",
+                        shown,
+                    )
+                walk(item, [*path, key])
+            return
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"cannot save {shown!r} as safetensors: {name!r} is a "
+                f"{type(value).__name__}, and safetensors holds tensors only; store it as a "
+                "tensor (torch.tensor(value)), or use the 'torch' checkpoint IO",
+                shown,
+            )
+        if name in flat:
+            raise CheckpointError(
+                f"cannot save {shown!r} as safetensors: two keys join to {name!r}; "
+                "use another separator (SafetensorsCheckpointIO(separator=...))",
+                shown,
+            )
+        flat[name] = value
+        paths[name] = path
+
+    walk(checkpoint, [])
+    return flat, paths
+
+
+def _check_no_shared_storage(flat: Mapping[str, Any], shown: str) -> None:
+    """safetensors cannot store two names over one storage (tied weights, views)."""
+    seen: dict[tuple[str, int], str] = {}
+    for name, tensor in flat.items():
+        if tensor.numel() == 0:
+            continue
+        storage = tensor.untyped_storage()
+        key = (str(tensor.device), storage.data_ptr())
+        if key in seen:
+            raise CheckpointError(
+                f"cannot save {shown!r} as safetensors: {seen[key]!r} and {name!r} share "
+                "memory (tied weights or views); save one of them, or .clone() the other",
+                shown,
+            )
+        seen[key] = name
+
+
+def _unflatten(flat: Mapping[str, Any], paths: Mapping[str, list[str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, tensor in flat.items():
+        path = paths.get(name, [name])
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = tensor
+    return out
+
+
+class SafetensorsCheckpointIO(CheckpointIO):
+    """Checkpoints of tensors (nested dicts allowed) in the safetensors format.
+
+    * Saves are atomic and durable, as the ``torch`` IO's: a crash leaves the old
+      file or the new one.
+    * Loads map the file (no copy on the CPU) and never run code, so
+      ``weights_only`` has nothing to refuse.
+    * A value that is not a tensor, a non-string key, or two names sharing memory
+      is a :class:`CheckpointError` naming the key.
+    * ``storage_options={"metadata": {...}}`` (strings) is written into the header;
+      :meth:`read_metadata` reads it back.
+    """
+
+    def __init__(self, separator: str = ".", durable: bool = True) -> None:
+        if not separator:
+            raise ValueError("separator must be a non-empty string, e.g. '.'")
+        self.separator = separator
+        self.durable = durable
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None
+    ) -> None:
+        """Write ``checkpoint``; on failure the previous file at ``path`` is untouched."""
+        from safetensors.torch import save
+
+        shown = checked_path(path)
+        flat, paths = _flatten(checkpoint, self.separator, shown)
+        _check_no_shared_storage(flat, shown)
+        metadata = dict((storage_options or {}).get("metadata") or {})
+        bad = [k for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))]
+        if bad or _KEYS in metadata:
+            raise CheckpointError(
+                f"cannot save {shown!r}: metadata must map strings to strings (not "
+                f"{bad[0] if bad else _KEYS!r}); json.dumps other values",
+                shown,
+            )
+        metadata[_KEYS] = json.dumps(paths)
+        data = save({k: v.detach().contiguous().cpu() for k, v in flat.items()}, metadata)
+
+        def write(fh: Any) -> None:
+            fh.write(data)
+
+        try:
+            atomic_write(shown, write, durable=self.durable)
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot save checkpoint to {shown!r}: {exc.strerror or exc}; the previous "
+                "checkpoint there, if any, is intact",
+                shown,
+            ) from exc
+
+    def load_checkpoint(
+        self, path: PathLike, map_location: Any = "cpu", weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Read the tensors (mapped, not copied, on the CPU) and restore their nesting.
+
+        ``map_location`` is a device (``"cpu"``, ``"cuda:0"``, None for the CPU).
+        """
+        from safetensors import safe_open
+
+        shown = checked_path(path)
+        self._check_file(shown)
+        device = "cpu" if map_location is None else str(map_location)
+        try:
+            with safe_open(shown, framework="pt", device=device) as fh:
+                header = fh.metadata() or {}
+                flat = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+        except Exception as exc:  # safetensors raises its own SafetensorError
+            raise UnreadableCheckpointError(
+                f"cannot load checkpoint {shown!r}: it is not a readable safetensors file "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+                shown,
+            ) from exc
+        paths = json.loads(header[_KEYS]) if _KEYS in header else {}
+        return _unflatten(flat, paths)
+
+    def read_metadata(self, path: PathLike) -> dict[str, str]:
+        """The metadata given at save (``storage_options={"metadata": ...}``)."""
+        from safetensors import safe_open
+
+        shown = checked_path(path)
+        self._check_file(shown)
+        try:
+            with safe_open(shown, framework="pt", device="cpu") as fh:
+                header = dict(fh.metadata() or {})
+        except Exception as exc:
+            raise UnreadableCheckpointError(
+                f"cannot read the metadata of {shown!r}: {exc}", shown
+            ) from exc
+        header.pop(_KEYS, None)
+        return header
+
+    def remove_checkpoint(self, path: PathLike) -> None:
+        """Delete the checkpoint; a missing path is not an error."""
+        shown = checked_path(path)
+        if os.path.lexists(shown):
+            os.remove(shown)
+
+    @staticmethod
+    def _check_file(shown: str) -> None:
+        if not os.path.exists(shown):
+            raise CheckpointNotFoundError(
+                f"no checkpoint at {shown!r}: the path does not exist", shown
+            )
+        if os.path.isdir(shown):
+            raise UnreadableCheckpointError(
+                f"{shown!r} is a directory, not a safetensors file; pass the file inside it",
+                shown,
+            )
