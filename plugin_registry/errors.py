@@ -22,6 +22,16 @@ class PluginRegistryError(Exception):
     """Base of every error raised by plugin_registry."""
 
 
+class WholeMessage:
+    """For errors that are also a KeyError or an OSError: their ``str()`` would quote
+    the message as a key, or format it as (errno, strerror); the message is whole."""
+
+    args: tuple[object, ...]
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class _LookupFailure(PluginRegistryError):
     """A request that found no single plugin; fields say what, for callers and tests."""
 
@@ -142,13 +152,9 @@ class ClusterEnvironmentError(PluginRegistryError, RuntimeError):
     the variable, its value and what sets it."""
 
 
-class MissingVariableError(ClusterEnvironmentError, KeyError):
+class MissingVariableError(WholeMessage, ClusterEnvironmentError, KeyError):
     """A variable the launcher sets is not set (where Lightning's ``os.environ[...]``
     raises KeyError, so ``except KeyError`` still catches it)."""
-
-    def __str__(self) -> str:
-        # KeyError's str() would quote the message as if it were a key.
-        return str(self.args[0]) if self.args else ""
 
 
 class InvalidVariableError(ClusterEnvironmentError, ValueError):
@@ -156,13 +162,9 @@ class InvalidVariableError(ClusterEnvironmentError, ValueError):
     ``int(...)`` or its LSF checks raise ValueError)."""
 
 
-class HostFileNotFoundError(InvalidVariableError, FileNotFoundError):
+class HostFileNotFoundError(WholeMessage, InvalidVariableError, FileNotFoundError):
     """The host or rank file a launcher variable names does not exist (Lightning's
     ``open()`` raises FileNotFoundError there)."""
-
-    def __str__(self) -> str:
-        # OSError's str() would format (errno, strerror); the message is whole already.
-        return str(self.args[0]) if self.args else ""
 
 
 class SettingsMismatchError(ClusterEnvironmentError, ValueError):
@@ -178,17 +180,13 @@ class CheckpointError(PluginRegistryError):
         self.path = None if path is None else os.fspath(path)
 
 
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+class CheckpointNotFoundError(WholeMessage, CheckpointError, FileNotFoundError):
     """Nothing at the checkpoint path (Lightning's ``TorchCheckpointIO`` raises
     FileNotFoundError there, so ``except FileNotFoundError`` still catches it)."""
 
     def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
         super().__init__(message, path)
         self.errno, self.strerror, self.filename = errno.ENOENT, message, self.path
-
-    def __str__(self) -> str:
-        # OSError's str() would format (errno, strerror); the message is whole already.
-        return str(self.args[0]) if self.args else ""
 
 
 class UnreadableCheckpointError(CheckpointError, RuntimeError):

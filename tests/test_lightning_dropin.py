@@ -31,6 +31,7 @@ from plugin_registry.lightning import (
     registry_plugins,
 )
 from plugin_registry.testing.reference_loop import make_data, make_model
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -383,7 +384,7 @@ def test_fabric_deepspeed_adapter_drives_a_real_engine(tmp_path: Path) -> None:
     script = f"""
 import json, os, torch, deepspeed
 os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                  MASTER_PORT=str({_port()}))
+                  MASTER_PORT=str({free_port()}))
 from plugin_registry.lightning import registry_plugins
 from plugin_registry.testing.reference_loop import make_data, make_model
 adapter = registry_plugins(["deepspeed-bf16-mixed"], strategy="deepspeed")[0]
@@ -414,12 +415,6 @@ print(json.dumps({{"first": losses[0], "last": losses[-1], "steps": engine.globa
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["steps"] == 20
     assert out["last"] < out["first"]
-
-
-def _port() -> int:
-    from tests.support import free_port
-
-    return free_port()
 
 
 def test_registry_plugins_warns_nothing_for_a_plain_call() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from builtin_plugins.checkpoint_io.atomic import atomic_write
-from builtin_plugins.checkpoint_io.torch_io import checked_path
+from builtin_plugins.checkpoint_io.torch_io import checked_path, save_failure
 from plugin_registry.errors import CheckpointNotFoundError, UnreadableCheckpointError
 from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
 
@@ -136,11 +136,7 @@ class SafetensorsCheckpointIO(CheckpointIO):
         try:
             atomic_write(shown, write, durable=self.durable)
         except OSError as exc:
-            raise CheckpointError(
-                f"cannot save checkpoint to {shown!r}: {exc.strerror or exc}; the previous "
-                "checkpoint there, if any, is intact",
-                shown,
-            ) from exc
+            raise CheckpointError(save_failure(shown, exc), shown) from exc
 
     def load_checkpoint(
         self, path: PathLike, map_location: Any = "cpu", weights_only: bool | None = None

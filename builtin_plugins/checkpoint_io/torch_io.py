@@ -47,6 +47,24 @@ def checked_path(path: PathLike) -> str:
     return text
 
 
+def save_failure(path: PathLike, exc: OSError) -> str:
+    """Why a save failed, from its OSError, and that the previous checkpoint is intact."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        cause = "the disk is full or the file size limit was reached"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        cause = "no permission to write there"
+    elif exc.errno == errno.EISDIR:
+        cause = "the path is a directory"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        cause = "a parent of the path is a file, not a directory"
+    else:
+        cause = type(exc).__name__
+    return (
+        f"cannot save checkpoint to {os.fspath(path)!r}: {cause} ({exc.strerror or exc}); "
+        "the previous checkpoint there, if any, is intact"
+    )
+
+
 def is_local(fs: Any) -> bool:
     from fsspec.implementations.local import LocalFileSystem
 
@@ -132,7 +150,7 @@ class TorchCheckpointIO(CheckpointIO):
                     fs.makedirs(parent, exist_ok=True)
                 fs.pipe_file(fspath, buffer.getvalue())
         except OSError as exc:
-            raise CheckpointError(self._save_failure(path, exc), path) from exc
+            raise CheckpointError(save_failure(path, exc), path) from exc
         except RuntimeError as exc:
             # torch's zip writer turns a failed write into a RuntimeError; the
             # OSError behind it (a full disk, say) is in the context chain.
@@ -143,7 +161,7 @@ class TorchCheckpointIO(CheckpointIO):
                     "the previous checkpoint there, if any, is intact",
                     path,
                 ) from exc
-            raise CheckpointError(self._save_failure(path, os_error), path) from exc
+            raise CheckpointError(save_failure(path, os_error), path) from exc
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise CheckpointError(
                 f"cannot save checkpoint to {os.fspath(path)!r}: it holds an object torch.save "
@@ -151,23 +169,6 @@ class TorchCheckpointIO(CheckpointIO):
                 "if any, is intact",
                 path,
             ) from exc
-
-    @staticmethod
-    def _save_failure(path: PathLike, exc: OSError) -> str:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            cause = "the disk is full or the file size limit was reached"
-        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            cause = "no permission to write there"
-        elif exc.errno == errno.EISDIR:
-            cause = "the path is a directory"
-        elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
-            cause = "a parent of the path is a file, not a directory"
-        else:
-            cause = type(exc).__name__
-        return (
-            f"cannot save checkpoint to {os.fspath(path)!r}: {cause} ({exc.strerror or exc}); "
-            "the previous checkpoint there, if any, is intact"
-        )
 
     def load_checkpoint(
         self,

@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from plugin_registry.errors import WholeMessage
+
 #: Which built-in plugin serves each precision value, for error messages.
 SERVED_BY = {
     "32-true": "32-true (Precision)",
@@ -19,14 +21,10 @@ SERVED_BY = {
 SHORT_FORMS = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
-class UnsupportedChoiceError(ValueError, KeyError):
+class UnsupportedChoiceError(WholeMessage, ValueError, KeyError):
     """A value a plugin looks up in its table of choices (bitsandbytes' ``mode``), where
     Lightning's lookup raises KeyError: ``except KeyError`` and ``except ValueError``
     both catch it."""
-
-    def __str__(self) -> str:
-        # KeyError's str() would quote the message as if it were a key.
-        return str(self.args[0]) if self.args else ""
 
 
 def check_precision(

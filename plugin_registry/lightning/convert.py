@@ -58,6 +58,16 @@ def strategy_family(strategy: Any) -> str | None:
     return None
 
 
+def as_list(plugins: Any) -> list[Any]:
+    """A ``plugins=`` setting as a list: None is empty, one plugin (a name, a record, an
+    instance) is a list of one."""
+    if plugins is None:
+        return []
+    if isinstance(plugins, (str, PluginInfo)) or not isinstance(plugins, Iterable):
+        return [plugins]
+    return list(plugins)
+
+
 def is_lightnings(plugin: Any) -> bool:
     """Whether ``plugin`` is one of Lightning's own, or a subclass of its plugin classes
     (passed to Lightning unchanged)."""
@@ -136,7 +146,7 @@ def to_lightning(
 
 
 def registry_plugins(
-    plugins: Iterable[Any],
+    plugins: Iterable[Any] | Any,
     *,
     strategy: Any = None,
     registry: Registry | None = None,
@@ -152,10 +162,8 @@ def registry_plugins(
 
     _warn_trainer_flag(trainer)
     reg = registry or default_registry()
-    if isinstance(plugins, (str, PluginInfo)):
-        plugins = [plugins]
     adapted = []
-    for item in plugins:
+    for item in as_list(plugins):
         record = reg.get(item) if isinstance(item, str) else item
         built = reg.load(item) if isinstance(item, (str, PluginInfo)) else item
         known = record if isinstance(record, PluginInfo) else None

@@ -8,14 +8,17 @@ a registry name and not one of Lightning's values is that plugin.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from lightning.fabric.plugins import Precision as _FabricPrecision
 
 from plugin_registry.kinds.precision import PRECISIONS, SHORT_PRECISIONS
-from plugin_registry.lightning.convert import is_lightnings, registry_plugins, strategy_family
-from plugin_registry.records import PluginInfo
+from plugin_registry.lightning.convert import (
+    as_list,
+    is_lightnings,
+    registry_plugins,
+    strategy_family,
+)
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
@@ -33,14 +36,6 @@ class Prepared:
     precision: Any
     plugins: list[Any] | None
     resolution: Resolution | None
-
-
-def _as_list(plugins: Any) -> list[Any]:
-    if plugins is None:
-        return []
-    if isinstance(plugins, (str, PluginInfo)) or not isinstance(plugins, Iterable):
-        return [plugins]
-    return list(plugins)
 
 
 def _strategy_name(strategy: Any) -> str:
@@ -72,7 +67,7 @@ def prepare(
     registry: Registry | None = None,
 ) -> Prepared:
     """Lightning's ``precision=`` and ``plugins=`` for these settings."""
-    items = _as_list(plugins)
+    items = as_list(plugins)
     if (
         isinstance(precision, str)
         and precision not in _LIGHTNING_PRECISIONS
