@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from plugin_registry import Kind, PluginInfo, hookimpl
+from plugin_registry.kinds.checkpoint_io import SHARDED_CHECKPOINT
 
 _XLA_HINT = (
     "pip install 'plugin-registry[xla]' into a virtual environment whose torch is the one "
@@ -189,6 +190,30 @@ def plugin_registry_checkpoint_io_plugins() -> list[PluginInfo]:
             # Holds tensors only (no epoch counters, optimizer hyperparameters): chosen
             # only when named.
             priority=-20,
+        ),
+        PluginInfo(
+            name="distributed",
+            kind="checkpoint_io",
+            target="builtin_plugins.checkpoint_io.distributed_io:DistributedCheckpointIO",
+            aliases=("dcp",),
+            summary="Sharded: every rank writes its shards (torch DCP), loads reshard; committed "
+            "atomically; fsspec URLs.",
+            requires=("torch>=2.4",),
+            accelerators=("cpu", "cuda", "mps"),
+            # What the resolver looks for when the strategy shards parameters.
+            provides=(SHARDED_CHECKPOINT,),
+        ),
+        PluginInfo(
+            name="async-distributed",
+            kind="checkpoint_io",
+            target="builtin_plugins.checkpoint_io.async_distributed_io:AsyncDistributedCheckpointIO",
+            aliases=("async-dcp",),
+            summary="The sharded checkpoint IO with DCP's async_save: staged on the caller, "
+            "written in the background.",
+            requires=("torch>=2.4",),
+            accelerators=("cpu", "cuda", "mps"),
+            provides=(SHARDED_CHECKPOINT,),
+            priority=-10,
         ),
         PluginInfo(
             name="async-torch",

@@ -131,6 +131,10 @@ class ResolutionWarning(PluginRegistryWarning):
     """The resolver changed a request the way Lightning does (16-mixed on CPU)."""
 
 
+class CheckpointWarning(PluginRegistryWarning):
+    """A checkpoint loaded, but something beside it needs attention (an unfinished save)."""
+
+
 class ResolutionError(PluginRegistryError, ValueError):
     """No plugin can fill a slot, or an explicit choice cannot work; says why and what would."""
 
@@ -187,6 +191,11 @@ class CheckpointNotFoundError(WholeMessage, CheckpointError, FileNotFoundError):
     def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
         super().__init__(message, path)
         self.errno, self.strerror, self.filename = errno.ENOENT, message, self.path
+
+
+class IncompleteCheckpointError(CheckpointNotFoundError):
+    """A save to the path began but never committed: there is no checkpoint there yet
+    (a ``FileNotFoundError``, so code that starts fresh when none exists still does)."""
 
 
 class UnreadableCheckpointError(CheckpointError, RuntimeError):

@@ -116,7 +116,9 @@ class PluginInfo:
 
     ``provides``
         the ``precision=`` settings the plugin implements besides its own names
-        (placeholders allowed): ``fsdp-{precision}`` provides ``"{precision}"``.
+        (placeholders allowed): ``fsdp-{precision}`` provides ``"{precision}"``;
+        for a checkpoint IO, ``"sharded-checkpoint"`` (every rank writes its own
+        shards; chosen when the strategy shards parameters).
     ``strategies``
         the strategy families it is made for (``"fsdp"``, ``"deepspeed"``,
         ``"xla"``, ``"model_parallel"``; ``("single",)`` for one device only);

@@ -226,9 +226,30 @@ CASES = [
         CPU,
         {"precision": "bf16-mixed", "strategy": "fsdp", "devices": 2},
         "fsdp-bf16-mixed",
+        checkpoint_io="distributed",
     ),
-    Case("h100-fsdp-16", H100x8, {"precision": "16-mixed", "strategy": "fsdp"}, "fsdp-16-mixed"),
-    Case("cpu-fsdp-default", CPU, {"strategy": "fsdp_cpu_offload"}, "fsdp-32-true"),
+    Case(
+        "h100-fsdp-16",
+        H100x8,
+        {"precision": "16-mixed", "strategy": "fsdp"},
+        "fsdp-16-mixed",
+        checkpoint_io="distributed",
+    ),
+    Case(
+        "cpu-fsdp-default",
+        CPU,
+        {"strategy": "fsdp_cpu_offload"},
+        "fsdp-32-true",
+        checkpoint_io="distributed",
+    ),
+    # A named checkpoint IO wins over the sharded one the strategy would get.
+    Case(
+        "cpu-fsdp-named-torch",
+        CPU,
+        {"strategy": "fsdp", "plugins": ["torch"]},
+        "fsdp-32-true",
+        checkpoint_io="torch",
+    ),
     Case(
         "cpu-fsdp-64",
         CPU,
@@ -241,7 +262,13 @@ CASES = [
         {"precision": "bf16-mixed", "strategy": "deepspeed"},
         "deepspeed-bf16-mixed",
     ),
-    Case("cpu-deepspeed-3", CPU, {"strategy": "deepspeed_stage_3"}, "deepspeed-32-true"),
+    Case(
+        "cpu-deepspeed-3",
+        CPU,
+        {"strategy": "deepspeed_stage_3"},
+        "deepspeed-32-true",
+        checkpoint_io="distributed",
+    ),
     Case(
         "cpu-deepspeed-missing",
         machine(missing=("deepspeed",)),

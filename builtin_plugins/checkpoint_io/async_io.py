@@ -11,7 +11,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
 
@@ -243,8 +243,16 @@ class AsyncCheckpointIO(CheckpointIO):
         return errors
 
 
-#: Every AsyncCheckpointIO alive, for the exit and SIGTERM guards.
-_live: weakref.WeakSet[AsyncCheckpointIO] = weakref.WeakSet()
+class Guarded(Protocol):
+    """A plugin whose pending saves the exit and SIGTERM guards finish and report."""
+
+    def _drain(self) -> None: ...
+
+    def _unreported(self) -> list[tuple[str, BaseException]]: ...
+
+
+#: Every asynchronous checkpoint IO alive, for the exit and SIGTERM guards.
+_live: weakref.WeakSet[Guarded] = weakref.WeakSet()
 _guards_installed = False
 _previous_sigterm: Any = None
 
@@ -273,12 +281,12 @@ def _at_exit() -> None:
     # The interpreter has joined the saving threads by now; this catches saves
     # queued by other exit handlers and reports failures nobody was told of.
     _flush_all()
-    lost = [(path, exc) for aio in list(_live) for path, exc in aio._unreported()]
+    lost = [(aio, path, exc) for aio in list(_live) for path, exc in aio._unreported()]
     if not lost:
         return
-    for path, exc in lost:
+    for aio, path, exc in lost:
         sys.stderr.write(
-            f"AsyncCheckpointIO: the background save to {path!r} failed and was never "
+            f"{type(aio).__name__}: the background save to {path!r} failed and was never "
             f"reported: {type(exc).__name__}: {exc}\n"
         )
     sys.stderr.flush()

@@ -10,6 +10,12 @@ from plugin_registry.errors import CheckpointError as CheckpointError
 
 PathLike = str | os.PathLike[str]
 
+#: What a checkpoint IO record ``provides`` when every rank writes its own shards and
+#: loads reshard (``torch.distributed.checkpoint``): the resolver chooses such a plugin
+#: when the strategy shards parameters (FSDP, DeepSpeed stage 3), and only then unless
+#: it is named, since a plain strategy has nothing to shard.
+SHARDED_CHECKPOINT = "sharded-checkpoint"
+
 
 class CheckpointIO(ABC):
     """Save, load and remove checkpoints: the interface of Lightning's ``CheckpointIO``."""

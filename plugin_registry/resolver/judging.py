@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from plugin_registry.kinds.checkpoint_io import SHARDED_CHECKPOINT
 from plugin_registry.kinds.precision import PRECISION_DTYPE, PRECISIONS
 from plugin_registry.machine import Device, Hardware
 from plugin_registry.names import normalize_name
@@ -62,11 +63,25 @@ class Judge:
             reasons.extend(_precision_reasons(record, cand, job, self._made_for(job.family)))
         if cand.kind == "cluster_environment":
             reasons.extend(self._environment_reasons(record, job))
+        sharded = cand.kind == "checkpoint_io" and SHARDED_CHECKPOINT in record.provides
+        if sharded and not job.shards_parameters and not cand.explicit:
+            reasons.append(
+                f"writes sharded checkpoints, chosen when the strategy shards parameters "
+                f"(fsdp, deepspeed_stage_3); {job.strategy!r} does not (name it to use it)"
+            )
         preferred = self.preferred(cand.kind, cand.name)
         if preferred and not cand.explicit and record.distribution not in ("", None, preferred):
             reasons.append(f"{cand.name!r} is taken from {preferred} (preferred provider)")
         if not reasons:
-            reasons.append("explicitly requested" if cand.explicit else _accept_reason(cand))
+            if sharded and not cand.explicit:
+                # Ranked above the single-file IOs, which would gather every shard on one rank.
+                cand = dataclasses.replace(cand, specificity=cand.specificity + 1)
+                reasons.append(
+                    f"strategy {job.strategy!r} shards parameters: every rank writes its own "
+                    f"shards, nothing is gathered on one rank; {_accept_reason(cand)}"
+                )
+            else:
+                reasons.append("explicitly requested" if cand.explicit else _accept_reason(cand))
             return dataclasses.replace(cand, accepted=True, reasons=tuple(reasons))
         return dataclasses.replace(cand, accepted=False, reasons=tuple(reasons))
 

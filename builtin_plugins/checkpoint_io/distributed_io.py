@@ -1,0 +1,683 @@
+"""DistributedCheckpointIO: sharded checkpoints on torch.distributed.checkpoint (DCP).
+
+Every rank writes its own shards in parallel; a load reshards to the world size
+(and the sharding) of the state it loads into. What this plugin adds to DCP:
+
+* **Commit marker.** A checkpoint at ``path`` is a directory holding DCP's files
+  in ``data-<id>/`` and ``checkpoint.json``, which names the data directory and
+  is written last, in one atomic step (rename on a local disk, one PUT on an
+  object store). Until it is written the new data is not a checkpoint; a save
+  that dies half way leaves the previous checkpoint loadable, and the broken
+  data is reported by the next load and removed by the next save.
+* **Safe loads.** DCP unpickles its ``.metadata`` file and loads non-tensor
+  values with ``weights_only=False``; here the metadata goes through an
+  unpickler that admits DCP's own record classes only, and values load with
+  ``weights_only=True`` unless the caller opts out.
+* **Key types.** DCP turns every key into a string (an optimizer's
+  ``state[0]`` comes back as ``state["0"]``); the original keys are kept in the
+  marker and restored.
+* **Removal while reading.** A load opens every shard file before it reads, so
+  a ``remove_checkpoint`` from another process on the same machine cannot tear
+  a load that has begun.
+
+Plain DCP directories (a ``.metadata`` file, no marker), as Lightning's FSDP
+strategy writes them, load too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import json
+import os
+import pickle
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+from builtin_plugins.checkpoint_io.atomic import atomic_write
+from builtin_plugins.checkpoint_io.torch_io import (
+    checked_path,
+    filesystem,
+    is_local,
+    save_failure,
+)
+from plugin_registry.errors import (
+    CheckpointNotFoundError,
+    CheckpointWarning,
+    IncompleteCheckpointError,
+    UnreadableCheckpointError,
+    WeightsOnlyRefusedError,
+)
+from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
+
+MARKER = "checkpoint.json"
+FORMAT = "plugin-registry/distributed-checkpoint"
+DATA_PREFIX = "data-"
+_DCP_METADATA = ".metadata"
+# A marker is a few names and key paths; anything larger is not ours.
+_MAX_MARKER_BYTES = 64 * 1024 * 1024
+_JSON_KEYS = (int, float, bool, type(None))
+
+
+# -- the commit marker ---------------------------------------------------------------
+
+
+def non_string_keys(state: Mapping[Any, Any]) -> list[list[Any]]:
+    """The key paths whose last key is not a string, for restoring them after a load.
+
+    DCP joins keys with dots after ``str()``; keys JSON can keep (int, float, bool,
+    None) are restored, any other key type is refused rather than silently changed.
+    """
+    found: list[list[Any]] = []
+
+    def walk(value: Any, path: list[Any]) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    if not isinstance(key, _JSON_KEYS):
+                        where = ".".join(map(str, [*path, key]))
+                        raise CheckpointError(
+                            f"cannot save key {key!r} at {where!r}: a distributed checkpoint "
+                            f"keeps str, int, float, bool and None keys, not "
+                            f"{type(key).__name__}; convert it to a string first"
+                        )
+                    found.append([*path, key])
+                walk(item, [*path, key])
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, [*path, index])
+
+    walk(state, [])
+    return found
+
+
+def restore_keys(state: dict[str, Any], paths: list[list[Any]]) -> None:
+    """Undo DCP's ``str()`` of the keys named by :func:`non_string_keys`, in place."""
+    # Deepest first, so that the parents are still reached by their string form.
+    for path in sorted(paths, key=len, reverse=True):
+        node: Any = state
+        for part in path[:-1]:
+            node = node[part if isinstance(node, list) else str(part)]
+        if isinstance(node, dict) and str(path[-1]) in node:
+            node[path[-1]] = node.pop(str(path[-1]))
+
+
+def read_marker(fs: Any, root: str, shown: str) -> dict[str, Any]:
+    """The parsed ``checkpoint.json`` of the checkpoint at ``root``."""
+    marker = f"{root}/{MARKER}"
+    try:
+        if fs.size(marker) > _MAX_MARKER_BYTES:
+            raise ValueError("larger than any commit marker")
+        with fs.open(marker, "rb") as fh:
+            parsed = json.loads(fh.read())
+        if not isinstance(parsed, dict) or parsed.get("format") != FORMAT:
+            raise ValueError(f"its format is not {FORMAT!r}")
+        data = parsed["data"]
+        if not isinstance(data, str) or not data.startswith(DATA_PREFIX) or "/" in data:
+            raise ValueError(f"it names {data!r} as its data directory")
+        if not isinstance(parsed.get("keys", []), list):
+            raise ValueError("its 'keys' field is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnreadableCheckpointError(
+            f"cannot load checkpoint {shown!r}: its commit marker {MARKER} is damaged ({exc}); "
+            "the checkpoint cannot be trusted, save it again",
+            shown,
+        ) from exc
+    return parsed
+
+
+def write_marker(fs: Any, root: str, marker: dict[str, Any], durable: bool) -> None:
+    """Commit: one atomic replacement of ``checkpoint.json``."""
+    text = json.dumps(marker, indent=1).encode()
+    if is_local(fs):
+        atomic_write(f"{root}/{MARKER}", lambda fh: _write(fh, text), durable=durable)
+    else:
+        # A single PUT becomes visible whole or not at all on object stores.
+        fs.pipe_file(f"{root}/{MARKER}", text)
+
+
+def _write(fh: Any, data: bytes) -> None:
+    fh.write(data)
+
+
+def data_directories(fs: Any, root: str) -> list[str]:
+    """The names of the ``data-*`` directories under ``root``."""
+    try:
+        entries = fs.ls(root, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    names = [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
+    return sorted(n for n in names if n.startswith(DATA_PREFIX))
+
+
+def discard(fs: Any, root: str, data: str) -> None:
+    """Remove a save's uncommitted data, and ``root`` if that leaves it empty (best effort)."""
+    with contextlib.suppress(OSError):
+        fs.rm(data, recursive=True)
+    with contextlib.suppress(OSError):
+        if not fs.ls(root, detail=False):
+            fs.rmdir(root)
+
+
+@contextlib.contextmanager
+def single_process_quiet(group: Any | None) -> Iterator[None]:
+    """Without a group, DCP warns that it assumes one process: we asked for exactly that."""
+    with warnings.catch_warnings():
+        if group is None:
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def fsync_tree(directory: str) -> None:
+    """fsync a local directory's entries, so the marker never points at lost files."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- reading DCP's files safely ------------------------------------------------------------
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Admits the classes DCP's metadata is made of, and nothing that runs code."""
+
+    _MODULES = ("torch.distributed.checkpoint.metadata",)
+    _NAMES: ClassVar[set[tuple[str, str]]] = {
+        ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+        ("torch.serialization", "_get_layout"),
+        ("torch", "Size"),
+        ("pathlib", "PosixPath"),
+        ("pathlib", "PurePosixPath"),
+        ("pathlib", "WindowsPath"),
+        ("pathlib", "PureWindowsPath"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        import torch
+
+        if module in self._MODULES or (module, name) in self._NAMES:
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(
+            getattr(torch, name, None), (torch.dtype, torch.layout, torch.memory_format)
+        ):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(
+            f"the checkpoint's metadata names {module}.{name}, which DCP's metadata never holds"
+        )
+
+
+def read_metadata(stream: Any, safe: bool) -> Any:
+    if safe:
+        return _MetadataUnpickler(stream).load()
+    return pickle.load(stream)  # the caller opted out with weights_only=False
+
+
+def _reader_classes() -> tuple[type[Any], type[Any]]:
+    """The local and fsspec readers: DCP's, with a safe metadata read and open files."""
+    from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
+    from torch.distributed.checkpoint.filesystem import FileSystemReader
+    from torch.distributed.checkpoint.metadata import StorageMeta
+
+    class SafeMetadata:
+        safe = True
+
+        def read_metadata(self, *args: Any, **kwargs: Any) -> Any:
+            path = self._get_metadata_path(kwargs.get("rank"))  # type: ignore[attr-defined]
+            with self.fs.create_stream(path, "rb") as stream:  # type: ignore[attr-defined]
+                metadata = read_metadata(stream, self.safe)
+            if getattr(metadata, "storage_meta", None) is None:
+                metadata.storage_meta = StorageMeta()
+            metadata.storage_meta.load_id = self.load_id  # type: ignore[attr-defined]
+            return metadata
+
+    class LocalReader(SafeMetadata, FileSystemReader):
+        """Opens every shard file up front: a removal after that cannot tear the load."""
+
+        def open_all(self) -> None:
+            self.opened: dict[str, int] = {}
+            for name in os.listdir(self.path):
+                if name.endswith(".distcp"):
+                    self.opened[name] = os.open(os.path.join(self.path, name), os.O_RDONLY)
+            original = self.fs.create_stream
+
+            @contextlib.contextmanager
+            def create_stream(path: Any, mode: str) -> Iterator[Any]:
+                fd = self.opened.get(os.path.basename(os.fspath(path)))
+                if fd is None or mode != "rb":
+                    with original(path, mode) as stream:
+                        yield stream
+                    return
+                with os.fdopen(os.dup(fd), "rb") as stream:
+                    stream.seek(0)
+                    yield stream
+
+            # Instance attribute: this reader's streams only.
+            setattr(self.fs, "create_stream", create_stream)  # noqa: B010
+
+        def close(self) -> None:
+            for fd in getattr(self, "opened", {}).values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.opened = {}
+
+    class RemoteReader(SafeMetadata, FsspecReader):
+        def open_all(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    return LocalReader, RemoteReader
+
+
+def _planner_classes() -> tuple[type[Any], type[Any]]:
+    """DCP's load planners with ``weights_only`` honoured for non-tensor values."""
+    import torch
+    from torch.distributed.checkpoint.default_planner import (
+        DefaultLoadPlanner,
+        _EmptyStateDictLoadPlanner,
+    )
+
+    class SafeBytes:
+        safe = True
+
+        def load_bytes(self, read_item: Any, value: io.BytesIO) -> None:
+            loaded = torch.load(value, weights_only=self.safe)
+            # DCP's own code, with the object already loaded: set it where it belongs.
+            if self.flatten_state_dict:  # type: ignore[attr-defined]
+                from torch.distributed.checkpoint._traverse import set_element as put
+
+                put(
+                    self.original_state_dict,  # type: ignore[attr-defined]
+                    self.mappings[read_item.dest_index.fqn],  # type: ignore[attr-defined]
+                    loaded,
+                )
+            else:
+                self.state_dict[read_item.dest_index.fqn] = loaded  # type: ignore[attr-defined]
+
+    class IntoState(SafeBytes, DefaultLoadPlanner):
+        pass
+
+    class Everything(SafeBytes, _EmptyStateDictLoadPlanner):
+        pass
+
+    return IntoState, Everything
+
+
+# -- the plugin ------------------------------------------------------------------------------
+
+
+class DistributedCheckpointIO(CheckpointIO):
+    """Sharded checkpoints: each rank writes its shards, loads reshard.
+
+    ``save_checkpoint`` and ``load_checkpoint`` with ``state=`` are collective
+    when a process group is initialized: every rank of ``process_group`` (the
+    default group when None) calls them with its own shards, as with
+    ``torch.distributed.checkpoint`` itself. Without a process group they work
+    on one process. ``path`` is a directory, or an fsspec URL of one
+    (``s3://bucket/run/step-100``). ``thread_count`` threads per rank write its
+    files; ``durable=False`` skips the fsyncs (still safe against a crashed
+    process, not against a power loss).
+    """
+
+    def __init__(
+        self,
+        weights_only: bool = True,
+        thread_count: int = 1,
+        durable: bool = True,
+        process_group: Any | None = None,
+    ) -> None:
+        if not isinstance(thread_count, int) or isinstance(thread_count, bool) or thread_count < 1:
+            raise ValueError(f"thread_count must be a positive integer, got {thread_count!r}")
+        self.weights_only = weights_only
+        self.thread_count = thread_count
+        self.durable = durable
+        self.process_group = process_group
+
+    # -- process group ---------------------------------------------------------------
+
+    def _group(self) -> Any | None:
+        """The group to coordinate on, or None for one process on its own."""
+        import torch.distributed as dist
+
+        if self.process_group is not None:
+            return self.process_group
+        if dist.is_available() and dist.is_initialized():
+            return dist.group.WORLD
+        return None
+
+    @staticmethod
+    def _is_coordinator(group: Any | None) -> bool:
+        import torch.distributed as dist
+
+        return group is None or dist.get_rank(group) == 0
+
+    @staticmethod
+    def _from_coordinator(group: Any | None, value: Any) -> Any:
+        """The coordinator's ``value`` on every rank (a barrier, too)."""
+        import torch.distributed as dist
+
+        if group is None:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=dist.get_global_rank(group, 0), group=group)
+        return box[0]
+
+    # -- saving ----------------------------------------------------------------------------
+
+    def _writer(self, fs: Any, data: str, storage_options: Mapping[str, Any]) -> Any:
+        from torch.distributed.checkpoint._fsspec_filesystem import FsspecWriter
+        from torch.distributed.checkpoint.filesystem import FileSystemWriter
+
+        if is_local(fs):
+            return FileSystemWriter(
+                data, sync_files=self.durable, thread_count=self.thread_count, overwrite=True
+            )
+        return FsspecWriter(
+            fs.unstrip_protocol(data),
+            sync_files=False,
+            thread_count=self.thread_count,
+            overwrite=True,
+            **storage_options,
+        )
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None
+    ) -> None:
+        """Write this rank's shards of ``checkpoint``, then (coordinator) commit.
+
+        ``storage_options`` go to fsspec (an object store's endpoint and keys).
+        Returns on every rank once the checkpoint is committed; a failure on any
+        rank raises :class:`CheckpointError` on every rank and leaves the previous
+        checkpoint at ``path`` as it was.
+        """
+        from torch.distributed.checkpoint.api import CheckpointException
+        from torch.distributed.checkpoint.state_dict_saver import save
+
+        path = checked_path(path)
+        options = dict(storage_options or {})
+        group = self._group()
+        keys = non_string_keys(checkpoint)
+        fs, root = filesystem(path, options)
+        name = self._from_coordinator(group, f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}")
+        data = f"{root}/{name}"
+        try:
+            if is_local(fs) and os.path.isfile(root):
+                raise NotADirectoryError(20, "Not a directory", root)
+            with single_process_quiet(group):
+                save(
+                    checkpoint,
+                    storage_writer=self._writer(fs, data, options),
+                    process_group=group,
+                    no_dist=group is None,
+                )
+        except (Exception, CheckpointException) as exc:  # every failure means: not committed
+            if self._is_coordinator(group):
+                discard(fs, root, data)
+            raise CheckpointError(self._save_failure(path, exc), path) from exc
+        error = None
+        if self._is_coordinator(group):
+            error = self._commit(fs, root, name, keys, group)
+        error = self._from_coordinator(group, error)
+        if error is not None:
+            raise CheckpointError(error, path)
+
+    def _commit(
+        self, fs: Any, root: str, name: str, keys: list[list[Any]], group: Any | None
+    ) -> str | None:
+        """Write the marker, then drop every other data directory; the error, or None."""
+        import torch.distributed as dist
+
+        marker = {
+            "format": FORMAT,
+            "version": 1,
+            "data": name,
+            "world_size": 1 if group is None else dist.get_world_size(group),
+            "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "keys": keys,
+        }
+        try:
+            if is_local(fs) and self.durable:
+                fsync_tree(f"{root}/{name}")
+            write_marker(fs, root, marker, self.durable)
+        except OSError as exc:
+            discard(fs, root, f"{root}/{name}")
+            return save_failure(root, exc)
+        for old in data_directories(fs, root):
+            if old != name:
+                with contextlib.suppress(OSError):
+                    fs.rm(f"{root}/{old}", recursive=True)
+        return None
+
+    @staticmethod
+    def _save_failure(path: str, exc: BaseException) -> str:
+        from torch.distributed.checkpoint.api import CheckpointException
+
+        cause = _first_failure(exc)
+        rank = ""
+        if isinstance(exc, CheckpointException) and exc.failures:
+            failed = list(exc.failures)
+            more = f" and {len(failed) - 1} more rank(s)" if len(failed) > 1 else ""
+            rank = f" (rank {failed[0]}{more})"
+        text = str(cause).splitlines()[0] if str(cause) else ""
+        if isinstance(cause, OSError):
+            return save_failure(path, cause) + rank
+        if isinstance(cause, ValueError) and "duplicated flatten key" in text:
+            key = text.rpartition(" ")[2]
+            return (
+                f"cannot save checkpoint to {path!r}: two entries are both named {key!r} once "
+                "their keys are joined with dots (DCP's naming); rename one of them"
+            )
+        if "closed by peer" in text or "reset by peer" in text:
+            # gloo's words when another rank died mid-save.
+            return (
+                f"cannot save checkpoint to {path!r}: another rank stopped or lost its "
+                f"connection during the save ({type(cause).__name__}: {text}); the previous "
+                "checkpoint there, if any, is intact"
+            )
+        return (
+            f"cannot save checkpoint to {path!r}{rank}: {type(cause).__name__}: {text}; "
+            "the previous checkpoint there, if any, is intact"
+        )
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load_checkpoint(
+        self,
+        path: PathLike,
+        map_location: Any = "cpu",
+        weights_only: bool | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Read the checkpoint at ``path``.
+
+        Without ``state``, every value is loaded whole on this process (any world
+        size, no process group needed) onto ``map_location``. With ``state`` (this
+        rank's state dict: plain tensors, DTensors of the new sharding, values to
+        replace), the checkpoint is loaded into it in place, resharded to its
+        layout, and returned; that is collective when a process group is up.
+        """
+        safe = self.weights_only if weights_only is None else weights_only
+        reader = self._open(path, safe)
+        try:
+            return self._read(reader, state, map_location)
+        finally:
+            reader.close()
+
+    def _open(self, path: PathLike, safe: bool) -> Any:
+        """A reader of the committed data at ``path``, its metadata read, its files open."""
+        path = checked_path(path)
+        fs, root = filesystem(path)
+        shown = os.fspath(path)
+        if not fs.exists(root):
+            raise CheckpointNotFoundError(
+                f"no checkpoint at {shown!r}: the path does not exist", path
+            )
+        if not fs.isdir(root):
+            raise UnreadableCheckpointError(
+                f"cannot load checkpoint {shown!r}: it is a file, and a distributed checkpoint "
+                "is a directory; load a single-file checkpoint with the 'torch' plugin",
+                shown,
+            )
+        dirs = data_directories(fs, root)
+        keys: list[list[Any]] = []
+        if fs.exists(f"{root}/{MARKER}"):
+            marker = read_marker(fs, root, shown)
+            name, keys = marker["data"], marker.get("keys", [])
+            if name not in dirs:
+                raise UnreadableCheckpointError(
+                    f"cannot load checkpoint {shown!r}: its marker names {name}/, which is "
+                    "missing (removed by hand, or copied without it)",
+                    shown,
+                )
+            unfinished = [d for d in dirs if d != name]
+            if unfinished:
+                warnings.warn(
+                    f"{shown!r}: {', '.join(unfinished)} is left from a save that did not "
+                    f"finish; it was not loaded (the committed {name} was), and the next save "
+                    "there removes it",
+                    CheckpointWarning,
+                    stacklevel=4,
+                )
+            data = f"{root}/{name}"
+        elif fs.exists(f"{root}/{_DCP_METADATA}"):
+            data = root  # a plain DCP checkpoint: its .metadata is written last
+        elif dirs:
+            raise IncompleteCheckpointError(
+                f"no complete checkpoint at {shown!r}: a save began ({', '.join(dirs)}) but never "
+                f"committed ({MARKER} is missing), so its shards may be partial; save again, "
+                "or remove it",
+                path,
+            )
+        else:
+            raise UnreadableCheckpointError(
+                f"cannot load checkpoint {shown!r}: the directory holds no distributed "
+                f"checkpoint (neither {MARKER} nor DCP's {_DCP_METADATA})",
+                shown,
+            )
+        local, remote = _reader_classes()
+        reader = local(data) if is_local(fs) else remote(fs.unstrip_protocol(data))
+        reader.safe = safe
+        try:
+            reader.metadata = reader.read_metadata()
+            reader.open_all()
+        except pickle.UnpicklingError as exc:
+            reader.close()
+            raise self._refused(shown, str(exc)) from exc
+        except (OSError, EOFError, ValueError, AttributeError) as exc:
+            reader.close()
+            raise UnreadableCheckpointError(
+                f"cannot load checkpoint {shown!r}: its metadata is damaged "
+                f"({type(exc).__name__}: {exc})",
+                shown,
+            ) from exc
+        reader.shown, reader.keys = shown, keys
+        return reader
+
+    @staticmethod
+    def _refused(shown: str, detail: str) -> WeightsOnlyRefusedError:
+        return WeightsOnlyRefusedError(
+            f"{shown!r} holds objects that a weights_only load refuses ({detail}). If you "
+            "trust the whole checkpoint, load it with weights_only=False "
+            "(DistributedCheckpointIO(weights_only=False) or load_checkpoint(..., "
+            "weights_only=False))",
+            shown,
+        )
+
+    def _read(self, reader: Any, state: dict[str, Any] | None, map_location: Any) -> dict[str, Any]:
+        from torch.distributed.checkpoint.api import CheckpointException
+        from torch.distributed.checkpoint.state_dict_loader import _load_state_dict, load
+
+        into, everything = _planner_classes()
+        metadata = reader.metadata
+        # The metadata is read: hand it to DCP instead of reading it again.
+        reader.read_metadata = lambda *args, **kwargs: metadata
+        try:
+            if state is None:
+                planner = everything()
+                planner.safe = reader.safe
+                loaded: dict[str, Any] = {}
+                with single_process_quiet(None):
+                    _load_state_dict(loaded, reader, planner=planner, no_dist=True)
+                restore_keys(loaded, reader.keys)
+                if map_location not in (None, "cpu"):
+                    loaded = _to(loaded, map_location)
+                return loaded
+            planner = into()
+            planner.safe = reader.safe
+            group = self._group()
+            with single_process_quiet(group):
+                load(state, storage_reader=reader, planner=planner, process_group=group,
+                     no_dist=group is None)  # fmt: skip
+            return state
+        except (Exception, CheckpointException) as exc:  # DCP raises many types
+            cause = _first_failure(exc)
+            if isinstance(cause, pickle.UnpicklingError):
+                raise self._refused(reader.shown, str(cause).splitlines()[0]) from exc
+            raise UnreadableCheckpointError(
+                f"cannot load checkpoint {reader.shown!r}: {_load_cause(exc)}", reader.shown
+            ) from exc
+
+    # -- removing --------------------------------------------------------------------------
+
+    def remove_checkpoint(self, path: PathLike) -> None:
+        """Delete the checkpoint: its marker first (it stops being a checkpoint at once),
+        then its data. A load that has begun on this machine still reads whole; a
+        missing path is not an error, and ranks may all call it."""
+        path = checked_path(path)
+        fs, root = filesystem(path)
+        with contextlib.suppress(FileNotFoundError):
+            if fs.isfile(root):
+                fs.rm(root)
+                return
+            fs.rm(f"{root}/{MARKER}")
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(root, recursive=True)
+
+
+def _first_failure(exc: BaseException) -> BaseException:
+    """The first rank's exception inside DCP's CheckpointException (else ``exc``)."""
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    if isinstance(exc, CheckpointException) and exc.failures:
+        cause = next(iter(exc.failures.values()))
+        return cause[0] if isinstance(cause, tuple) else cause
+    return exc
+
+
+def _load_cause(exc: BaseException) -> str:
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    if isinstance(exc, CheckpointException) and exc.failures:
+        rank = next(iter(exc.failures))
+        return f"rank {rank} failed ({_load_cause(_first_failure(exc))})"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "Missing key in checkpoint state_dict" in text:
+        key = text.rpartition(":")[2].strip().rstrip(".")
+        return (
+            f"the state to load into has {key!r}, which the checkpoint lacks; leave it out of "
+            "state=, or load without state= to see what the checkpoint holds"
+        )
+    if "mismatch sizes" in text or "Size mismatch" in text:
+        return f"a tensor's shape differs from the checkpoint's ({text})"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _to(value: Any, device: Any) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to(v, device) for v in value]
+    if isinstance(value, tuple):
+        return type(value)(_to(v, device) for v in value)
+    return value
