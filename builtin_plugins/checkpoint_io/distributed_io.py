@@ -42,7 +42,9 @@ from builtin_plugins.checkpoint_io.torch_io import (
     checked_path,
     filesystem,
     is_local,
+    remote_failure,
     save_failure,
+    store_errors,
 )
 from plugin_registry.errors import (
     CheckpointNotFoundError,
@@ -155,9 +157,9 @@ def data_directories(fs: Any, root: str) -> list[str]:
 
 def discard(fs: Any, root: str, data: str) -> None:
     """Remove a save's uncommitted data, and ``root`` if that leaves it empty (best effort)."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(Exception):  # the store may be what failed
         fs.rm(data, recursive=True)
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(Exception):
         if not fs.ls(root, detail=False):
             fs.rmdir(root)
 
@@ -449,9 +451,12 @@ class DistributedCheckpointIO(CheckpointIO):
         except OSError as exc:
             discard(fs, root, f"{root}/{name}")
             return save_failure(root, exc)
-        for old in data_directories(fs, root):
-            if old != name:
-                with contextlib.suppress(OSError):
+        except Exception as exc:  # noqa: BLE001 - a store's client raises its own types
+            discard(fs, root, f"{root}/{name}")
+            return remote_failure("save checkpoint to", root, exc)
+        with contextlib.suppress(Exception):  # committed: what is left is tidying
+            for old in data_directories(fs, root):
+                if old != name:
                     fs.rm(f"{root}/{old}", recursive=True)
         return None
 
@@ -513,6 +518,10 @@ class DistributedCheckpointIO(CheckpointIO):
     def _open(self, path: PathLike, safe: bool) -> Any:
         """A reader of the committed data at ``path``, its metadata read, its files open."""
         path = checked_path(path)
+        with store_errors("load checkpoint", path):
+            return self._open_at(path, safe)
+
+    def _open_at(self, path: str, safe: bool) -> Any:
         fs, root = filesystem(path)
         shown = os.fspath(path)
         if not fs.exists(root):
@@ -631,6 +640,11 @@ class DistributedCheckpointIO(CheckpointIO):
         then its data. A load that has begun on this machine still reads whole; a
         missing path is not an error, and ranks may all call it."""
         path = checked_path(path)
+        with store_errors("remove checkpoint", path):
+            self._remove(path)
+
+    @staticmethod
+    def _remove(path: str) -> None:
         fs, root = filesystem(path)
         with contextlib.suppress(FileNotFoundError):
             if fs.isfile(root):

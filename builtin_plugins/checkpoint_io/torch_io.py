@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import pickle
 import re
 import zipfile
+from collections.abc import Iterator
 from typing import Any
 
 from builtin_plugins.checkpoint_io.atomic import atomic_write
@@ -62,6 +64,39 @@ def save_failure(path: PathLike, exc: OSError) -> str:
     return (
         f"cannot save checkpoint to {os.fspath(path)!r}: {cause} ({exc.strerror or exc}); "
         "the previous checkpoint there, if any, is intact"
+    )
+
+
+def upload(fs: Any, fspath: str, data: bytes, path: PathLike) -> None:
+    """Put ``data`` at ``fspath`` in one request: an object store makes it visible only
+    once the whole upload completed (a multipart upload only at its completion), so a
+    cut-short upload never replaces the previous object."""
+    with store_errors("save checkpoint to", path):
+        parent = fspath.rsplit("/", 1)[0]
+        if parent and parent != fspath:
+            fs.makedirs(parent, exist_ok=True)
+        fs.pipe_file(fspath, data)
+
+
+@contextlib.contextmanager
+def store_errors(doing: str, path: PathLike) -> Iterator[None]:
+    """A storage client's own exception types (botocore's, aiohttp's) as CheckpointError;
+    OSError (what fsspec translates) and CheckpointError pass as they are."""
+    try:
+        yield
+    except (OSError, CheckpointError):
+        raise
+    except Exception as exc:
+        raise CheckpointError(remote_failure(doing, path, exc), path) from exc
+
+
+def remote_failure(doing: str, path: PathLike, exc: BaseException) -> str:
+    """A store or network failure, named with the client's own words."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    after = "; the previous checkpoint there, if any, is intact" if doing.startswith("save") else ""
+    return (
+        f"cannot {doing} {os.fspath(path)!r}: the storage failed "
+        f"({type(exc).__name__}: {first}){after}"
     )
 
 
@@ -145,10 +180,7 @@ class TorchCheckpointIO(CheckpointIO):
             else:
                 buffer = io.BytesIO()
                 torch.save(checkpoint, buffer)
-                parent = fspath.rsplit("/", 1)[0]
-                if parent and parent != fspath:
-                    fs.makedirs(parent, exist_ok=True)
-                fs.pipe_file(fspath, buffer.getvalue())
+                upload(fs, fspath, buffer.getvalue(), path)
         except OSError as exc:
             raise CheckpointError(save_failure(path, exc), path) from exc
         except RuntimeError as exc:
@@ -185,25 +217,27 @@ class TorchCheckpointIO(CheckpointIO):
         path = checked_path(path)
         fs, fspath = filesystem(path)
         shown = os.fspath(path)
-        if not fs.exists(fspath):
+        with store_errors("load checkpoint", path):
+            found, directory = fs.exists(fspath), fs.isdir(fspath)
+            data = None if is_local(fs) or not found or directory else fs.cat_file(fspath)
+        if not found:
             raise CheckpointNotFoundError(
                 f"no checkpoint at {shown!r}: the path does not exist", path
             )
-        if fs.isdir(fspath):
+        if directory:
             raise CheckpointError(
                 f"{shown!r} is a directory, not a checkpoint file; pass the file inside it "
-                "(a sharded checkpoint needs the strategy that wrote it)",
+                "(a sharded checkpoint, with checkpoint.json or .metadata, loads with the "
+                "'distributed' plugin)",
                 path,
             )
         try:
-            if is_local(fs):
+            if data is None:
                 mappable = use_mmap and zipfile.is_zipfile(fspath)
                 loaded = torch.load(
                     fspath, map_location=map_location, weights_only=safe, mmap=mappable or None
                 )
             else:
-                with fs.open(fspath, "rb") as fh:
-                    data = fh.read()
                 loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=safe)
         except pickle.UnpicklingError as exc:
             if safe and "Weights only load failed" in str(exc) and _looks_like_torch(fs, fspath):
@@ -243,9 +277,11 @@ class TorchCheckpointIO(CheckpointIO):
 
     def remove_checkpoint(self, path: PathLike) -> None:
         """Delete the checkpoint (file or directory); a missing path is not an error."""
-        fs, fspath = filesystem(checked_path(path))
-        if fs.exists(fspath):
-            fs.rm(fspath, recursive=True)
+        path = checked_path(path)
+        fs, fspath = filesystem(path)
+        with store_errors("remove checkpoint", path):
+            if fs.exists(fspath):
+                fs.rm(fspath, recursive=True)
 
 
 def _refused(shown: str, message: str) -> str:
