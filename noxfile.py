@@ -71,6 +71,13 @@ def bench(session: nox.Session) -> None:
     )
     session.run(
         "python",
+        "benchmarks/bench_distributed_checkpoint.py",
+        "--check",
+        "--json",
+        "benchmarks/results/distributed_checkpoint.json",
+    )
+    session.run(
+        "python",
         "benchmarks/bench_resolve.py",
         "--check",
         "--json",

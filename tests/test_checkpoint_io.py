@@ -146,6 +146,46 @@ def test_temporaries_of_dead_writers_are_removed_by_the_next_save(
     assert live.exists() and other.exists()
 
 
+def test_a_replaced_large_file_is_released_after_the_save_returns(tmp_path: Path) -> None:
+    from plugin_registry import _files
+
+    path = tmp_path / "big.pt"
+    path.write_bytes(b"old" * (12 * 2**20))  # 36 MB: released by the helper thread
+    with open(path, "rb") as reader:  # a reader of the old file keeps it whole
+        pr.load("torch").save_checkpoint({"w": torch.zeros(4)}, path)
+        assert reader.read(6) == b"oldold"
+    for thread in threading.enumerate():
+        if thread.name == "atomic_write-release":
+            thread.join()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.pt"]  # no link left behind
+    # A crash between the link and its removal leaves a name the next save removes.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    tmp = tmp_path / f".big.pt.{_files._HOST}.{int(dead.stdout)}.x1y2z3.tmp"
+    tmp.write_bytes(b"")
+    path.write_bytes(b"old" * (12 * 2**20))
+    left = _files._keep_old(str(path), str(tmp))
+    assert left is not None and os.path.samefile(left, path)
+    tmp.unlink()
+    pr.load("torch").save_checkpoint({"w": torch.zeros(4)}, path)
+    assert not os.path.exists(left)
+
+
+def test_the_zip_crc32_is_skipped_unless_asked_for(tmp_path: Path) -> None:
+    import zipfile
+
+    state = {"w": torch.arange(1000.0)}
+    fast, checked = tmp_path / "fast.pt", tmp_path / "checked.pt"
+    TorchCheckpointIO().save_checkpoint(state, fast)
+    TorchCheckpointIO(crc32=True).save_checkpoint(state, checked)
+    assert torch.serialization.get_crc32_options()  # torch's switch is restored
+    with zipfile.ZipFile(checked) as z:
+        assert z.testzip() is None  # zip tools can verify it
+    with zipfile.ZipFile(fast) as z:
+        assert {i.CRC for i in z.infolist()} == {0}
+    assert torch.equal(TorchCheckpointIO().load_checkpoint(fast)["w"], state["w"])
+
+
 def test_sigkill_at_random_moments_leaves_old_or_new(tmp_path: Path) -> None:
     rounds = int(os.environ.get("CHECKPOINT_KILL_ROUNDS", "20"))
     script = REPO / "tests" / "kill_during_save.py"

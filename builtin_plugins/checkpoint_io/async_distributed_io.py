@@ -208,4 +208,5 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         if self._stager is not None:
             self._stager.close()
             self._stager = None
+        super().teardown()
         self._raise_errors()

@@ -1,0 +1,244 @@
+"""Sharded checkpoints: the `distributed` IO on N ranks against the disk's limit and a gather.
+
+Under torchrun (gloo, CPU), a state of MB megabytes held as DTensors sharded over
+the ranks (as FSDP2 holds it):
+
+* limit: rank 0 writes the same number of bytes raw to a new file and fsyncs it,
+  the other ranks idle: what the disk allows (measured in the N-rank and in the
+  N/2-rank run; the faster of the two counts).
+* distributed: every rank writes its shards through the `distributed` checkpoint
+  IO (and the coordinator commits). Aggregate throughput = MB / wall time.
+  Targets: at least 0.8x the limit's throughput, at 4 ranks at least 1.5x the
+  throughput of the baseline below.
+* gather: the usual single-file way: every DTensor gathered whole on rank 0, then
+  ``torch.save`` + fsync there.
+* load at another world size: a checkpoint written by 4 ranks loaded by 2 (and
+  one written by 2 loaded by 4), against a load of a checkpoint written at the
+  same world size. Target: within 1.2x.
+
+Each phase is one torchrun run; the figures come from one invocation of this
+script. Run: ``python benchmarks/bench_distributed_checkpoint.py [--mb 200]
+[--repeat 5] [--dir DIR] [--check] [--json OUT]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGETS = {"throughput_vs_limit": 0.8, "speedup_vs_gather": 1.5}
+LOAD_TARGET = 1.2
+
+
+def _worker(args: argparse.Namespace) -> None:
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    import plugin_registry as pr
+
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=600))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mesh = init_device_mesh("cpu", (world,))
+    layers = max(1, args.mb // 4)  # 4 MB of float32 each, rows divisible by 12
+    g = torch.Generator().manual_seed(0)
+
+    def state() -> dict[str, Any]:
+        full = {f"layer{i}.weight": torch.randn(1536, 683, generator=g) for i in range(layers)}
+        return {
+            "model": {k: distribute_tensor(v, mesh, [Shard(0)]) for k, v in full.items()},
+            "step": 7,
+        }
+
+    def template() -> dict[str, Any]:
+        return {
+            "model": {
+                f"layer{i}.weight": distribute_tensor(torch.zeros(1536, 683), mesh, [Shard(0)])
+                for i in range(layers)
+            },
+            "step": 0,
+        }
+
+    io = pr.load("distributed", kind="checkpoint_io")
+    root = Path(args.root)
+    results: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Any) -> None:
+        dist.barrier()
+        if rank == 0:
+            os.sync()
+        dist.barrier()
+        t0 = time.perf_counter()
+        fn()
+        dist.barrier()
+        results.setdefault(name, []).append(time.perf_counter() - t0)
+
+    # The bytes of the raw write, in memory already (as a state dict's are).
+    data = torch.randn(layers * 1536 * 683, generator=g) if rank == 0 else None
+
+    def raw() -> None:
+        if data is not None:
+            path = root / "raw.bin"
+            path.unlink(missing_ok=True)
+            with open(path, "xb") as fh:
+                for chunk in data.split(1536 * 683):
+                    fh.write(memoryview(chunk.numpy()).cast("B"))
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def gather(sd: dict[str, Any]) -> None:
+        full = {k: v.full_tensor() for k, v in sd["model"].items()}  # collective
+        if rank == 0:
+            path = root / "gathered.pt"
+            path.unlink(missing_ok=True)
+            with open(path, "xb") as fh:
+                torch.save({"model": full, "step": sd["step"]}, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    if args.phase == "save":
+        sd = state()
+        target = root / f"ck-{world}"
+        for i in range(args.repeat):
+            steps = [
+                ("limit", raw),
+                ("distributed", lambda: io.save_checkpoint(sd, target)),
+                ("gather", lambda: gather(sd)),
+            ]
+            for k in range(len(steps)):
+                name, fn = steps[(i + k) % len(steps)]
+                timed(name, fn)
+        for _ in range(args.repeat):
+            timed(
+                f"load {world} from {world}", lambda: io.load_checkpoint(target, state=template())
+            )
+    else:  # load: the other world size's checkpoint against this one's
+        other = int(args.other)
+        for _ in range(args.repeat):
+            for source in (world, other):
+                timed(
+                    f"load {world} from {source}",
+                    lambda source=source: io.load_checkpoint(
+                        root / f"ck-{source}", state=template()
+                    ),
+                )
+    if rank == 0:
+        print("RESULT " + json.dumps(results), flush=True)
+    dist.destroy_process_group()
+
+
+def _torchrun(nproc: int, *args: str) -> dict[str, list[float]]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         "--nproc-per-node", str(nproc), __file__, "--worker", *args],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"torchrun with {nproc} ranks failed ({proc.returncode})")
+    result: dict[str, list[float]] = json.loads(lines[-1][len("RESULT ") :])
+    return result
+
+
+def run(mb: int, repeat: int, directory: Path, ranks: int) -> dict[str, Any]:
+    common = ["--root", str(directory), "--mb", str(mb), "--repeat", str(repeat)]
+    small = max(2, ranks // 2)
+    at_n = _torchrun(ranks, "--phase", "save", *common)
+    at_small = _torchrun(small, "--phase", "save", *common)
+    load_small = _torchrun(small, "--phase", "load", "--other", str(ranks), *common)
+    load_n = _torchrun(ranks, "--phase", "load", "--other", str(small), *common)
+    med = statistics.median
+    ours, gather = med(at_n["distributed"]), med(at_n["gather"])
+    # The disk's limit as the faster of the two runs' measurements: the conservative one.
+    limit = min(med(at_n["limit"]), med(at_small["limit"]))
+    same_small = med(load_small[f"load {small} from {small}"])
+    other_small = med(load_small[f"load {small} from {ranks}"])
+    same_n = med(load_n[f"load {ranks} from {ranks}"])
+    other_n = med(load_n[f"load {ranks} from {small}"])
+    return {
+        "megabytes": mb,
+        "ranks": ranks,
+        "limit_s": limit,
+        "distributed_s": ours,
+        "gather_s": gather,
+        "distributed_small_s": med(at_small["distributed"]),
+        "throughput_limit_mb_s": mb / limit,
+        "throughput_mb_s": mb / ours,
+        "throughput_vs_limit": limit / ours,
+        "throughput_vs_limit_small": limit / med(at_small["distributed"]),
+        "speedup_vs_gather": gather / ours,
+        "load_same_small_s": same_small,
+        "load_other_small_s": other_small,
+        "load_same_n_s": same_n,
+        "load_other_n_s": other_n,
+        "load_reshard_ratio_small": other_small / same_small,
+        "load_reshard_ratio_n": other_n / same_n,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--ranks", type=int, default=4)
+    parser.add_argument("--dir", type=Path, help="where to write (default: a temporary dir)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--other", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args)
+        return 0
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        r = run(args.mb, args.repeat, Path(tmp), args.ranks)
+    n, small = r["ranks"], max(2, r["ranks"] // 2)
+    print(f"sharded checkpoint of {r['megabytes']} MB on {n} ranks, median of {args.repeat}")
+    print(
+        f"limit (rank 0 raw bytes + fsync) {r['limit_s'] * 1e3:7.1f} ms "
+        f"({r['throughput_limit_mb_s']:.0f} MB/s)"
+    )
+    print(
+        f"distributed, {n} ranks         {r['distributed_s'] * 1e3:7.1f} ms "
+        f"({r['throughput_mb_s']:.0f} MB/s = {r['throughput_vs_limit']:.2f}x the limit, "
+        f"target >= 0.8); on {small} ranks {r['distributed_small_s'] * 1e3:.1f} ms "
+        f"({r['throughput_vs_limit_small']:.2f}x)"
+    )
+    print(
+        f"gather on rank 0 + torch.save    {r['gather_s'] * 1e3:7.1f} ms "
+        f"(distributed is {r['speedup_vs_gather']:.2f}x faster, target >= 1.5)"
+    )
+    print(
+        f"load on {small} ranks: written by {small} {r['load_same_small_s'] * 1e3:.1f} ms, by {n} "
+        f"{r['load_other_small_s'] * 1e3:.1f} ms ({r['load_reshard_ratio_small']:.2f}x); "
+        f"on {n} ranks: by {n} {r['load_same_n_s'] * 1e3:.1f} ms, by {small} "
+        f"{r['load_other_n_s'] * 1e3:.1f} ms ({r['load_reshard_ratio_n']:.2f}x); target <= 1.2"
+    )
+    missed = [k for k, target in TARGETS.items() if r[k] < target]
+    missed += [
+        k for k in ("load_reshard_ratio_small", "load_reshard_ratio_n") if r[k] > LOAD_TARGET
+    ]
+    print(f"targets: {'met' if not missed else 'MISSED ' + ', '.join(missed)}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(r, indent=2))
+    return 0 if not missed or not args.check else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
