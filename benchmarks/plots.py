@@ -1,7 +1,8 @@
 """Plots for docs/benchmarks.md, drawn from a benchmark run's JSON (``nox -s bench``).
 
-Reads ``benchmarks/results/{listing,checkpoint,precision,resolve}.json`` and writes
-``docs/images/bench-*.png``; a missing result skips its plot with a message.
+Reads ``benchmarks/results/NAME.json`` (listing, checkpoint, distributed_checkpoint,
+precision, resolve) and writes ``docs/images/bench-*.png``; a missing result skips its
+plot with a message.
 Run: ``python benchmarks/plots.py [--results DIR] [--out DIR]``.
 """
 
@@ -53,6 +54,7 @@ def listing(data: dict[str, dict[str, float]], out: Path) -> None:
 
 def checkpoint(data: dict[str, float], out: Path) -> None:
     labels = [
+        "limit: raw bytes + fsync",
         "torch.save + fsync",
         "TorchCheckpointIO save",
         "async: loop blocked",
@@ -61,6 +63,7 @@ def checkpoint(data: dict[str, float], out: Path) -> None:
         "load, mmap",
     ]
     keys = [
+        "save_limit_s",
         "save_plain_s",
         "save_ours_s",
         "async_blocked_s",
@@ -70,12 +73,36 @@ def checkpoint(data: dict[str, float], out: Path) -> None:
     ]
     fig, ax = plt.subplots(figsize=(6.4, 4))
     values = [data[k] * 1e3 for k in keys]
-    ax.barh(labels, values, color=["#888", "#2a6", "#2a6", "#888", "#2a6", "#2a6"])
+    ax.barh(labels, values, color=["#c33", "#888", "#2a6", "#2a6", "#888", "#2a6", "#2a6"])
     ax.invert_yaxis()
     ax.set_xlabel(f"ms for a {data['megabytes']} MB state dict")
     ax.set_title("Checkpoint IO")
     fig.tight_layout()
     fig.savefig(out / "bench-checkpoint.png", dpi=110)
+    plt.close(fig)
+
+
+def distributed_checkpoint(data: dict[str, Any], out: Path) -> None:
+    n, small = data["ranks"], max(2, data["ranks"] // 2)
+    rows = [
+        ("limit: rank 0 raw bytes + fsync", data["limit_s"], "#c33"),
+        (f"distributed, {n} ranks", data["distributed_s"], "#2a6"),
+        (f"distributed, {small} ranks", data["distributed_small_s"], "#2a6"),
+        (f"gather to rank 0 + torch.save ({n} ranks)", data["gather_s"], "#888"),
+        (f"async-distributed: caller held ({n} ranks)", data["async_blocked_s"], "#2a6"),
+        (f"load on {small} ranks, saved by {small}", data["load_same_small_s"], "#888"),
+        (f"load on {small} ranks, saved by {n}", data["load_other_small_s"], "#2a6"),
+        (f"load on {n} ranks, saved by {n}", data["load_same_n_s"], "#888"),
+        (f"load on {n} ranks, saved by {small}", data["load_other_n_s"], "#2a6"),
+    ]
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    ax.barh([r[0] for r in rows], [r[1] * 1e3 for r in rows], color=[r[2] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms for a {data['megabytes']} MB sharded state (median), gloo on the CPU")
+    ax.set_title("Sharded checkpoints (torch.distributed.checkpoint)")
+    ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "bench-distributed-checkpoint.png", dpi=110)
     plt.close(fig)
 
 
@@ -122,6 +149,7 @@ def main() -> int:
     for name, draw in (
         ("listing", listing),
         ("checkpoint", checkpoint),
+        ("distributed_checkpoint", distributed_checkpoint),
         ("precision", precision),
         ("resolve", resolve),
     ):

@@ -20,6 +20,33 @@ from builtin_plugins.checkpoint_io.distributed_io import (
 from builtin_plugins.checkpoint_io.torch_io import checked_path, filesystem, is_local
 from plugin_registry.kinds.checkpoint_io import CheckpointError, PathLike
 
+
+class _Stager:
+    """DCP's ``AsyncStager`` over :func:`~builtin_plugins.checkpoint_io.async_io.snapshot`.
+
+    The copy is made before ``save_checkpoint`` returns (the caller may then change
+    its tensors), into the buffers of the previous save: free again, since a save
+    waits for the one before it. DCP's own stager took 55-130 ms for the 50 MB
+    shards of a rank where this takes a memory copy's time.
+    """
+
+    should_synchronize_after_execute = False
+
+    def __init__(self) -> None:
+        self._buffers: async_io.Staging | None = None
+
+    def stage(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        frozen, self._buffers = async_io.snapshot(state_dict, self._buffers)
+        staged: dict[str, Any] = frozen
+        return staged
+
+    def synchronize_staging(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._buffers = None
+
+
 _ONE_PROCESS_NOTICE = "torch.distributed is disabled, unavailable or uninitialized"
 
 
@@ -108,12 +135,8 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         return self._upload_group
 
     def _staging(self) -> Any:
-        from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
-
         if self._stager is None:
-            # Synchronous staging: the copy is made before save_checkpoint returns, so the
-            # caller may change its tensors; the stager keeps its buffers for the next save.
-            self._stager = DefaultStager(StagingOptions(False, False, False, False))
+            self._stager = _Stager()
         return self._stager
 
     def save_checkpoint(
@@ -126,8 +149,10 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         options = dict(storage_options or {})
         group = self._group()
         self._drain()
-        # Every rank raises the same earlier failure, so the loop stays in step.
-        failure = self._from_coordinator(group, self._failure())
+        # Every rank raises the same earlier failure, so the loop stays in step; the
+        # same broadcast names the new data directory.
+        proposal = (self._failure(), f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}")
+        failure, name = self._from_coordinator(group, proposal)
         self._unreported()
         if failure is not None:
             raise CheckpointError(failure, path)
@@ -139,7 +164,6 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
                 "checkpoint is a directory; the file is untouched",
                 path,
             )
-        name = self._from_coordinator(group, f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}")
         uploads = self._group_for_uploads(group)
         if group is None:
             # DCP's save warns, from the writing thread, that it assumes one process:

@@ -25,7 +25,8 @@ def snapshot(obj: Any, reuse: Staging | None = None) -> tuple[Any, Staging]:
     a buffer of the same place, shape, dtype and device exists, else into new
     ones: a copy into memory already touched costs a fraction of a fresh
     allocation. A tensor met twice (tied weights) is copied once, so sharing
-    survives. Containers are rebuilt; other objects are deep-copied where they can be.
+    survives. A DTensor's local shard is copied (not the global tensor). Containers
+    are rebuilt; other objects are deep-copied where they can be.
     """
     import torch
 
@@ -34,6 +35,21 @@ def snapshot(obj: Any, reuse: Staging | None = None) -> tuple[Any, Staging]:
 
     def copy_tensor(tensor: Any, key: tuple[Any, ...]) -> Any:
         if id(tensor) in memo:
+            return memo[id(tensor)]
+        local = getattr(tensor, "_local_tensor", None)
+        if local is not None and hasattr(tensor, "device_mesh"):
+            # A DTensor: copy this rank's shard only, and keep its place in the mesh.
+            from torch.distributed.tensor import DTensor
+
+            shard = copy_tensor(local, (*key, "<local>"))
+            memo[id(tensor)] = DTensor.from_local(
+                shard,
+                tensor.device_mesh,
+                tensor.placements,
+                run_check=False,
+                shape=tensor.shape,
+                stride=tensor.stride(),
+            )
             return memo[id(tensor)]
         src = tensor.detach()
         buffer = reuse.get(key) if reuse else None
