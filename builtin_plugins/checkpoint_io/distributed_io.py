@@ -441,9 +441,8 @@ class DistributedCheckpointIO(CheckpointIO):
         }
         try:
             if is_local(fs) and self.durable:
-                fsync_directory(
-                    f"{root}/{name}"
-                )  # its entries: the marker never points at lost files
+                # The data directory's entries first: the marker never names lost files.
+                fsync_directory(f"{root}/{name}")
             write_marker(fs, root, marker, self.durable)
         except OSError as exc:
             discard(fs, root, f"{root}/{name}")
@@ -479,10 +478,10 @@ class DistributedCheckpointIO(CheckpointIO):
         if isinstance(exc, CheckpointException) and exc.failures:
             failed = list(exc.failures)
             more = f" and {len(failed) - 1} more rank(s)" if len(failed) > 1 else ""
-            rank = f" (rank {failed[0]}{more})"
+            rank = f"rank {failed[0]}{more}"
         text = str(cause).splitlines()[0] if str(cause) else ""
         if isinstance(cause, OSError):
-            return save_failure(path, cause) + rank
+            return f"on {rank}: {save_failure(path, cause)}" if rank else save_failure(path, cause)
         if isinstance(cause, ValueError) and "duplicated flatten key" in text:
             key = text.rpartition(" ")[2]
             return (
@@ -497,7 +496,8 @@ class DistributedCheckpointIO(CheckpointIO):
                 "checkpoint there, if any, is intact"
             )
         return (
-            f"cannot save checkpoint to {path!r}{rank}: {type(cause).__name__}: {text}; "
+            f"cannot save checkpoint to {path!r}{f' ({rank})' if rank else ''}: "
+            f"{type(cause).__name__}: {text}; "
             "the previous checkpoint there, if any, is intact"
         )
 
