@@ -263,6 +263,18 @@ def plugin_registry_cluster_environment_plugins() -> list[PluginInfo]:
     # torchelastic, as in Lightning; the default comes last.
     return [
         _environment(
+            "ray",
+            "ray_train",
+            "RayEnvironment",
+            "Workers of a Ray Train TorchTrainer (ranks from ray.train.get_context()).",
+            aliases=("ray-train",),
+            requires=("ray>=2.9",),
+            install_hint="pip install 'plugin-registry[ray]'",
+            # Above torchrun's and the schedulers': Ray sets RANK/LOCAL_RANK and keeps a
+            # SLURM allocation's variables in its workers, but Ray decides the ranks.
+            priority=60,
+        ),
+        _environment(
             "torchelastic",
             "torchelastic",
             "TorchElasticEnvironment",

@@ -528,7 +528,7 @@ def test_a_third_party_environment_can_win_by_priority(environ: Any) -> None:
         detect = staticmethod(broken_detect)  # type: ignore[assignment]
 
     registry = pr.Registry(cache=False)
-    registry.register(Vendor, name="vendor", kind="cluster_environment", priority=60)
+    registry.register(Vendor, name="vendor", kind="cluster_environment", priority=65)
     registry.register(Broken, name="broken", kind="cluster_environment", priority=70)
     environ({"VENDOR_JOB": "1", "TORCHELASTIC_RUN_ID": "x"})
     with pytest.warns(pr.PluginWarning, match="detect exploded"):
@@ -537,7 +537,8 @@ def test_a_third_party_environment_can_win_by_priority(environ: Any) -> None:
     with pytest.warns(pr.PluginWarning):
         assert pr.detect_environment(registry).name == "torchelastic"
     order = [r.name for r in pr.detection_order(registry)]
-    assert order[:4] == ["broken", "vendor", "torchelastic", "slurm"] and order[-1] == "lightning"
+    assert order[:5] == ["broken", "vendor", "ray", "torchelastic", "slurm"]
+    assert order[-1] == "lightning"
 
 
 def test_environment_modules_import_no_torch() -> None:
