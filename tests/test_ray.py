@@ -58,12 +58,15 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Ray's socket paths must stay short: a directory of its own under /tmp.
     temp = Path("/tmp") / f"ray-{uuid.uuid4().hex[:8]}"
     log = tmp_path_factory.mktemp("ray") / "head.log"
+    # Token authentication (on by default since Ray 2.5x) would make every client of this
+    # loopback-only cluster depend on whichever ~/.ray/auth_token the last Ray wrote.
+    environ = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     with open(log, "wb") as out:
         head = subprocess.Popen(
             ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
              "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
              "--disable-usage-stats", "--temp-dir", str(temp)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=environ,
         )  # fmt: skip
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -71,8 +74,9 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if head.poll() is not None:
             raise RuntimeError(f"ray start exited with {head.returncode}: {log.read_text()}")
         probe = subprocess.run(
-            ["ray", "status", "--address", address], capture_output=True, check=False
-        )
+            ["ray", "status", "--address", address], capture_output=True, check=False,
+            env=environ,
+        )  # fmt: skip
         if probe.returncode == 0:
             break
         time.sleep(1)
@@ -91,7 +95,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def trained(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("ray-out")
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(REPO),
+           "RAY_AUTH_MODE": "disabled"}  # fmt: skip
     run = subprocess.run(
         [sys.executable, str(REPO / "tests" / "ray_driver.py"), str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
