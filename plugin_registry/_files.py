@@ -228,6 +228,7 @@ def atomic_write(
     fd, tmp = tempfile.mkstemp(
         dir=directory, prefix=f".{base}.{_HOST}.{os.getpid()}.", suffix=".tmp"
     )
+    old: str | None = None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -238,8 +239,10 @@ def atomic_write(
         old = _keep_old(path, tmp)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        for leftover in (tmp, old):
+            if leftover is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
         raise
     if durable:
         fsync_directory(directory)

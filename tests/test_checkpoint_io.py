@@ -171,6 +171,22 @@ def test_a_replaced_large_file_is_released_after_the_save_returns(tmp_path: Path
     assert not os.path.exists(left)
 
 
+def test_a_failed_rename_leaves_neither_temporary_nor_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "big.pt"
+    path.write_bytes(b"old" * (12 * 2**20))  # large enough to be linked before the rename
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(CheckpointError, match="previous checkpoint there, if any, is intact"):
+        pr.load("torch").save_checkpoint({"w": torch.zeros(4)}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.pt"]
+    assert path.read_bytes()[:6] == b"oldold"
+
+
 def test_the_zip_crc32_is_skipped_unless_asked_for(tmp_path: Path) -> None:
     import zipfile
 
