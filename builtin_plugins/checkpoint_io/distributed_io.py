@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import io
 import json
 import os
@@ -213,6 +214,7 @@ def read_metadata(stream: Any, safe: bool) -> Any:
     return pickle.load(stream)  # the caller opted out with weights_only=False
 
 
+@functools.cache  # built once, on the first load: they subclass torch's, imported late
 def _reader_classes() -> tuple[type[Any], type[Any]]:
     """The local and fsspec readers: DCP's, with a safe metadata read and open files."""
     from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
@@ -271,6 +273,7 @@ def _reader_classes() -> tuple[type[Any], type[Any]]:
     return LocalReader, RemoteReader
 
 
+@functools.cache
 def _planner_classes() -> tuple[type[Any], type[Any]]:
     """DCP's load planners with ``weights_only`` honoured for non-tensor values."""
     import torch
