@@ -595,3 +595,59 @@ def test_lsf_checks_at_construction_like_lightning(environ: Any, values: dict[st
 def test_resolve_root_node_address_matches_lightning(nodes: str) -> None:
     theirs = lightning_envs.SLURMEnvironment.resolve_root_node_address(nodes)
     assert SLURMEnvironment.resolve_root_node_address(nodes) == theirs
+
+
+# What Open MPI 4.1's mpirun gave ranks across two network-namespace hosts (recorded in
+# tests/test_multinode.py's runs): mpirun on node1 with ranks there (node1:2,node2:2), and
+# mpirun on node1 running no rank (--host node2:1,node3:2), where daemon 0 has no ranks.
+_OMPI_HNP = "1947926528.0;tcp://10.219.15.1:41211"
+
+
+def _ompi(rank: int, local: int, local_size: int, size: int, daemon: int, **extra: str) -> dict:
+    return {
+        "OMPI_COMM_WORLD_SIZE": str(size),
+        "OMPI_COMM_WORLD_RANK": str(rank),
+        "OMPI_COMM_WORLD_LOCAL_RANK": str(local),
+        "OMPI_COMM_WORLD_LOCAL_SIZE": str(local_size),
+        "OMPI_MCA_orte_hnp_uri": _OMPI_HNP,
+        "OMPI_MCA_orte_local_daemon_uri": f"1947926528.{daemon};tcp://10.219.15.{daemon + 1}:34229",
+        "OMPI_MCA_orte_num_nodes": "2",
+        "PMIX_NAMESPACE": "1947926529",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "node_rank", "main_address"),
+    [
+        (_ompi(0, 0, 2, 4, daemon=0), 0, "10.219.15.1"),
+        (
+            _ompi(3, 1, 2, 4, daemon=1, OMPI_MCA_orte_node_regex="node[1:1-2]@0(2)"),
+            1,
+            "10.219.15.1",
+        ),
+        (_ompi(0, 0, 1, 3, daemon=1, OMPI_MCA_orte_node_regex="node[1:1-3]@0(3)"), 0, None),
+        (_ompi(2, 1, 2, 3, daemon=2, OMPI_MCA_orte_node_regex="node[1:1-3]@0(3)"), 1, None),
+        (_ompi(2, 1, 2, 3, daemon=2), None, None),  # no node regex: unknown
+        (_ompi(2, 1, 2, 3, daemon=3, OMPI_MCA_orte_node_regex="n[1:1-5]@0(5)"), None, None),
+    ],
+    ids=["mpirun-node", "second-node", "login-node-first", "login-node-second", "no-regex", "gaps"],
+)
+def test_open_mpi_node_rank_and_main_address_across_hosts_without_mpi4py(
+    environ: Callable[[dict[str, str]], None],
+    values: dict[str, str],
+    node_rank: int | None,
+    main_address: str | None,
+) -> None:
+    environ(values)
+    env = MPIEnvironment(use_mpi4py=False)
+    if node_rank is None:
+        with pytest.raises(ClusterEnvironmentError, match="pip install mpi4py"):
+            env.node_rank()
+    else:
+        assert env.node_rank() == node_rank
+    if main_address is None:
+        with pytest.raises(ClusterEnvironmentError, match="export MASTER_ADDR"):
+            _ = env.main_address
+    else:
+        assert env.main_address == main_address

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import socket
 import zlib
 from typing import Any
@@ -41,6 +42,46 @@ def _launcher() -> tuple[str, str, str, str] | None:
     return None
 
 
+def _daemon_vpid(variable: str) -> int | None:
+    """The daemon number in an Open MPI 4 (ORTE) URI: ``<jobid>.<vpid>;tcp://...``."""
+    name = os.environ.get(variable, "").partition(";")[0]
+    return parse_count(name.rpartition(".")[2]) if "." in name else None
+
+
+def _daemon_count() -> int | None:
+    """How many daemons mpirun started: the ``@<vpid>(<count>)`` groups of ORTE's node regex."""
+    regex = os.environ.get("OMPI_MCA_orte_node_regex", "")  # noqa: SIM112 (Open MPI's spelling)
+    counts = re.findall(r"(?:^|,)\d+\((\d+)\)", regex.rpartition("@")[2]) if "@" in regex else []
+    return sum(int(c) for c in counts) if counts else None
+
+
+def _open_mpi_node() -> tuple[int, str | None] | None:
+    """This node's index, and rank 0's address where known, from Open MPI 4's variables.
+
+    mpirun is daemon 0 and starts one daemon per further node (``orte_local_daemon_uri``
+    names this node's); ranks fill the nodes in daemon order. ``orte_num_nodes``
+    counts the nodes that run ranks: one fewer than the daemons when mpirun's own
+    node (a login node) runs none, and then the nodes count from daemon 1. mpirun's
+    node, when it runs ranks, holds rank 0, and ``orte_hnp_uri`` gives its address.
+    None when the variables do not settle it (another launcher, Open MPI 5).
+    """
+    vpid = _daemon_vpid("OMPI_MCA_orte_local_daemon_uri")
+    nodes = parse_count(os.environ.get("OMPI_MCA_orte_num_nodes", ""))  # noqa: SIM112 (Open MPI's spelling)
+    if vpid is None or nodes is None:
+        return None
+    uri = os.environ.get("OMPI_MCA_orte_hnp_uri", "").partition(";")[2]  # noqa: SIM112 (Open MPI's spelling)
+    match = re.match(r"tcp6?://\[?([^,\]/]+?)\]?:\d+", uri)
+    mpirun_address = match.group(1).split(",")[0] if match else None
+    if vpid == 0:
+        return 0, mpirun_address  # this node runs mpirun and ranks: the first node
+    daemons = _daemon_count()
+    if daemons == nodes:
+        return vpid, mpirun_address
+    if daemons == nodes + 1:
+        return vpid - 1, None  # mpirun's node runs no rank; rank 0's host is not named
+    return None
+
+
 class MPIEnvironment(ClusterEnvironment):
     """Ranks from MPI itself (mpi4py) or, without mpi4py, from the launcher's variables.
 
@@ -50,7 +91,10 @@ class MPIEnvironment(ClusterEnvironment):
     variables of Open MPI (``OMPI_COMM_WORLD_*``), MVAPICH (``MV2_COMM_WORLD_*``)
     or MPICH / Intel MPI (``PMI_*``, ``MPI_LOCALRANKID``) give the ranks; on one
     node the main address is 127.0.0.1, and the port is ``MASTER_PORT`` or derived
-    from the job's PMIx namespace, the same in every rank.
+    from the job's PMIx namespace, the same in every rank. Across nodes, Open MPI
+    4's daemon variables give the node rank (nodes in mpirun's launch order) and,
+    when mpirun's node runs rank 0, the main address; other launchers need mpi4py
+    or ``MASTER_ADDR`` there.
     Detection reads the variables only: it never initialises MPI.
     """
 
@@ -97,6 +141,8 @@ class MPIEnvironment(ClusterEnvironment):
                 self._main_address = os.environ["MASTER_ADDR"]
             elif self._single_node():
                 self._main_address = "127.0.0.1"
+            elif (node := _open_mpi_node()) is not None and node[1] is not None:
+                self._main_address = node[1]
             else:
                 raise MissingVariableError(
                     "the MPI job spans several nodes and rank 0's host is unknown without "
@@ -171,6 +217,9 @@ class MPIEnvironment(ClusterEnvironment):
             return self._node_rank
         if self._single_node():
             return 0
+        node = _open_mpi_node()
+        if node is not None:
+            return node[0]
         raise MissingVariableError(
             "this MPI launcher sets no node rank and the job spans several nodes; "
             "pip install mpi4py"
