@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -430,18 +431,19 @@ def test_a_rank_with_another_library_version_fails_every_rank(tmp_path: Path) ->
     import importlib.metadata
 
     mine = importlib.metadata.version("bitsandbytes")
+    host = socket.gethostname()
     results = _two_ranks(tmp_path, "0.45.0")
     for result in results:
         assert (
-            f"rank 1 differs from rank 0: library bitsandbytes: {mine} on rank 0, 0.45.0 on "
-            "rank 1" in result["error"]
+            f"rank 1 on {host} differs from rank 0 on {host}: library bitsandbytes: "
+            f"{mine} on {host} (rank 0), 0.45.0 on {host} (rank 1)" in result["error"]
         )
 
 
 def test_a_rank_missing_the_library_fails_every_rank(tmp_path: Path) -> None:
     results = _two_ranks(tmp_path, "0.1.0")
     for result in results:
-        assert "rank 1 could not resolve" in result["error"]
+        assert f"rank 1 on {socket.gethostname()} could not resolve" in result["error"]
         assert (
             "bitsandbytes 0.1.0 is installed but bitsandbytes>=0.45 is required"
             in (result["error"])

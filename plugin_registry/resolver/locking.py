@@ -10,6 +10,8 @@ itself is data only.
 
 from __future__ import annotations
 
+import json
+import socket
 from typing import TYPE_CHECKING, Any
 
 from plugin_registry.errors import LockMismatchError, PluginRegistryError
@@ -27,7 +29,7 @@ def resolve_on_all_ranks(group: Any = None, **settings: Any) -> Resolution:
 
     Each rank resolves on its own machine; the results (or errors) are gathered
     and any difference from rank 0 raises :class:`LockMismatchError` on every
-    rank, naming the ranks and what differs. Without an initialised process
+    rank, naming the ranks, their hosts and what differs. Without an initialised process
     group this is ``resolve(**settings)``.
     """
     import torch.distributed as dist
@@ -35,28 +37,54 @@ def resolve_on_all_ranks(group: Any = None, **settings: Any) -> Resolution:
     if not (dist.is_available() and dist.is_initialized()):
         return resolve(**settings)
     resolution: Resolution | None = None
-    payload: dict[str, Any]
+    payload: dict[str, Any] = {"host": socket.gethostname()}
     try:
         resolution = resolve(**settings)
-        payload = {"lock": resolution.lock().to_dict()}
+        payload["lock"] = resolution.lock().to_dict()
     except PluginRegistryError as exc:
-        payload = {"error": f"{type(exc).__name__}: {exc}"}
+        payload["error"] = f"{type(exc).__name__}: {exc}"
     gathered: list[Any] = [None] * dist.get_world_size(group)
     dist.all_gather_object(gathered, payload, group=group)
-    problems: list[str] = []
-    for rank, item in enumerate(gathered):
-        if "error" in item:
-            problems.append(f"rank {rank} could not resolve: {item['error']}")
-    if not problems:
-        reference = Lock.from_dict(gathered[0]["lock"])
-        for rank, item in enumerate(gathered[1:], start=1):
-            for diff in reference.differences(
-                Lock.from_dict(item["lock"]), mine="rank 0", theirs=f"rank {rank}"
-            ):
-                problems.append(f"rank {rank} differs from rank 0: {diff}")
+    problems = _disagreements(gathered)
     if problems:
         raise LockMismatchError(
             "the ranks of this job do not agree on their plugins:\n  - " + "\n  - ".join(problems)
         )
     assert resolution is not None
     return resolution
+
+
+def _disagreements(gathered: list[dict[str, Any]]) -> list[str]:
+    """Each way a rank's answer differs from rank 0's, ranks of one host with one answer
+    reported together: "ranks 2, 3 on node2 differ from rank 0 on node1: ..."."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for rank, item in enumerate(gathered):
+        answer = json.dumps({k: v for k, v in item.items() if k != "host"}, sort_keys=True)
+        groups.setdefault((str(item.get("host")), answer), []).append(rank)
+
+    def where(ranks: list[int]) -> str:
+        label = "rank" if len(ranks) == 1 else "ranks"
+        return f"{label} {', '.join(map(str, ranks))} on {gathered[ranks[0]].get('host')}"
+
+    def at(ranks: list[int]) -> str:
+        label = "rank" if len(ranks) == 1 else "ranks"
+        return f"{gathered[ranks[0]].get('host')} ({label} {', '.join(map(str, ranks))})"
+
+    problems: list[str] = []
+    reference = gathered[0]
+    for ranks in groups.values():
+        item = gathered[ranks[0]]
+        if "error" in item:
+            problems.append(f"{where(ranks)} could not resolve: {item['error']}")
+    if problems:
+        return problems
+    mine = Lock.from_dict(reference["lock"])
+    for ranks in groups.values():
+        if ranks[0] == 0:
+            continue
+        differs = "differ" if len(ranks) > 1 else "differs"
+        for diff in mine.differences(
+            Lock.from_dict(gathered[ranks[0]]["lock"]), mine=at([0]), theirs=at(ranks)
+        ):
+            problems.append(f"{where(ranks)} {differs} from {where([0])}: {diff}")
+    return problems
