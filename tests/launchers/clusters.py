@@ -16,6 +16,10 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.launchers.nodes import Nodes
 
 
 class Unavailable(RuntimeError):
@@ -134,6 +138,95 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
     def run(self, *cmd: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return _run(*cmd, env=self.env, timeout=timeout)
+
+
+class SlurmOnNodes(Slurm):
+    """SLURM across test nodes (:class:`~tests.launchers.nodes.Nodes`): slurmctld on the
+    first, one slurmd on each (``NodeName=`` with its address), commands run on the first.
+
+    munged runs on this host: its socket is a file, which every namespace shares.
+    """
+
+    def __init__(self, nodes: Nodes, directory: Path) -> None:
+        super().__init__(directory)
+        self.nodes = nodes
+        self.host = nodes[0].name
+
+    def _write_conf(self) -> None:
+        super()._write_conf()
+        text = self.conf.read_text()
+        head, _, _ = text.partition("NodeName=")
+        head = (
+            head.replace(
+                f"SlurmctldHost={self.host}", f"SlurmctldHost={self.host}({self.nodes[0].address})"
+            )
+            .replace("slurmd.pid", "slurmd-%n.pid")
+            .replace(
+                "SlurmdSpoolDir=" + str(self.dir / "slurmd"), f"SlurmdSpoolDir={self.dir}/slurmd-%n"
+            )
+            .replace("slurmd.log", "slurmd-%n.log")
+        )
+        lines = "".join(
+            f"NodeName={n.name} NodeAddr={n.address} CPUs={os.cpu_count() or 1} State=UNKNOWN\n"
+            for n in self.nodes.nodes
+        )
+        self.conf.write_text(
+            head + lines + "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n"
+        )
+        for n in self.nodes.nodes:
+            (self.dir / f"slurmd-{n.name}").mkdir(exist_ok=True)
+
+    def start(self) -> None:
+        self._write_conf()
+        self.munge.start()
+        self.nodes.run(self.nodes[0], "slurmctld", env=self.env)
+        for node in self.nodes.nodes:
+            self.nodes.run(node, "slurmd", env=self.env)
+        deadline = time.time() + 60
+        states = ""
+        while time.time() < deadline:
+            states = self.run("sinfo", "-h", "-N", "-o", "%N %T", check=False).stdout
+            if states.split()[1::2] == ["idle"] * self.nodes.count:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"the SLURM nodes never became idle ({states!r}); see {self.dir}")
+
+    def stop(self) -> None:
+        for node in self.nodes.nodes:
+            _kill_pidfile(self.dir / f"slurmd-{node.name}.pid")
+        _kill_pidfile(self.dir / "slurmctld.pid")
+        self.munge.stop()
+
+    def run(  # type: ignore[override]
+        self,
+        *cmd: str,
+        timeout: float = 180,
+        check: bool = True,
+        env_extra: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """On the first node (where a user would log in)."""
+        env = {**self.env, **(env_extra or {})}
+        if not check:
+            return subprocess.run(
+                self.nodes.command(self.nodes[0], *cmd),
+                env=env, capture_output=True, text=True, timeout=timeout,
+            )  # fmt: skip
+        return self.nodes.run(self.nodes[0], *cmd, env=env, timeout=timeout)
+
+    def submit_and_wait(self, *sbatch_args: str, timeout: float = 180) -> str:
+        """``sbatch`` a job and poll until it ends; its final state (COMPLETED, FAILED...).
+
+        Not ``sbatch --wait``: it polls with growing sleeps, 30 s or more after the end.
+        """
+        job = self.run("sbatch", "--parsable", *sbatch_args).stdout.strip().split(";")[0]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            shown = self.run("scontrol", "show", "job", "-o", job, check=False).stdout
+            state = dict(f.split("=", 1) for f in shown.split() if "=" in f).get("JobState")
+            if state not in (None, "PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+                return state
+            time.sleep(0.3)
+        raise RuntimeError(f"SLURM job {job} did not end within {timeout} s")
 
 
 class GridEngine:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from datetime import timedelta
 
@@ -32,7 +33,10 @@ def main() -> None:
         "main_port": env.main_port,
         "creates_processes_externally": env.creates_processes_externally,
         "torch_imported_by_detection": "torch" in sys.modules,
+        "host": socket.gethostname(),
+        "nodelist": os.environ.get("SLURM_NODELIST"),
     }
+    answers["main_address_resolves_to"] = socket.gethostbyname(env.main_address)
     import torch
     import torch.distributed as dist
 

@@ -1,0 +1,52 @@
+"""``resolve_on_all_ranks()`` in one process of a job, under whatever launcher started it.
+
+    python tests/launchers/agree_worker.py OUT_DIR
+
+The group is formed from the detected environment's answers (gloo); the
+resolution asks for ``bitsandbytes-nf4``, whose record requires bitsandbytes.
+Writes OUT_DIR/agree-<rank>.json: ``{"rank", "host", "node_rank", "names" | "error"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from datetime import timedelta
+
+
+def main() -> None:
+    import torch.distributed as dist
+
+    import plugin_registry as pr
+    from plugin_registry.resolver import LockMismatchError, resolve_on_all_ranks
+    from plugin_registry.resolver.preferences import Preferences
+
+    out = sys.argv[1]
+    env = pr.load(f"cluster_environment/{pr.detect_environment().name}")
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://{env.main_address}:{env.main_port}",
+        rank=env.global_rank(),
+        world_size=env.world_size(),
+        timeout=timedelta(seconds=90),
+    )
+    result: dict[str, object] = {
+        "rank": env.global_rank(),
+        "host": socket.gethostname(),
+        "node_rank": env.node_rank(),
+    }
+    try:
+        res = resolve_on_all_ranks(plugins=["bitsandbytes-nf4"], preferences=Preferences())
+        result["names"] = res.names()
+    except LockMismatchError as exc:
+        result["error"] = str(exc)
+    finally:
+        dist.destroy_process_group()
+    with open(os.path.join(out, f"agree-{result['rank']}.json"), "w") as fh:
+        json.dump(result, fh)
+
+
+if __name__ == "__main__":
+    main()
