@@ -467,3 +467,31 @@ def test_an_environment_whose_detect_raises_is_passed_over() -> None:
     assert res.cluster_environment.name == "lightning"
     rejected = {c.name: c for c in res.candidates["cluster_environment"]}["exploding"]
     assert rejected.reasons == ("its detect() failed: RuntimeError: scheduler socket gone",)
+
+
+def test_disagreements_name_each_host_and_group_its_ranks() -> None:
+    import copy
+
+    from plugin_registry.resolver.locking import _disagreements
+
+    lock = resolve(preferences=Preferences()).lock().to_dict()
+    other = copy.deepcopy(lock)
+    other["libraries"]["torch"] = "2.0.0"
+    gathered = (
+        [{"host": "node1", "lock": lock}] * 8
+        + [{"host": "node2", "lock": other}] * 8
+        + [{"host": "node3", "lock": lock}] * 8  # agrees: not reported
+        + [{"host": "node4", "lock": other}]
+    )
+    here = lock["libraries"]["torch"]
+    assert _disagreements(gathered) == [
+        f"ranks 8-15 on node2 differ from rank 0 on node1: library torch: {here} on node1 "
+        "(rank 0), 2.0.0 on node2 (ranks 8-15)",
+        f"rank 24 on node4 differs from rank 0 on node1: library torch: {here} on node1 "
+        "(rank 0), 2.0.0 on node4 (rank 24)",
+    ]
+    failed = [*gathered[:2], {"host": "node2", "error": "PluginNotFoundError: no 'x'"}] * 2
+    assert _disagreements(failed) == [
+        "ranks 2, 5 on node2 could not resolve: PluginNotFoundError: no 'x'"
+    ]
+    assert _disagreements([{"host": "a", "lock": lock}, {"host": "b", "lock": lock}]) == []

@@ -29,8 +29,8 @@ def resolve_on_all_ranks(group: Any = None, **settings: Any) -> Resolution:
 
     Each rank resolves on its own machine; the results (or errors) are gathered
     and any difference from rank 0 raises :class:`LockMismatchError` on every
-    rank, naming the ranks, their hosts and what differs. Without an initialised process
-    group this is ``resolve(**settings)``.
+    rank, naming the ranks, their hosts and what differs. Without an initialised
+    process group this is ``resolve(**settings)``.
     """
     import torch.distributed as dist
 
@@ -63,12 +63,10 @@ def _disagreements(gathered: list[dict[str, Any]]) -> list[str]:
         groups.setdefault((str(item.get("host")), answer), []).append(rank)
 
     def where(ranks: list[int]) -> str:
-        label = "rank" if len(ranks) == 1 else "ranks"
-        return f"{label} {', '.join(map(str, ranks))} on {gathered[ranks[0]].get('host')}"
+        return f"{_ranks(ranks)} on {gathered[ranks[0]].get('host')}"
 
     def at(ranks: list[int]) -> str:
-        label = "rank" if len(ranks) == 1 else "ranks"
-        return f"{gathered[ranks[0]].get('host')} ({label} {', '.join(map(str, ranks))})"
+        return f"{gathered[ranks[0]].get('host')} ({_ranks(ranks)})"
 
     problems: list[str] = []
     reference = gathered[0]
@@ -88,3 +86,15 @@ def _disagreements(gathered: list[dict[str, Any]]) -> list[str]:
         ):
             problems.append(f"{where(ranks)} {differs} from {where([0])}: {diff}")
     return problems
+
+
+def _ranks(ranks: list[int]) -> str:
+    """ "rank 3", "ranks 2, 3", "ranks 8-15, 17": a node of a large job is one range."""
+    runs: list[list[int]] = []
+    for rank in sorted(ranks):
+        if runs and rank == runs[-1][-1] + 1:
+            runs[-1].append(rank)
+        else:
+            runs.append([rank])
+    parts = [f"{run[0]}-{run[-1]}" if len(run) > 2 else ", ".join(map(str, run)) for run in runs]
+    return f"{'rank' if len(ranks) == 1 else 'ranks'} {', '.join(parts)}"
