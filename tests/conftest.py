@@ -35,11 +35,28 @@ _LAUNCHER_NAMES = (
 )
 
 
+def _is_launcher_variable(key: str) -> bool:
+    return key.startswith(_LAUNCHER_PREFIXES) or key in _LAUNCHER_NAMES
+
+
+@pytest.fixture(autouse=True)
+def _launcher_variables_left_as_found() -> Iterator[None]:
+    """What a test (or Lightning inside it) sets of MASTER_ADDR and the like is undone:
+    left in os.environ, it reached every later test's launcher (SLURM exports the
+    environment to the job) -- seen: MASTER_ADDR=localhost in a 2-node SLURM job."""
+    before = {k: v for k, v in os.environ.items() if _is_launcher_variable(k)}
+    yield
+    for key in [k for k in os.environ if _is_launcher_variable(k)]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)
+
+
 @pytest.fixture
 def no_launcher_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No launcher's variables: a test sets exactly those it is about."""
     for key in list(os.environ):
-        if key.startswith(_LAUNCHER_PREFIXES) or key in _LAUNCHER_NAMES:
+        if _is_launcher_variable(key):
             monkeypatch.delenv(key)
 
 

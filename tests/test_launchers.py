@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.launchers.clusters import GridEngine, Slurm, Unavailable
+from tests.launchers.clusters import GridEngine, Slurm, Unavailable, clean_env
 from tests.support import REPO, free_port
 
 pytestmark = pytest.mark.launcher
@@ -44,29 +44,6 @@ def check_group(ranks: list[dict[str, Any]], environment: str, detected: str | N
         assert r["dist_rank"] == r["global_rank"]
         assert r["all_reduce_sum"] == world * (world + 1) / 2
         assert not r["torch_imported_by_detection"], "detection must not import torch"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    drop = (
-        "SLURM_",
-        "OMPI_",
-        "PMI",
-        "TORCHELASTIC",
-        "MASTER_",
-        "LSB_",
-        "JSM_",
-        "PE_HOSTFILE",
-        "JOB_ID",
-        "NSLOTS",
-        "LOCAL_RANK",
-        "RANK",
-        "WORLD_SIZE",
-        "GROUP_RANK",
-        "PLUGIN_REGISTRY_",
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env.update(extra)
-    return env
 
 
 def need(*programs: str) -> None:

@@ -10,6 +10,7 @@ the nodes from the environment's answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,11 @@ from typing import Any
 import pytest
 
 from tests.launchers import nodes as nodes_module
-from tests.launchers.clusters import SlurmOnNodes, Unavailable
+from tests.launchers.clusters import SlurmOnNodes, Unavailable, clean_env
 from tests.launchers.elastic_worker import reference
 from tests.launchers.nodes import Nodes
 from tests.support import REPO, free_port
-from tests.test_launchers import WORKER, check_group, clean_env, results
+from tests.test_launchers import WORKER, check_group, results
 
 pytestmark = [pytest.mark.launcher, pytest.mark.slow]
 
@@ -37,6 +39,7 @@ LAUNCHERS = REPO / "tests" / "launchers"
 ELASTIC = str(LAUNCHERS / "elastic_worker.py")
 AGREE = str(LAUNCHERS / "agree_worker.py")
 DCP = str(REPO / "tests" / "dcp_worker.py")
+RAY_DRIVER = str(LAUNCHERS / "ray_nodes_driver.py")
 
 
 def build(count: int, directory: Path) -> Nodes:
@@ -398,6 +401,108 @@ def test_multinode_mpirun_two_hosts(nodes: Nodes, tmp_path: Path, use_mpi4py: bo
         assert r["main_address"] == ("node1" if use_mpi4py else nodes[0].address)
         if use_mpi4py and r.get("lightning") is not None:
             assert r["lightning"] == {k: r[k] for k in r["lightning"]}
+
+
+# -- Ray: a head on node1, a worker node on node2 ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_nodes(nodes: Nodes) -> Iterator[str]:
+    """A Ray cluster of two nodes, one ``node-slot`` each; stopped by process group."""
+    pytest.importorskip("ray.train", reason="ray[train] is not installed (the [ray] extra)")
+    port = 6379
+    address = f"{nodes[0].address}:{port}"
+    # Token authentication is on by default since Ray 2.5x; this cluster sees only its nodes.
+    env = job_env(RAY_AUTH_MODE="disabled")
+    tag = uuid.uuid4().hex[:8]
+    common = [
+        "--block", "--num-cpus", "1", "--resources", json.dumps({"node-slot": 1}),
+        "--object-store-memory", str(100 * 2**20), "--disable-usage-stats",
+    ]  # fmt: skip
+    starts = [
+        ["ray", "start", "--head", "--port", str(port), "--include-dashboard=false", *common],
+        ["ray", "start", "--address", address, *common],
+    ]
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for node, start in zip(nodes.nodes, starts, strict=True):
+            # Ray's socket paths must stay short: a directory of its own under /tmp.
+            cmd = [
+                *start,
+                "--node-ip-address",
+                node.address,
+                "--temp-dir",
+                f"/tmp/ray-{tag}-{node.index}",
+            ]
+            procs.append(
+                nodes.popen(
+                    node, *cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )  # fmt: skip
+            _wait_for_ray_nodes(nodes, address, node.index + 1, env, procs)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        # Ray's own daemons leave the group; each names its session under the temp dir.
+        for node in nodes.nodes:
+            for pid in nodes.pids(node):
+                with contextlib.suppress(OSError):
+                    if f"/tmp/ray-{tag}-".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(f"/tmp/ray-{tag}-{node.index}", ignore_errors=True)
+
+
+def _wait_for_ray_nodes(
+    nodes: Nodes, address: str, count: int, env: dict[str, str], procs: list[subprocess.Popen[str]]
+) -> None:
+    probe = (
+        "import ray, sys\n"
+        "ray.init(address=sys.argv[1], logging_level='error')\n"
+        "print(sum(1 for n in ray.nodes() if n['Alive']))\n"
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a `ray start` exited early")
+        proc = subprocess.run(
+            nodes.command(nodes[0], sys.executable, "-c", probe, address),
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if proc.returncode == 0 and proc.stdout.split()[-1:] == [str(count)]:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"the Ray cluster never had {count} live node(s)")
+
+
+def test_multinode_ray_train_one_worker_per_node(
+    nodes: Nodes, ray_nodes: str, tmp_path: Path
+) -> None:
+    env = job_env(RAY_ADDRESS=ray_nodes, RAY_AUTH_MODE="disabled")
+    nodes.run(nodes[0], sys.executable, RAY_DRIVER, str(tmp_path), env=env, timeout=300)
+    workers = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank-*.json"))]
+    assert len(workers) == 2
+    assert sorted(w["host"] for w in workers) == ["node1", "node2"]
+    address = {n.name: n.address for n in nodes.nodes}
+    rank0_host = next(w["host"] for w in workers if w["env"]["world_rank"] == 0)
+    for w in workers:
+        env_answers, ray = w["env"], w["ray"]
+        for key in ("world_rank", "local_rank", "node_rank", "world_size"):
+            assert env_answers[key] == ray[key], (key, w)
+        assert env_answers["local_rank"] == 0 and env_answers["world_size"] == 2
+        assert env_answers["main_address"] == address[rank0_host]
+        assert w["detected"] == "ray"
+        assert w["all_reduce"] == 3.0
+    assert sorted(w["env"]["node_rank"] for w in workers) == [0, 1]
 
 
 # -- LSF and Kubeflow: their variables, one process per node and rank --------------------

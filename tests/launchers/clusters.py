@@ -22,6 +22,30 @@ if TYPE_CHECKING:
     from tests.launchers.nodes import Nodes
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any launcher's variables (and without policy switches)."""
+    drop = (
+        "SLURM_",
+        "OMPI_",
+        "PMI",
+        "TORCHELASTIC",
+        "MASTER_",
+        "LSB_",
+        "JSM_",
+        "PE_HOSTFILE",
+        "JOB_ID",
+        "NSLOTS",
+        "LOCAL_RANK",
+        "RANK",
+        "WORLD_SIZE",
+        "GROUP_RANK",
+        "PLUGIN_REGISTRY_",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(extra)
+    return env
+
+
 class Unavailable(RuntimeError):
     """The scheduler cannot run here; the message says why (tests skip with it)."""
 
@@ -151,6 +175,9 @@ class SlurmOnNodes(Slurm):
         super().__init__(directory)
         self.nodes = nodes
         self.host = nodes[0].name
+        # sbatch and salloc export the submitting environment to the job: a MASTER_ADDR
+        # left there would override the node list (seen: MASTER_ADDR=localhost).
+        self.env = clean_env(SLURM_CONF=str(self.conf))
 
     def _write_conf(self) -> None:
         super()._write_conf()

@@ -138,7 +138,7 @@ class Nodes:
     def __init__(self, count: int, directory: Path, prefix: str = "node") -> None:
         if os.geteuid() != 0:
             raise Unavailable("network namespaces are made as root, and this is not root")
-        missing = [p for p in ("ip", "unshare") if shutil.which(p) is None]
+        missing = [p for p in ("ip", "unshare", "nsenter") if shutil.which(p) is None]
         if missing:
             raise Unavailable(f"not installed: {', '.join(missing)} (iproute2, util-linux)")
         self.count = count
