@@ -100,9 +100,20 @@ def on_every_node(
     return done
 
 
+def report(ranks: list[dict[str, Any]]) -> None:
+    """What the environment answered on each node (shown with ``pytest -s``)."""
+    for r in sorted(ranks, key=lambda r: r["global_rank"]):
+        print(
+            f"{r['used']:>12} on {r['host']}: node {r['node_rank']}, rank {r['global_rank']}"
+            f"/{r['world_size']}, local {r['local_rank']}, main {r['main_address']}:"
+            f"{r['main_port']} -> {r['main_address_resolves_to']}"
+        )
+
+
 def check_nodes(ranks: list[dict[str, Any]], nodes: Nodes, per_node: int) -> None:
     """Each host holds ``per_node`` consecutive ranks and one node rank; rank 0's host is
     the main address, and it resolves to that node's address everywhere."""
+    report(ranks)
     by_host: dict[str, list[dict[str, Any]]] = {}
     for r in ranks:
         by_host.setdefault(r["host"], []).append(r)
@@ -503,6 +514,13 @@ def test_multinode_ray_train_one_worker_per_node(
         assert w["detected"] == "ray"
         assert w["all_reduce"] == 3.0
     assert sorted(w["env"]["node_rank"] for w in workers) == [0, 1]
+    for w in sorted(workers, key=lambda w: w["env"]["world_rank"]):
+        e = w["env"]
+        print(
+            f"{'ray':>12} on {w['host']}: node {e['node_rank']}, rank {e['world_rank']}"
+            f"/{e['world_size']}, local {e['local_rank']}, main {e['main_address']}:"
+            f"{e['main_port']}"
+        )
 
 
 # -- LSF and Kubeflow: their variables, one process per node and rank --------------------
