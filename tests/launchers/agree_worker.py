@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import sys
-from datetime import timedelta
 
 
 def main() -> None:
@@ -22,16 +21,11 @@ def main() -> None:
     import plugin_registry as pr
     from plugin_registry.resolver import LockMismatchError, resolve_on_all_ranks
     from plugin_registry.resolver.preferences import Preferences
+    from tests.launchers.worker import form_group
 
     out = sys.argv[1]
     env = pr.load(f"cluster_environment/{pr.detect_environment().name}")
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://{env.main_address}:{env.main_port}",
-        rank=env.global_rank(),
-        world_size=env.world_size(),
-        timeout=timedelta(seconds=90),
-    )
+    form_group(env)
     result: dict[str, object] = {
         "rank": env.global_rank(),
         "host": socket.gethostname(),

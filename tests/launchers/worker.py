@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from datetime import timedelta
+from typing import Any
 
 import plugin_registry as pr
 
@@ -40,13 +41,7 @@ def main() -> None:
     import torch
     import torch.distributed as dist
 
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://{env.main_address}:{env.main_port}",
-        rank=env.global_rank(),
-        world_size=env.world_size(),
-        timeout=timedelta(seconds=90),
-    )
+    form_group(env)
     value = torch.tensor([float(env.global_rank() + 1)])
     dist.all_reduce(value)
     answers["all_reduce_sum"] = value.item()
@@ -57,6 +52,19 @@ def main() -> None:
     dist.destroy_process_group()
     with open(os.path.join(out, f"rank-{answers['global_rank']}.json"), "w") as fh:
         json.dump(answers, fh)
+
+
+def form_group(env: Any) -> None:
+    """A gloo group from the environment's answers alone: address, port, rank, size."""
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://{env.main_address}:{env.main_port}",
+        rank=env.global_rank(),
+        world_size=env.world_size(),
+        timeout=timedelta(seconds=90),
+    )
 
 
 def lightning_mpi_answers() -> dict[str, object] | None:
