@@ -630,8 +630,27 @@ def _ompi(rank: int, local: int, local_size: int, size: int, daemon: int, **extr
         (_ompi(2, 1, 2, 3, daemon=2, OMPI_MCA_orte_node_regex="node[1:1-3]@0(3)"), 1, None),
         (_ompi(2, 1, 2, 3, daemon=2), None, None),  # no node regex: unknown
         (_ompi(2, 1, 2, 3, daemon=3, OMPI_MCA_orte_node_regex="n[1:1-5]@0(5)"), None, None),
+        (_ompi(2, 1, 2, 3, daemon=1, OMPI_MCA_orte_node_regex="node[1:1-2]@0(2"), None, None),
+        (_ompi(0, 0, 2, 4, daemon=0, OMPI_MCA_orte_hnp_uri="1947926528.0;garbage"), 0, None),
+        (
+            _ompi(2, 1, 2, 3, daemon=1, OMPI_MCA_orte_local_daemon_uri="1947926528.one;tcp://x:1"),
+            None,
+            None,
+        ),
+        (_ompi(2, 1, 2, 3, daemon=1, OMPI_MCA_orte_num_nodes="2 nodes"), None, None),
     ],
-    ids=["mpirun-node", "second-node", "login-node-first", "login-node-second", "no-regex", "gaps"],
+    ids=[
+        "mpirun-node",
+        "second-node",
+        "login-node-first",
+        "login-node-second",
+        "no-regex",
+        "gaps",
+        "bad-regex",
+        "bad-mpirun-uri",
+        "bad-daemon-uri",
+        "bad-node-count",
+    ],
 )
 def test_open_mpi_node_rank_and_main_address_across_hosts_without_mpi4py(
     environ: Callable[[dict[str, str]], None],
