@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests import packages
-from tests.support import REPO, Venv, build_project_wheel
+from tests.support import REPO, Venv, build_project_wheel, missing_library
 
 
 @pytest.fixture(autouse=True)
@@ -115,8 +115,16 @@ SLOW_MODULES = frozenset(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark slow tests, so that ``pytest -m "not slow"`` is the inner loop (< 2 min)."""
+    """Mark slow tests, so that ``pytest -m "not slow"`` is the inner loop (< 2 min).
+
+    ``@pytest.mark.needs("bitsandbytes", ...)``: skipped, saying how to install what
+    is missing, where one of those libraries is not installed.
+    """
     for item in items:
+        for marker in item.iter_markers("needs"):
+            reason = missing_library(*marker.args)
+            if reason is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & SLOW_FIXTURES or item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, script
 
 
 def _wait_for(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
@@ -44,7 +43,7 @@ class S3Server:
     """moto's S3 server on 127.0.0.1; ``endpoint`` is its URL."""
 
     def __init__(self, log: Path) -> None:
-        exe = shutil.which("moto_server")
+        exe = script("moto_server")
         if exe is None:
             raise FileNotFoundError("moto_server (pip install 'moto[server]')")
         self.port = free_port()

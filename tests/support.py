@@ -14,9 +14,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import site
 import socket
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import zipfile
 from collections.abc import Mapping
@@ -25,6 +28,88 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PIP_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+
+
+def outer_site_dirs() -> list[str]:
+    """The site directories of the interpreter running the tests, in its order.
+
+    Those of a venv (uv's too) or of the system interpreter alike: a venv made
+    with ``--system-site-packages`` would see the *base* interpreter's instead,
+    which is not where a user who works in a venv installed torch and the rest.
+    """
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [d for d in dict.fromkeys(dirs) if os.path.isdir(d)]
+
+
+def script(name: str) -> str | None:
+    """A console script of the interpreter running the tests (``torchrun``, ``ray``...).
+
+    Looked up in that interpreter's scripts directory first, so that a venv's
+    python used without activating the venv still finds the venv's scripts,
+    then on PATH (a system tool); None when there is none.
+    """
+    scripts = Path(sysconfig.get_path("scripts"))
+    for directory in (scripts, Path(sys.executable).parent):
+        candidate = directory / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(name)
+
+
+def require_script(name: str, install: str) -> str:
+    """:func:`script`, or skip the test saying what to install."""
+    import pytest
+
+    found = script(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed for {sys.executable} (pip install {install})")
+    return found
+
+
+#: How to install each optional library some tests need (``@pytest.mark.needs(...)``).
+INSTALL = {
+    "bitsandbytes": "pip install 'plugin-registry[bitsandbytes]'",
+    "deepspeed": "DS_BUILD_OPS=0 pip install --no-build-isolation 'deepspeed>=0.16' (after torch)",
+    "safetensors": "pip install 'plugin-registry[safetensors]'",
+    "mpi4py": "apt-get install libopenmpi-dev, then pip install 'plugin-registry[mpi]'",
+    "lightning": "pip install 'plugin-registry[lightning]'",
+    "jsonargparse": "pip install 'plugin-registry[lightning-cli]'",
+    "ray": "pip install 'plugin-registry[ray]'",
+    "s3fs": "pip install 'plugin-registry[s3]'",
+    "moto": "pip install 'moto[server]'",
+    "importlinter": "pip install import-linter",
+    "hypothesis": "pip install hypothesis",
+}
+
+
+def missing_library(*modules: str) -> str | None:
+    """Why a test that needs ``modules`` cannot run here (with the install command), or None."""
+    import importlib.util
+
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            how = INSTALL.get(module.partition(".")[0], f"pip install {module}")
+            return f"{module} is not installed for {sys.executable}: {how} (bash .ci/setup does)"
+    return None
+
+
+def skip_unless_installed(*modules: str) -> None:
+    """Skip the running test, with the install command, where a library is missing."""
+    import pytest
+
+    reason = missing_library(*modules)
+    if reason is not None:
+        pytest.skip(reason)
+
+
+#: torchrun through the interpreter running the tests: no console script on PATH needed.
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run")
 
 
 def free_port() -> int:
@@ -98,20 +183,29 @@ def build_project_wheel(project: Path, dest: Path) -> Path:
 
 
 class Venv:
-    """A fresh virtual environment that sees the outer one's packages.
+    """A fresh virtual environment that sees the packages of the interpreter running pytest.
 
-    ``--system-site-packages`` lends it pluggy, torch and the rest, so a test
-    pays only for what it installs; the venv's own site-packages comes first,
-    so what a test installs wins over the outer environment.
+    A ``.pth`` file adds that interpreter's site directories (with their own
+    ``.pth`` files: editable installs) after the venv's own site-packages, so a
+    test pays only for what it installs and what it installs wins. Not
+    ``--system-site-packages``: from inside a venv that lends the *base*
+    interpreter's packages, not the venv's.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        subprocess.run(
-            [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(path)],
-            check=True,
-        )
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
         self.python = str(path / "bin" / "python")
+        purelib = subprocess.run(
+            [self.python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        # Named to sort last: the venv's own .pth files (what a test installs) run first.
+        (Path(purelib) / "zzz_outer_environment.pth").write_text(
+            "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in outer_site_dirs()) + "\n"
+        )
         # Outside the venv and the working directory: both are on sys.path
         # (as site-packages' parent and as ''), and writing the cache into
         # either would change the mtimes the cache is keyed on.

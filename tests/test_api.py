@@ -32,8 +32,8 @@ def test_load_takes_a_record_as_well_as_a_name() -> None:
     environment = pr.load(record)
     assert isinstance(environment, ClusterEnvironment)
     assert type(environment) is type(pr.load(f"cluster_environment/{record.name}"))
-    parametrised = pr.get("bitsandbytes-fp4")
-    assert pr.load(parametrised).__class__.__name__ == "BitsandbytesPrecision"
+    parametrised = pr.get("fsdp-bf16-mixed")
+    assert pr.load(parametrised).__class__.__name__ == "FSDPPrecision"
 
 
 class Named(StubEnvironment):

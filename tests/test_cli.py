@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
-from tests.support import Venv
+from tests.support import Venv, script
 
 
 def test_list_table_groups_by_kind(good_venv: Venv) -> None:
@@ -71,7 +70,7 @@ def test_cache_info(good_venv: Venv) -> None:
 
 
 def test_console_script_is_installed() -> None:
-    exe = shutil.which("plugin-registry")
+    exe = script("plugin-registry")
     assert exe is not None
     proc = subprocess.run([exe, "list", "--json"], capture_output=True, text=True)
     assert proc.returncode == 0 and "plugins" in json.loads(proc.stdout)

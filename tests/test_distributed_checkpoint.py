@@ -327,8 +327,10 @@ def test_save_errors_name_the_key_or_path(io: DistributedCheckpointIO, tmp_path:
 
 @pytest.mark.parametrize(
     ("strategy", "chosen"),
-    [("fsdp", "distributed"), ("deepspeed_stage_3", "distributed"), ("ddp", "torch"),
-     ("deepspeed", "torch")],
+    [("fsdp", "distributed"),
+     pytest.param("deepspeed_stage_3", "distributed", marks=pytest.mark.needs("deepspeed")),
+     ("ddp", "torch"),
+     pytest.param("deepspeed", "torch", marks=pytest.mark.needs("deepspeed"))],
 )  # fmt: skip
 def test_the_resolver_picks_distributed_when_parameters_are_sharded(
     strategy: str, chosen: str

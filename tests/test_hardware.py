@@ -22,12 +22,19 @@ from tests.resolver_cases import machine
 from tests.support import Venv
 
 
+def _installed(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def test_detects_this_machine() -> None:
     import torch
 
     hw = detect_hardware(refresh=True)
     assert hw.torch == importlib.metadata.version("torch")
-    assert hw.version("bitsandbytes") == importlib.metadata.version("bitsandbytes")
+    assert hw.version("bitsandbytes") == _installed("bitsandbytes")
     assert hw.version("transformer_engine") is None  # not installable here
     assert hw.count("cuda") == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
     assert hw.cpu_cores >= 1

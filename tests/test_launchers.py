@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.launchers.clusters import GridEngine, Slurm, Unavailable, clean_env
-from tests.support import REPO, free_port
+from tests.support import REPO, TORCHRUN, free_port
 
 pytestmark = pytest.mark.launcher
 
@@ -53,9 +53,8 @@ def need(*programs: str) -> None:
 
 
 def test_torchrun(tmp_path: Path) -> None:
-    need("torchrun")
     subprocess.run(
-        ["torchrun", "--nproc-per-node", "2", "--standalone", WORKER, str(tmp_path)],
+        [*TORCHRUN, "--nproc-per-node", "2", "--standalone", WORKER, str(tmp_path)],
         check=True,
         env=clean_env(),
         timeout=180,

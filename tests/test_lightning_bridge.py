@@ -24,7 +24,7 @@ from plugin_registry.lightning import (
 from plugin_registry.resolver import resolve
 from plugin_registry.resolver.preferences import Preferences
 from plugin_registry.testing.reference_loop import make_data, make_model
-from tests.support import Venv, free_port
+from tests.support import Venv, free_port, skip_unless_installed
 
 SLURM_ONE_TASK = {
     "SLURM_NTASKS": "1",
@@ -90,7 +90,7 @@ def test_fabric_trains_with_registry_plugins_and_checkpoints_through_them(tmp_pa
 
 
 def test_fabric_with_bitsandbytes_and_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("bitsandbytes")
+    skip_unless_installed("bitsandbytes")
     for key, value in SLURM_ONE_TASK.items():
         monkeypatch.setenv(key, value)
     # DDP with one task: the SLURM environment supplies rank, world size and the

@@ -31,7 +31,7 @@ from plugin_registry.lightning import (
     registry_plugins,
 )
 from plugin_registry.testing.reference_loop import make_data, make_model
-from tests.support import free_port
+from tests.support import free_port, skip_unless_installed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,7 +169,7 @@ def test_precision_auto_is_the_resolvers_choice_and_explains_itself() -> None:
 
 
 def test_precision_may_name_a_registry_plugin_and_a_misspelling_gets_did_you_mean() -> None:
-    pytest.importorskip("bitsandbytes")
+    skip_unless_installed("bitsandbytes")
     trainer = Trainer(precision="bitsandbytes-int8", **_quiet())
     assert trainer.strategy.precision_plugin.plugin.mode == "int8"
     with pytest.raises(PluginNotFoundError, match="Did you mean 'bitsandbytes-nf4'"):
@@ -293,6 +293,7 @@ def test_lightning_cli_names_a_misspelt_plugin_with_did_you_mean(tmp_path: Path)
 # -- every strategy: Lightning's FSDP, DeepSpeed and XLA take our adapters -----------------
 
 
+@pytest.mark.needs("deepspeed")
 def test_each_strategy_family_gets_an_adapter_of_its_own_class() -> None:
     from lightning.fabric.plugins.precision import DeepSpeedPrecision as FabricDS
     from lightning.fabric.plugins.precision import FSDPPrecision as FabricFSDP
@@ -324,6 +325,7 @@ def test_each_strategy_family_gets_an_adapter_of_its_own_class() -> None:
     assert isinstance(registry_plugins([pr.load("fsdp-16-mixed")])[0], RegistryFSDPPrecision)
 
 
+@pytest.mark.needs("deepspeed")
 def test_a_precision_plugin_not_made_for_the_strategy_is_refused_with_the_right_name() -> None:
     with pytest.raises(
         ValueError, match=r"fsdp strategy .* 'bf16-mixed' is not made for it: use 'fsdp-bf16-mixed'"
@@ -363,7 +365,7 @@ def test_lightning_itself_refuses_fsdp_on_the_cpu() -> None:
 
 @pytest.mark.parametrize("value", ["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"])
 def test_lightnings_deepspeed_strategy_builds_the_same_config_from_our_adapter(value: str) -> None:
-    pytest.importorskip("deepspeed")
+    skip_unless_installed("deepspeed")
     from lightning.fabric.plugins.precision import DeepSpeedPrecision as Theirs
     from lightning.fabric.strategies import DeepSpeedStrategy
 
@@ -380,7 +382,7 @@ def test_lightnings_deepspeed_strategy_builds_the_same_config_from_our_adapter(v
 def test_fabric_deepspeed_adapter_drives_a_real_engine(tmp_path: Path) -> None:
     """Lightning's DeepSpeed strategy refuses the CPU; the adapter's calls reach a real
     DeepSpeed engine on the CPU the way Fabric's strategy makes them."""
-    pytest.importorskip("deepspeed")
+    skip_unless_installed("deepspeed")
     script = f"""
 import json, os, torch, deepspeed
 os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
@@ -423,6 +425,7 @@ def test_registry_plugins_warns_nothing_for_a_plain_call() -> None:
         registry_plugins(["bf16-mixed", "torch"])
 
 
+@pytest.mark.needs("deepspeed")
 def test_deepspeed_adapter_refuses_a_skipped_backward_as_lightnings_does() -> None:
     """Under the Trainer a training step returning None skips the step; DeepSpeed's
     engine counts micro-batches itself, so Lightning refuses that there, and so do we."""

@@ -30,7 +30,7 @@ from tests.launchers import nodes as nodes_module
 from tests.launchers.clusters import SlurmOnNodes, Unavailable, clean_env
 from tests.launchers.elastic_worker import reference
 from tests.launchers.nodes import Nodes
-from tests.support import REPO, free_port
+from tests.support import REPO, TORCHRUN, free_port, require_script
 from tests.test_launchers import WORKER, check_group, results
 
 pytestmark = [pytest.mark.launcher, pytest.mark.slow]
@@ -69,7 +69,7 @@ def job_env(**extra: str) -> dict[str, str]:
 def torchrun(*args: str, nnodes: str = "2", rdzv_id: str = "job", **kw: str) -> list[str]:
     options = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
     return [
-        "torchrun",
+        *TORCHRUN,
         f"--nnodes={nnodes}",
         "--nproc-per-node=2",
         "--rdzv-backend=c10d",
@@ -421,6 +421,7 @@ def test_multinode_mpirun_two_hosts(nodes: Nodes, tmp_path: Path, use_mpi4py: bo
 def ray_nodes(nodes: Nodes) -> Iterator[str]:
     """A Ray cluster of two nodes, one ``node-slot`` each; stopped by process group."""
     pytest.importorskip("ray.train", reason="ray[train] is not installed (the [ray] extra)")
+    ray = require_script("ray", "'ray[train]'")
     port = 6379
     address = f"{nodes[0].address}:{port}"
     # Token authentication is on by default since Ray 2.5x; this cluster sees only its nodes.
@@ -431,8 +432,8 @@ def ray_nodes(nodes: Nodes) -> Iterator[str]:
         "--object-store-memory", str(100 * 2**20), "--disable-usage-stats",
     ]  # fmt: skip
     starts = [
-        ["ray", "start", "--head", "--port", str(port), "--include-dashboard=false", *common],
-        ["ray", "start", "--address", address, *common],
+        [ray, "start", "--head", "--port", str(port), "--include-dashboard=false", *common],
+        [ray, "start", "--address", address, *common],
     ]
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -641,7 +642,7 @@ def test_multinode_distributed_checkpoint_saved_on_two_nodes_loads_on_three_rank
     shards = sorted(p.name for p in (root / "step-4").glob("data-*/*.distcp"))
     assert len(shards) == 4, f"every rank of both nodes wrote its shards: {shards}"
     one_node = [
-        "torchrun", "--standalone", "--nproc-per-node=3",
+        *TORCHRUN, "--standalone", "--nproc-per-node=3",
         DCP, str(root), "--io", "distributed", "--resume", "--steps", "4",
     ]  # fmt: skip
     proc = nodes.run(nodes[0], *one_node, env=job_env(), timeout=300)

@@ -23,7 +23,7 @@ import pytest
 import plugin_registry as pr
 from plugin_registry.errors import ClusterEnvironmentError
 from plugin_registry.requirements import check
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, require_script
 
 
 def test_detection_imports_no_ray_outside_ray() -> None:
@@ -54,6 +54,7 @@ def test_without_ray_the_record_names_the_install_command() -> None:
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("ray.train", reason="ray[train] is not installed (the [ray] extra)")
+    ray = require_script("ray", "'ray[train]'")
     port = free_port()
     # Ray's socket paths must stay short: a directory of its own under /tmp.
     temp = Path("/tmp") / f"ray-{uuid.uuid4().hex[:8]}"
@@ -63,7 +64,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     environ = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     with open(log, "wb") as out:
         head = subprocess.Popen(
-            ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+            [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
              "--port", str(port), "--num-cpus", "2", "--include-dashboard=false",
              "--disable-usage-stats", "--temp-dir", str(temp)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=environ,
@@ -74,7 +75,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if head.poll() is not None:
             raise RuntimeError(f"ray start exited with {head.returncode}: {log.read_text()}")
         probe = subprocess.run(
-            ["ray", "status", "--address", address], capture_output=True, check=False,
+            [ray, "status", "--address", address], capture_output=True, check=False,
             env=environ,
         )  # fmt: skip
         if probe.returncode == 0:

@@ -28,6 +28,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,14 +231,14 @@ class Nodes:
         """Until every node reaches node 1 by name (the bridge learns its ports)."""
         first = self.nodes[0]
         listener = subprocess.Popen(
-            self.command(first, "python3", "-c", _ECHO_SERVER, str(self.count - 1)),
+            self.command(first, sys.executable, "-c", _ECHO_SERVER, str(self.count - 1)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         try:
             for node in self.nodes[1:]:
-                self.run(node, "python3", "-c", _CONNECT, first.name, timeout=30)
+                self.run(node, sys.executable, "-c", _CONNECT, first.name, timeout=30)
             listener.wait(timeout=30)
         finally:
             if listener.poll() is None:
