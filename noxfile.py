@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "types", "tests"]
@@ -121,6 +127,106 @@ def stateful(session: nox.Session) -> None:
         session.posargs[0] if session.posargs else "500"
     )
     session.run("python", "-m", "pytest", "tests/test_registry_state.py", "-p", "no:cacheprovider")
+
+
+#: What the sdist must carry besides the packages (the template's README points at docs/).
+SDIST_TREES = ("docs", "tests", "examples", "benchmarks", "plugin_registry", "builtin_plugins")
+SDIST_FILES = ("CHANGELOG.md", "LICENSE", "README.md", "pyproject.toml", "noxfile.py")
+
+
+def _tracked_files() -> set[str] | None:
+    """The files git tracks, or None outside a git checkout (an unpacked sdist)."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z"], capture_output=True, check=True, text=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {f for f in out.split("\0") if f and Path(f).is_file()}
+
+
+def _check_sdist(session: nox.Session, sdist: Path) -> None:
+    with tarfile.open(sdist) as tar:
+        names = {m.name.partition("/")[2] for m in tar.getmembers() if m.isfile()}
+    tracked = _tracked_files()
+    if tracked is None:
+        session.warn("not a git checkout: the sdist is checked for its top-level entries only")
+        wanted = set(SDIST_FILES)
+    else:
+        wanted = {f for f in tracked if f.split("/")[0] in SDIST_TREES or f in SDIST_FILES}
+    missing = sorted(wanted - names)
+    if missing:
+        session.error(f"{sdist.name} lacks {len(missing)} file(s): {', '.join(missing[:20])}")
+    junk = sorted(n for n in names if "__pycache__" in n or ".egg-info/" in n.partition("/")[2])
+    if junk:
+        session.error(f"{sdist.name} carries build output: {', '.join(junk[:20])}")
+    session.log(f"{sdist.name}: {len(names)} files, every tracked doc, test and example")
+
+
+def _check_wheel(session: nox.Session, wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    needed = {
+        "plugin_registry/py.typed",
+        "builtin_plugins/py.typed",
+        "plugin_registry/scaffold/template/ci.sh",
+        "plugin_registry/scaffold/template/.github/workflows/ci.yml",
+        "plugin_registry/scaffold/template/pyproject.toml.tmpl",
+    }
+    missing = sorted(needed - names)
+    if missing:
+        session.error(f"{wheel.name} lacks {', '.join(missing)}")
+    if any(n.startswith(("tests/", "docs/", "examples/")) for n in names):
+        session.error(f"{wheel.name} carries tests, docs or examples: they belong to the sdist")
+    session.log(f"{wheel.name}: {len(names)} files")
+
+
+@nox.session
+def release(session: nox.Session) -> None:
+    """The release artefacts, checked as a user meets them.
+
+    Builds the sdist and the wheel (the wheel from the sdist, as ``build`` does),
+    checks their metadata (``twine check --strict``) and contents, installs the wheel
+    with only its ``[test]`` extra into a clean venv, runs ``plugin-registry list``
+    there, and runs the fast tests from the unpacked sdist (its packages removed, so
+    the installed wheel is what is tested).
+    """
+    session.install("build>=1", "twine>=5")
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist), ".")
+    (sdist,) = dist.glob("*.tar.gz")
+    (wheel,) = dist.glob("*.whl")
+    session.run("python", "-m", "twine", "check", "--strict", str(sdist), str(wheel))
+    _check_sdist(session, sdist)
+    _check_wheel(session, wheel)
+
+    venv = tmp / "clean-venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "venv", str(venv))
+    python = str(venv / "bin" / "python")
+    pip = (python, "-m", "pip", "install", "-q")
+    session.run(*pip, TORCH, external=True)
+    session.run(*pip, f"{wheel}[test]", external=True)
+    session.run(str(venv / "bin" / "plugin-registry"), "list", external=True)
+
+    source = tmp / "sdist"
+    shutil.rmtree(source, ignore_errors=True)
+    with tarfile.open(sdist) as tar:
+        tar.extractall(source, filter="data")
+    (root,) = source.iterdir()
+    for package in ("plugin_registry", "builtin_plugins"):
+        shutil.rmtree(root / package)
+    session.chdir(root)
+    where = session.run(
+        python, "-c", "import plugin_registry; print(plugin_registry.__file__)",
+        external=True, silent=True,
+    )  # fmt: skip
+    if str(venv) not in str(where):
+        session.error(f"the tests would not import the installed wheel: {where}")
+    session.run(python, "-m", "pytest", "-m", "not slow", "-p", "no:cacheprovider",
+                *session.posargs, external=True)  # fmt: skip
 
 
 @nox.session

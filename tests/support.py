@@ -81,6 +81,8 @@ INSTALL = {
     "moto": "pip install 'moto[server]'",
     "importlinter": "pip install import-linter",
     "hypothesis": "pip install hypothesis",
+    "pypiserver": "pip install pypiserver",
+    "twine": "pip install twine",
 }
 
 
