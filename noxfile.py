@@ -216,8 +216,9 @@ def release(session: nox.Session) -> None:
     with tarfile.open(sdist) as tar:
         tar.extractall(source, filter="data")
     (root,) = source.iterdir()
-    for package in ("plugin_registry", "builtin_plugins"):
-        shutil.rmtree(root / package)
+    # The packages and their metadata (build output) go: the wheel is what is tested.
+    for built in ("plugin_registry", "builtin_plugins", "plugin_registry.egg-info"):
+        shutil.rmtree(root / built)
     session.chdir(root)
     where = session.run(
         python, "-c", "import plugin_registry; print(plugin_registry.__file__)",

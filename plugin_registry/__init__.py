@@ -181,10 +181,16 @@ def __getattr__(name: str) -> Any:
         return Resolution
     if name == "__version__":
         # From the installed metadata, read only when asked (import stays light).
-        from importlib.metadata import PackageNotFoundError, version
+        from importlib.metadata import distributions
 
-        try:
-            return version("plugin-registry")
-        except PackageNotFoundError:  # a source tree that is not installed
-            return "0+unknown"
+        # The first copy on the path that has metadata: an unpacked sdist leaves an
+        # egg-info without any in the working directory, and version() read that one.
+        for dist in distributions(name="plugin-registry"):
+            try:
+                found = dist.version
+            except (OSError, TypeError):  # no metadata file (TypeError on Python 3.10)
+                continue
+            if found:
+                return str(found)
+        return "0+unknown"  # a source tree that is not installed
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -766,3 +766,32 @@ def test_a_heavy_registration_module_is_reported_by_every_registry_of_the_proces
     )
     seen = json.loads(out.stdout)
     assert all(any("imports" in r and "torch" in r for r in reasons) for reasons in seen), seen
+
+
+def test_a_metadata_less_egg_info_on_the_path_breaks_neither_doctor_nor_version(
+    tmp_path: Path,
+) -> None:
+    """An unpacked sdist leaves ``plugin_registry.egg-info`` holding only SOURCES.txt
+    in the working directory (on sys.path as ''): doctor failed on it with "No package
+    metadata was found" and ``__version__`` was None, read from that empty copy."""
+    (tmp_path / "plugin_registry.egg-info").mkdir()
+    # The files it lists exist (as in the sdist): only then are their modules reported.
+    (tmp_path / "plugin_registry.egg-info" / "SOURCES.txt").write_text("stray_module.py\n")
+    (tmp_path / "stray_module.py").write_text("")
+    code = (
+        "import json, plugin_registry as pr; from plugin_registry import cli; "
+        "print(json.dumps(pr.__version__)); raise SystemExit(cli.main(['--no-cache', 'doctor']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "No package metadata" not in proc.stderr
+    version = json.loads(proc.stdout.splitlines()[0])
+    import importlib.metadata
+
+    assert version == importlib.metadata.version("plugin-registry")

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterable
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from plugin_registry.discovery import HEAVY_MODULES
@@ -79,10 +80,23 @@ def _import_names(distributions: Iterable[str]) -> set[str]:
     wanted = {normalize_distribution(d) for d in distributions}
     if not wanted:
         return set()
-    names = set()
-    for module, dists in importlib_metadata.packages_distributions().items():
-        if any(normalize_distribution(d) in wanted for d in dists):
-            names.add(module)
+    names: set[str] = set()
+    for dist in importlib_metadata.distributions():
+        # Not packages_distributions(): one metadata-less dist-info or egg-info on the
+        # path (an unpacked sdist's, in the working directory) made it raise.
+        try:
+            name = dist.metadata["Name"]
+        except OSError:
+            continue
+        if not name or normalize_distribution(name) not in wanted:
+            continue
+        declared = (dist.read_text("top_level.txt") or "").split()
+        inferred = set()
+        for file in dist.files or ():
+            path = PurePosixPath(str(file))
+            if path.suffix == ".py":
+                inferred.add(path.parts[0] if len(path.parts) > 1 else path.stem)
+        names.update(declared or inferred)
     return names
 
 
