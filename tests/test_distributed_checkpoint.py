@@ -266,6 +266,51 @@ def test_pickled_metadata_that_runs_code_is_refused(
     assert not planted.exists()
 
 
+def _global_call(module: str, name: str, arg: str, *, stack: bool) -> bytes:
+    """A hand-written pickle: look ``module``/``name`` up, call it with ``arg``.
+
+    ``stack`` uses protocol 4's STACK_GLOBAL (which resolves a dotted name attribute by
+    attribute); otherwise the older GLOBAL opcode. ``pickle.dumps`` writes neither of
+    these for such names, so an attacker's file is written by hand.
+    """
+
+    def text(s: str) -> bytes:
+        raw = s.encode()
+        return b"\x8c" + bytes([len(raw)]) + raw  # SHORT_BINUNICODE
+
+    if stack:
+        lookup = text(module) + text(name) + b"\x93"  # STACK_GLOBAL
+    else:
+        lookup = b"c" + module.encode() + b"\n" + name.encode() + b"\n"  # GLOBAL
+    return b"\x80\x04" + lookup + text(arg) + b"\x85" + b"R" + b"."  # TUPLE1 REDUCE STOP
+
+
+@pytest.mark.parametrize("stack", [True, False], ids=["stack-global", "global"])
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("torch.distributed.checkpoint.metadata", "os.system"),  # via the module's `os`
+        ("torch.distributed.checkpoint.metadata", "torch.load"),
+        ("torch.distributed.checkpoint.metadata", "Metadata.__init__.__globals__.get"),
+        ("torch", "os.system"),
+        ("collections", "OrderedDict.fromkeys"),
+        ("torch.distributed.checkpoint.metadata", "os"),  # a module, not a class
+    ],
+)
+def test_metadata_opcode_streams_that_reach_code_by_a_dotted_name_are_refused(
+    io: DistributedCheckpointIO, tmp_path: Path, module: str, name: str, stack: bool
+) -> None:
+    path = tmp_path / "ck"
+    io.save_checkpoint({"w": torch.zeros(2)}, path)
+    (data,) = _data_dirs(path)
+    planted = tmp_path / "planted"
+    payload = _global_call(module, name, f"touch {planted}", stack=stack)
+    (path / data / ".metadata").write_bytes(payload)
+    with pytest.raises(WeightsOnlyRefusedError, match="weights_only=False"):
+        io.load_checkpoint(path)
+    assert not planted.exists()
+
+
 def test_a_value_of_another_class_needs_weights_only_false(
     io: DistributedCheckpointIO, tmp_path: Path
 ) -> None:

@@ -180,29 +180,45 @@ def single_process_quiet(group: Any | None) -> Iterator[None]:
 
 
 class _MetadataUnpickler(pickle.Unpickler):
-    """Admits the classes DCP's metadata is made of, and nothing that runs code."""
+    """Admits the classes DCP's metadata is made of, and nothing that runs code.
 
-    _MODULES = ("torch.distributed.checkpoint.metadata",)
-    _NAMES: ClassVar[set[tuple[str, str]]] = {
-        ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
-        ("torch.serialization", "_get_layout"),
-        ("torch", "Size"),
-        ("pathlib", "PosixPath"),
-        ("pathlib", "PurePosixPath"),
-        ("pathlib", "WindowsPath"),
-        ("pathlib", "PureWindowsPath"),
-        ("collections", "OrderedDict"),
-    }
+    Each by its exact (module, name): a whole module is never admitted, since
+    pickle resolves a dotted name attribute by attribute (``os.system`` through
+    the metadata module's own ``os``), and a name with a dot is refused outright.
+    """
+
+    _METADATA = "torch.distributed.checkpoint.metadata"
+    _NAMES: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            (_METADATA, "Metadata"),
+            (_METADATA, "MetadataIndex"),
+            (_METADATA, "ChunkStorageMetadata"),
+            (_METADATA, "TensorProperties"),
+            (_METADATA, "TensorStorageMetadata"),
+            (_METADATA, "BytesStorageMetadata"),
+            (_METADATA, "StorageMeta"),
+            (_METADATA, "_MEM_FORMAT_ENCODING"),
+            ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+            ("torch.serialization", "_get_layout"),
+            ("torch", "Size"),
+            ("pathlib", "PosixPath"),
+            ("pathlib", "PurePosixPath"),
+            ("pathlib", "WindowsPath"),
+            ("pathlib", "PureWindowsPath"),
+            ("collections", "OrderedDict"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
         import torch
 
-        if module in self._MODULES or (module, name) in self._NAMES:
-            return super().find_class(module, name)
-        if module == "torch" and isinstance(
-            getattr(torch, name, None), (torch.dtype, torch.layout, torch.memory_format)
-        ):
-            return getattr(torch, name)
+        if "." not in name:
+            if (module, name) in self._NAMES:
+                return super().find_class(module, name)
+            if module == "torch" and isinstance(
+                vars(torch).get(name), (torch.dtype, torch.layout, torch.memory_format)
+            ):
+                return vars(torch)[name]
         raise pickle.UnpicklingError(
             f"the checkpoint's metadata names {module}.{name}, which DCP's metadata never holds"
         )
