@@ -9,6 +9,7 @@ interpreter.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import io
@@ -108,6 +109,37 @@ def skip_unless_installed(*modules: str) -> None:
     reason = missing_library(*modules)
     if reason is not None:
         pytest.skip(reason)
+
+
+def raises_within(seconds: float, call: Any, fifos: tuple[Path, ...] = ()) -> BaseException | None:
+    """What ``call()`` raised (None if it returned), failing the test if it takes longer.
+
+    A reader blocked on a FIFO is released (a writer opens and closes each of
+    ``fifos``) so that a hang fails the test instead of stalling the suite.
+    """
+    import threading
+
+    import pytest
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for fifo in fifos:
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(30)
+        pytest.fail(f"still blocked after {seconds} s (a FIFO read as a file?)")
+    return outcome[0]
 
 
 #: torchrun through the interpreter running the tests: no console script on PATH needed.

@@ -594,3 +594,16 @@ def test_load_errors_are_also_the_type_lightning_raises(case: str, tmp_path: Pat
     assert isinstance(ours, CheckpointError)
     assert isinstance(ours, type(theirs)), (type(ours).__mro__, type(theirs))
     assert str(path) in str(ours)
+
+
+def test_a_fifo_at_the_checkpoint_path_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO where the checkpoint file should be hung the load forever (open() waits
+    for a writer): only regular files are read."""
+    from tests.support import raises_within
+
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    for io in (TorchCheckpointIO(), TorchCheckpointIO(mmap=True)):
+        raised = raises_within(10, lambda io=io: io.load_checkpoint(fifo), (fifo,))
+        assert isinstance(raised, CheckpointError), raised
+        assert "not a regular file" in str(raised) and str(fifo) in str(raised)

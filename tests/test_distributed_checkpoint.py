@@ -311,6 +311,29 @@ def test_metadata_opcode_streams_that_reach_code_by_a_dotted_name_are_refused(
     assert not planted.exists()
 
 
+@pytest.mark.parametrize("planted", ["checkpoint.json", ".metadata", "shard"])
+def test_a_fifo_in_a_sharded_checkpoint_is_refused_not_waited_on(
+    io: DistributedCheckpointIO, tmp_path: Path, planted: str
+) -> None:
+    """A FIFO as the marker, DCP's metadata or a shard hung the load forever."""
+    from tests.support import raises_within
+
+    path = tmp_path / "ck"
+    io.save_checkpoint({"w": torch.zeros(2)}, path)
+    (data,) = _data_dirs(path)
+    if planted == "checkpoint.json":
+        fifo = path / "checkpoint.json"
+    elif planted == ".metadata":
+        fifo = path / data / ".metadata"
+    else:
+        fifo = next((path / data).glob("*.distcp"))
+    fifo.unlink()
+    os.mkfifo(fifo)
+    raised = raises_within(10, lambda: io.load_checkpoint(path), (fifo,))
+    assert isinstance(raised, UnreadableCheckpointError), raised
+    assert "not a regular file" in str(raised)
+
+
 def test_a_value_of_another_class_needs_weights_only_false(
     io: DistributedCheckpointIO, tmp_path: Path
 ) -> None:

@@ -147,3 +147,32 @@ def test_sigkill_at_random_moments_leaves_old_or_new(tmp_path: Path) -> None:
     assert counts["intact"] == rounds and counts["corrupt"] == 0
     assert counts["leftover_temporaries"] >= 1, "no kill landed inside a save: test proves nothing"
     assert counts["temporaries_after_next_save"] == 0
+
+
+def test_a_fifo_at_the_path_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """In a subprocess: safetensors opens the file holding the GIL, so a blocked open
+    froze the whole interpreter (a thread with a timeout could not even fail the test)."""
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    code = """
+import json, sys
+from builtin_plugins.checkpoint_io.safetensors_io import SafetensorsCheckpointIO
+io = SafetensorsCheckpointIO()
+out = []
+for call in (io.load_checkpoint, io.read_metadata):
+    try:
+        call(sys.argv[1])
+        out.append(None)
+    except Exception as exc:
+        out.append([type(exc).__name__, str(exc)])
+print(json.dumps(out))
+"""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(fifo)],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("loading a FIFO as a safetensors file hung")
+    for name, message in json.loads(proc.stdout.splitlines()[-1]):
+        assert name == "UnreadableCheckpointError" and "not a regular file" in message

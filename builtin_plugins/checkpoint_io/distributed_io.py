@@ -44,7 +44,9 @@ from builtin_plugins.checkpoint_io.torch_io import (
     checked_path,
     filesystem,
     is_local,
+    open_regular,
     remote_failure,
+    require_regular,
     save_failure,
     store_errors,
     without_crc32,
@@ -114,6 +116,8 @@ def read_marker(fs: Any, root: str, shown: str) -> dict[str, Any]:
     """The parsed ``checkpoint.json`` of the checkpoint at ``root``."""
     marker = f"{root}/{MARKER}"
     try:
+        if is_local(fs):
+            require_regular(marker, shown)
         if fs.size(marker) > _MAX_MARKER_BYTES:
             raise ValueError("larger than any commit marker")
         with fs.open(marker, "rb") as fh:
@@ -239,9 +243,13 @@ def _reader_classes() -> tuple[type[Any], type[Any]]:
 
     class SafeMetadata:
         safe = True
+        local_files = False
+        shown = ""
 
         def read_metadata(self, *args: Any, **kwargs: Any) -> Any:
             path = self._get_metadata_path(kwargs.get("rank"))  # type: ignore[attr-defined]
+            if self.local_files:
+                require_regular(os.fspath(path), self.shown)
             with self.fs.create_stream(path, "rb") as stream:  # type: ignore[attr-defined]
                 metadata = read_metadata(stream, self.safe)
             if getattr(metadata, "storage_meta", None) is None:
@@ -252,11 +260,14 @@ def _reader_classes() -> tuple[type[Any], type[Any]]:
     class LocalReader(SafeMetadata, FileSystemReader):
         """Opens every shard file up front: a removal after that cannot tear the load."""
 
+        local_files = True
+
         def open_all(self) -> None:
             self.opened: dict[str, int] = {}
             for name in os.listdir(self.path):
                 if name.endswith(".distcp"):
-                    self.opened[name] = os.open(os.path.join(self.path, name), os.O_RDONLY)
+                    where = os.path.join(self.path, name)
+                    self.opened[name] = open_regular(where, self.shown)
             original = self.fs.create_stream
 
             @contextlib.contextmanager
@@ -602,10 +613,13 @@ class DistributedCheckpointIO(CheckpointIO):
             )
         local, remote = _reader_classes()
         reader = local(data) if is_local(fs) else remote(fs.unstrip_protocol(data))
-        reader.safe = safe
+        reader.safe, reader.shown = safe, shown
         try:
             reader.metadata = reader.read_metadata()
             reader.open_all()
+        except UnreadableCheckpointError:
+            reader.close()
+            raise
         except pickle.UnpicklingError as exc:
             reader.close()
             raise self._refused(shown, str(exc)) from exc

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from builtin_plugins.checkpoint_io.atomic import atomic_write
-from builtin_plugins.checkpoint_io.torch_io import checked_path, save_failure
+from builtin_plugins.checkpoint_io.torch_io import checked_path, require_regular, save_failure
 from plugin_registry.errors import CheckpointNotFoundError, UnreadableCheckpointError
 from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
 
@@ -196,3 +196,4 @@ class SafetensorsCheckpointIO(CheckpointIO):
                 f"{shown!r} is a directory, not a safetensors file; pass the file inside it",
                 shown,
             )
+        require_regular(shown, shown)  # a FIFO would hang the read

@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import re
+import stat
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -130,6 +131,34 @@ def is_local(fs: Any) -> bool:
     from fsspec.implementations.local import LocalFileSystem
 
     return isinstance(fs, LocalFileSystem)
+
+
+def open_regular(fspath: str, shown: str) -> int:
+    """A blocking descriptor on the regular file at ``fspath``.
+
+    Opened non-blocking and checked on the descriptor: a FIFO planted where a
+    checkpoint file should be would otherwise hang the load forever waiting for
+    a writer, and a device would be read as if it were one. FileNotFoundError
+    passes through; anything but a regular file is an UnreadableCheckpointError.
+    """
+    fd = os.open(fspath, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableCheckpointError(
+                f"cannot load checkpoint {shown!r}: {fspath!r} is not a regular file (a FIFO, "
+                "device, socket or directory); a checkpoint is made of regular files only",
+                shown,
+            )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def require_regular(fspath: str, shown: str) -> None:
+    """:func:`open_regular`'s check, for a reader that opens the file itself."""
+    os.close(open_regular(fspath, shown))
 
 
 def describe_file(head: bytes, size: int) -> str:
@@ -275,6 +304,8 @@ class TorchCheckpointIO(CheckpointIO):
                 "'distributed' plugin)",
                 path,
             )
+        if data is None:
+            require_regular(fspath, shown)
         try:
             if data is None:
                 mappable = use_mmap and zipfile.is_zipfile(fspath)
