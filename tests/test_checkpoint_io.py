@@ -607,3 +607,17 @@ def test_a_fifo_at_the_checkpoint_path_is_refused_not_waited_on(tmp_path: Path) 
         raised = raises_within(10, lambda io=io: io.load_checkpoint(fifo), (fifo,))
         assert isinstance(raised, CheckpointError), raised
         assert "not a regular file" in str(raised) and str(fifo) in str(raised)
+
+
+def test_removing_a_link_removes_the_link_not_its_target(tmp_path: Path) -> None:
+    io = TorchCheckpointIO()
+    real = tmp_path / "epoch=1.ckpt"
+    io.save_checkpoint({"w": torch.ones(2)}, real)
+    link = tmp_path / "last.ckpt"
+    link.symlink_to(real)
+    io.remove_checkpoint(link)
+    assert not os.path.lexists(link) and real.exists()
+    folder_link = tmp_path / "latest"
+    folder_link.symlink_to(tmp_path, target_is_directory=True)
+    io.remove_checkpoint(folder_link)
+    assert not os.path.lexists(folder_link) and real.exists()

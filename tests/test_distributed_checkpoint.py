@@ -242,6 +242,48 @@ def test_remove_while_a_load_reads(io: DistributedCheckpointIO, tmp_path: Path) 
     io.remove_checkpoint(path)  # already gone: not an error
 
 
+def test_removing_a_link_to_a_checkpoint_removes_the_link_only(
+    io: DistributedCheckpointIO, tmp_path: Path
+) -> None:
+    """It deleted the target's checkpoint.json, then the link: the real one no longer loaded."""
+    real, link = tmp_path / "real", tmp_path / "latest"
+    state = {"w": torch.randn(4, 4)}
+    io.save_checkpoint(state, real)
+    link.symlink_to(real, target_is_directory=True)
+    io.remove_checkpoint(link)
+    assert not os.path.lexists(link)
+    assert _same(io.load_checkpoint(real), state)
+
+
+def test_remove_deletes_only_a_checkpoint_and_what_belongs_to_it(
+    io: DistributedCheckpointIO, tmp_path: Path
+) -> None:
+    """Any directory tree at the path was deleted, checkpoint or not."""
+    not_a_checkpoint = tmp_path / "results"
+    (not_a_checkpoint / "sub").mkdir(parents=True)
+    (not_a_checkpoint / "sub" / "notes.txt").write_text("keep me")
+    with pytest.warns(CheckpointWarning, match="holds no distributed checkpoint.*nothing was"):
+        io.remove_checkpoint(not_a_checkpoint)
+    assert (not_a_checkpoint / "sub" / "notes.txt").read_text() == "keep me"
+    a_file = tmp_path / "model.pt"
+    a_file.write_bytes(b"not ours")
+    with pytest.raises(CheckpointError, match=r"not a distributed checkpoint.*nothing was removed"):
+        io.remove_checkpoint(a_file)
+    assert a_file.read_bytes() == b"not ours"
+    # A checkpoint beside a file of the user's: the checkpoint goes, the file stays.
+    path = tmp_path / "ck"
+    io.save_checkpoint({"w": torch.zeros(2)}, path)
+    (path / "README").write_text("mine")
+    io.remove_checkpoint(path)
+    assert sorted(p.name for p in path.iterdir()) == ["README"]
+    with pytest.warns(CheckpointWarning, match="nothing was removed"):
+        io.remove_checkpoint(path)  # nothing of ours left: said, not an error
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    io.remove_checkpoint(empty)  # another rank removed it first
+    assert not empty.exists()
+
+
 # -- safe loads ------------------------------------------------------------------------------
 
 

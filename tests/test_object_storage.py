@@ -137,3 +137,21 @@ def test_an_upload_cut_short_leaves_the_previous_checkpoint(
     fs.invalidate_cache()
     assert fs.ls(f"{bucket}/run", detail=False) == [f"{bucket}/run/latest"]
     io.teardown()
+
+
+@pytest.mark.parametrize("name", ["torch", "distributed"])
+def test_removing_a_bucket_is_refused(name: str, bucket: str) -> None:
+    """remove_checkpoint("s3://bucket") deleted every object and the bucket."""
+    fs = fsspec.filesystem("s3")
+    io = _load(name)
+    url = f"s3://{bucket}/run/step-1"
+    io.save_checkpoint({"w": torch.zeros(2)}, url)
+    _finish(io)
+    fs.pipe(f"{bucket}/other-data.bin", b"someone's")
+    for root in (f"s3://{bucket}", f"s3://{bucket}/"):
+        with pytest.raises(CheckpointError, match=r"is a bucket.*nothing was removed"):
+            io.remove_checkpoint(root)
+    fs.invalidate_cache()
+    assert fs.exists(bucket) and fs.cat(f"{bucket}/other-data.bin") == b"someone's"
+    assert torch.equal(io.load_checkpoint(url)["w"], torch.zeros(2))
+    io.teardown()

@@ -46,6 +46,7 @@ from builtin_plugins.checkpoint_io.torch_io import (
     is_local,
     open_regular,
     remote_failure,
+    removable,
     require_regular,
     save_failure,
     store_errors,
@@ -690,14 +691,54 @@ class DistributedCheckpointIO(CheckpointIO):
 
     @staticmethod
     def _remove(path: str) -> None:
+        """Only what a checkpoint of this IO is made of: the marker (first), the data
+        directories, DCP's metadata and shards, the marker's temporaries. Anything
+        else in the directory stays, and so does the directory then."""
         fs, root = filesystem(path)
-        with contextlib.suppress(FileNotFoundError):
+        if not removable(fs, root, path):
+            return
+        try:
             if fs.isfile(root):
-                fs.rm(root)
-                return
-            fs.rm(f"{root}/{MARKER}")
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm(root, recursive=True)
+                raise CheckpointError(
+                    f"{path!r} is a file, not a distributed checkpoint (a directory): nothing "
+                    "was removed; remove it with the checkpoint IO that wrote it",
+                    path,
+                )
+            names = [str(e).rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(root, detail=False)]
+        except FileNotFoundError:
+            return
+        ours = [n for n in names if _belongs_to_a_checkpoint(n)]
+        if len(ours) < len(names) and not any(_marks_a_checkpoint(n) for n in names):
+            # A warning, not an error: another rank may have removed the checkpoint
+            # already, leaving the user's files.
+            warnings.warn(
+                f"{path!r} holds no distributed checkpoint (no {MARKER}, {_DCP_METADATA} or "
+                f"{DATA_PREFIX}*/ in it): nothing was removed",
+                CheckpointWarning,
+                stacklevel=3,
+            )
+            return
+        for name in sorted(ours, key=lambda n: n != MARKER):  # the marker first
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(f"{root}/{name}", recursive=True)
+        with contextlib.suppress(OSError):  # not empty: the user's files stay
+            if is_local(fs):
+                os.rmdir(root)
+            elif not fs.ls(root, detail=False):
+                fs.rmdir(root)
+
+
+def _marks_a_checkpoint(name: str) -> bool:
+    return name in (MARKER, _DCP_METADATA) or name.startswith(DATA_PREFIX)
+
+
+def _belongs_to_a_checkpoint(name: str) -> bool:
+    """A name a save of this IO (or DCP's own) writes into a checkpoint directory."""
+    return (
+        _marks_a_checkpoint(name)
+        or name.endswith(".distcp")
+        or (name.startswith(f".{MARKER}.") and name.endswith(".tmp"))
+    )
 
 
 def _remove_others(fs: Any, root: str, keep: str) -> None:

@@ -133,6 +133,29 @@ def is_local(fs: Any) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def removable(fs: Any, fspath: str, shown: str) -> bool:
+    """Whether ``remove_checkpoint`` goes on to remove what is at ``fspath``.
+
+    A symbolic link is removed here, itself and never what it points at (False);
+    a bucket, the top of an object store, is refused: removing it would take
+    every object in it, and no IO saves a checkpoint as a whole bucket.
+    """
+    if is_local(fs):
+        if os.path.islink(fspath):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(fspath)
+            return False
+        return True
+    inner = fspath.strip("/")
+    if "/" not in inner:
+        raise CheckpointError(
+            f"{shown!r} is a bucket (the top of the store), not a checkpoint: nothing was "
+            "removed; name the checkpoint inside it (s3://bucket/run/step-10)",
+            shown,
+        )
+    return True
+
+
 def open_regular(fspath: str, shown: str) -> int:
     """A blocking descriptor on the regular file at ``fspath``.
 
@@ -354,6 +377,8 @@ class TorchCheckpointIO(CheckpointIO):
         """Delete the checkpoint (file or directory); a missing path is not an error."""
         path = checked_path(path)
         fs, fspath = filesystem(path)
+        if not removable(fs, fspath, path):
+            return
         with store_errors("remove checkpoint", path):
             if fs.exists(fspath):
                 fs.rm(fspath, recursive=True)
