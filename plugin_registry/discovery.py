@@ -43,7 +43,7 @@ from plugin_registry.records import (
 #: Modules a registration module must not import (checked fully by the doctor).
 HEAVY_MODULES = ("torch", "numpy", "lightning", "pytorch_lightning")
 
-_REFERENCE_RE = re.compile(r"^\s*[A-Za-z_][\w.]*\s*(:\s*[A-Za-z_][\w.]*\s*)?(\[.*\])?\s*$")
+_REFERENCE_RE = re.compile(r"\s*[A-Za-z_][\w.]*\s*(:\s*[A-Za-z_][\w.]*\s*)?(\[.*\])?\s*\Z")
 
 
 def scan(group: str = hookspecs.ENTRY_POINT_GROUP) -> list[EntryPointRef]:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from plugin_registry.errors import InvalidNameError
 from plugin_registry.kinds import KINDS, Kind
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9.-]*\Z")
 _FIELD_RE = re.compile(r"\{(\w+)\}")
 _DIST_RE = re.compile(r"[-_.]+")
 

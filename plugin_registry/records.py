@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", re.ASCII)
-_ACCELERATOR_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_ACCELERATOR_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 #: Control characters (C0, DEL, C1) and line/paragraph separators: never in a
 #: name; in free text only as an escaped form (see plugin_registry._text).
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -87,3 +87,29 @@ def test_dict_round_trip_is_exact(params: dict, priority: int, aliases: list[str
     validate_record(r, "precision")
     back = PluginInfo.from_dict(json.loads(json.dumps(r.to_dict())))
     assert back == r
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "abc\n"},
+        {"accelerators": ("cpu\n",)},
+        {"name": "abc-{mode}", "name_parameters": {"mode": ("a", "b\n")}},
+    ],
+    ids=["name", "accelerator", "choice"],
+)
+def test_a_trailing_newline_is_not_a_valid_name(fields: dict) -> None:
+    """A ``$`` regex matched before a final newline: such names were accepted."""
+    with pytest.raises(InvalidRecordError):
+        validate_record(
+            PluginInfo(**{"name": "abc", "kind": "precision", "target": "a.b:C", **fields}),
+            "precision",
+        )
+
+
+def test_new_refuses_a_package_name_with_a_trailing_newline(tmp_path) -> None:
+    from plugin_registry.scaffold import ScaffoldError, create
+
+    with pytest.raises(ScaffoldError):
+        create("acme\n", tmp_path)
+    assert list(tmp_path.iterdir()) == []

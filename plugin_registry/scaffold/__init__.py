@@ -21,7 +21,7 @@ from pathlib import Path
 
 from plugin_registry.errors import ScaffoldError as ScaffoldError
 
-_DIST_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+_DIST_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
 
 
 def fields(dist: str) -> dict[str, str]:
