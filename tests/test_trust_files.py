@@ -344,3 +344,21 @@ def test_host_files_are_bounded_and_named(
     monkeypatch.setenv("LSB_DJOB_RANKFILE", str(path))
     with pytest.raises(ClusterEnvironmentError, match="LSB_DJOB_RANKFILE"):
         _ = LSFEnvironment().main_address
+
+
+@pytest.mark.parametrize(
+    "command", [["list"], ["list", "--json"], ["show", "torch"], ["resolve"], ["hardware"]]
+)
+def test_closed_stdout_is_one_error_line_not_a_traceback(command: list[str]) -> None:
+    """Started with stdout closed (`>&-`), every command died with a raw traceback."""
+    proc = subprocess.run(
+        ["bash", "-c", 'exec "$0" -m plugin_registry.cli "$@" >&-', sys.executable, *command],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("plugin-registry: error: standard output is closed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -393,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The listing shows broken packages itself; the warnings would repeat it.
     warnings.simplefilter("ignore", PluginWarning)
     real = sys.stdout
+    if real is None:  # started with stdout closed (`>&-`): Python sets it to None
+        return _closed_stdout()
     encoding = getattr(real, "encoding", None) or "utf-8"
     tty = bool(getattr(real, "isatty", lambda: False)())
     width = output_width(tty)
@@ -429,13 +432,30 @@ def _emit(text: str, stream: Any, code: int) -> int:
         else:
             stream.write(data.decode(encoding))
         stream.flush()
-    except BrokenPipeError:
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            return _closed_stdout() if exc.errno == errno.EBADF else _write_failed(exc)
         # The reader has gone (`| head`): not an error. Point stdout at devnull
         # so that the interpreter's own flush at exit does not fail again.
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
         return 0
     return code
+
+
+def _closed_stdout() -> int:
+    if sys.stderr is not None:
+        sys.stderr.write(
+            "plugin-registry: error: standard output is closed, so nothing could be written; "
+            "run the command with its output going somewhere (a terminal, a file, a pipe)\n"
+        )
+    return 2
+
+
+def _write_failed(exc: OSError) -> int:
+    if sys.stderr is not None:
+        sys.stderr.write(f"plugin-registry: error: cannot write the output: {exc.strerror}\n")
+    return 2
 
 
 if __name__ == "__main__":
