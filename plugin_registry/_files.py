@@ -93,36 +93,50 @@ def read_regular(
     except ValueError as exc:  # a NUL byte in the path
         raise UnreadableFileError(f"{os.fspath(path)!r} is not a valid path: {exc}") from exc
     try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise UnreadableFileError(f"{os.fspath(path)!r} is a directory, not a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise UnreadableFileError(
-                f"{os.fspath(path)!r} is not a regular file (a device, FIFO or socket)"
-            )
-        why = check(info) if check is not None else ""
-        if why:
-            raise UntrustedFileError(f"{os.fspath(path)!r}: {why}")
-        if info.st_size > max_bytes:
-            raise UnreadableFileError(
-                f"{os.fspath(path)!r} is {info.st_size} bytes, more than the {max_bytes} "
-                "bytes such a file may have"
-            )
-        chunks: list[bytes] = []
-        size = 0
-        while size <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > max_bytes:
-            raise UnreadableFileError(
-                f"{os.fspath(path)!r} is larger than the {max_bytes} bytes such a file may have"
-            )
-        return b"".join(chunks)
+        return _read_open(fd, path, max_bytes, check)
+    except OSError as exc:
+        if isinstance(exc, UnreadableFileError):
+            raise
+        # A "regular file" that fails on read (/proc/self/mem: EIO), a disk error.
+        raise UnreadableFileError(exc.errno, exc.strerror, os.fspath(path)) from exc
     finally:
         os.close(fd)
+
+
+def _read_open(
+    fd: int,
+    path: str | os.PathLike[str],
+    max_bytes: int,
+    check: Callable[[os.stat_result], str] | None,
+) -> bytes:
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        raise UnreadableFileError(f"{os.fspath(path)!r} is a directory, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise UnreadableFileError(
+            f"{os.fspath(path)!r} is not a regular file (a device, FIFO or socket)"
+        )
+    why = check(info) if check is not None else ""
+    if why:
+        raise UntrustedFileError(f"{os.fspath(path)!r}: {why}")
+    if info.st_size > max_bytes:
+        raise UnreadableFileError(
+            f"{os.fspath(path)!r} is {info.st_size} bytes, more than the {max_bytes} "
+            "bytes such a file may have"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > max_bytes:
+        raise UnreadableFileError(
+            f"{os.fspath(path)!r} is larger than the {max_bytes} bytes such a file may have"
+        )
+    return b"".join(chunks)
 
 
 def read_text(path: str | os.PathLike[str], *, max_bytes: int) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import plugin_registry as pr
+from plugin_registry.errors import UserFileError
 from plugin_registry.registry import Registry
 from plugin_registry.resolver import ResolutionError, ResolutionWarning, resolve
 from plugin_registry.resolver.hardware import Hardware
@@ -499,3 +500,22 @@ def test_disagreements_name_each_host_and_group_its_ranks() -> None:
         "ranks 2, 5 on node2 could not resolve: PluginNotFoundError: no 'x'"
     ]
     assert _disagreements([{"host": "a", "lock": lock}, {"host": "b", "lock": lock}]) == []
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "error", "message"),
+    [
+        ("lock", "/proc/self/mem", UserFileError, r"cannot read lock file '/proc/self/mem'"),
+        ("hardware", "/proc/self/mem", UserFileError, "cannot read"),
+        ("preferences", "x", TypeError, r"preferences must be a Preferences .* got str"),
+        ("registry", "x", TypeError, r"registry must be a Registry .* got str"),
+        ("lock", 5, TypeError, r"lock must be a Lock or the path of its file, got int"),
+        ("hardware", 5, TypeError, r"hardware must be a Hardware record or the path"),
+    ],
+)
+def test_a_wrong_resolve_argument_is_an_error_naming_it(
+    argument: str, value: object, error: type[Exception], message: str
+) -> None:
+    """They escaped as a raw OSError (EIO) and AttributeError ('str' has no 'prefer')."""
+    with pytest.raises(error, match=message):
+        pr.resolve(precision="bf16-mixed", **{argument: value})

@@ -58,6 +58,11 @@ if TYPE_CHECKING:
     from plugin_registry.registry import Registry
 
 
+def _check_type(argument: str, value: object, types: tuple[type, ...], wanted: str) -> None:
+    if not isinstance(value, types):
+        raise TypeError(f"{argument} must be {wanted}, got {type(value).__name__} {value!r:.80}")
+
+
 def resolve(
     precision: str | int | None = None,
     accelerator: str = "auto",
@@ -137,7 +142,21 @@ class Resolver:
         """A resolver over ``registry``'s plugins (the default registry's when None) for
         ``hardware`` (a record, its file, or None for this machine)."""
         from plugin_registry._default import default_registry
+        from plugin_registry.registry import Registry
 
+        _check_type("registry", registry, (Registry, type(None)), "a Registry or None")
+        _check_type(
+            "hardware",
+            hardware,
+            (Hardware, str, os.PathLike, type(None)),
+            "a Hardware record or the path of its file (plugin-registry hardware --json)",
+        )
+        _check_type(
+            "preferences",
+            preferences,
+            (Preferences, type(None)),
+            "a Preferences (Preferences.load() reads pyproject.toml) or None",
+        )
         registry = registry or default_registry()
         if hardware is None:
             # Discovery already checked the requirements against this machine.
@@ -201,6 +220,7 @@ class Resolver:
     ) -> Resolution:
         """Exactly the locked plugins and settings; :class:`LockMismatchError` if this
         machine differs, :class:`InvalidSettingError` if ``given`` contradicts the lock."""
+        _check_type("lock", lock, (Lock, str, os.PathLike), "a Lock or the path of its file")
         locked = lock if isinstance(lock, Lock) else Lock.read(lock)
         where = "the lock" if isinstance(lock, Lock) else f"the lock {os.fspath(lock)!r}"
         for plugin in locked.plugins:
