@@ -600,7 +600,8 @@ def test_resolve_root_node_address_matches_lightning(nodes: str) -> None:
 # What Open MPI 4.1's mpirun gave ranks across two network-namespace hosts (recorded in
 # tests/test_multinode.py's runs): mpirun on node1 with ranks there (node1:2,node2:2), and
 # mpirun on node1 running no rank (--host node2:1,node3:2), where daemon 0 has no ranks.
-_OMPI_HNP = "1947926528.0;tcp://10.219.15.1:41211"
+_JOB = "1947926528"
+_OMPI_HNP = f"{_JOB}.0;tcp://10.219.15.1:41211"
 
 
 def _ompi(rank: int, local: int, local_size: int, size: int, daemon: int, **extra: str) -> dict:
@@ -638,6 +639,39 @@ def _ompi(rank: int, local: int, local_size: int, size: int, daemon: int, **extr
             None,
         ),
         (_ompi(2, 1, 2, 3, daemon=1, OMPI_MCA_orte_num_nodes="2 nodes"), None, None),
+        # Several interfaces: mpirun lists each, comma-separated, before the one port.
+        (
+            _ompi(
+                0, 0, 2, 4, daemon=0, OMPI_MCA_orte_hnp_uri=f"{_JOB}.0;tcp://10.0.0.1,10.9.0.1:4000"
+            ),
+            0,
+            "10.0.0.1",
+        ),
+        # IPv6 only: the address inside the brackets (it gave 'fe80:').
+        (
+            _ompi(0, 0, 2, 4, daemon=0, OMPI_MCA_orte_hnp_uri=f"{_JOB}.0;tcp6://[fd00::1]:4000"),
+            0,
+            "fd00::1",
+        ),
+        # Both: the IPv4 address first.
+        (
+            _ompi(
+                0,
+                0,
+                2,
+                4,
+                daemon=0,
+                OMPI_MCA_orte_hnp_uri=f"{_JOB}.0;tcp6://[fd00::1]:4001;tcp://10.0.0.7:4000",
+            ),
+            0,
+            "10.0.0.7",
+        ),
+        # A count of thousands of digits: unknown (it raised a bare ValueError).
+        (
+            _ompi(2, 1, 2, 3, daemon=1, OMPI_MCA_orte_node_regex="n[1:1-2]@0(" + "9" * 5000 + ")"),
+            None,
+            None,
+        ),
     ],
     ids=[
         "mpirun-node",
@@ -650,6 +684,10 @@ def _ompi(rank: int, local: int, local_size: int, size: int, daemon: int, **extr
         "bad-mpirun-uri",
         "bad-daemon-uri",
         "bad-node-count",
+        "several-interfaces",
+        "ipv6",
+        "ipv4-and-ipv6",
+        "huge-count",
     ],
 )
 def test_open_mpi_node_rank_and_main_address_across_hosts_without_mpi4py(

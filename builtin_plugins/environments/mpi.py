@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import re
 import socket
@@ -52,7 +53,35 @@ def _daemon_count() -> int | None:
     """How many daemons mpirun started: the ``@<vpid>(<count>)`` groups of ORTE's node regex."""
     regex = os.environ.get("OMPI_MCA_orte_node_regex", "")  # noqa: SIM112 (Open MPI's spelling)
     counts = re.findall(r"(?:^|,)\d+\((\d+)\)", regex.rpartition("@")[2]) if "@" in regex else []
-    return sum(int(c) for c in counts) if counts else None
+    parsed = [parse_count(c) for c in counts]
+    if not parsed or None in parsed:  # none, or a count no machine room holds
+        return None
+    return sum(c for c in parsed if c is not None)
+
+
+def _mpirun_address(uri: str) -> str | None:
+    """mpirun's address in ORTE's ``<job>.<vpid>;tcp://a,b:port;tcp6://[x],[y]:port``.
+
+    Each transport lists its interfaces, comma-separated, before one port; an
+    IPv6 address is in brackets. The first IPv4 address wins (a link-local IPv6
+    one needs a scope to be reached), else the first IPv6 one.
+    """
+    found: dict[str, str] = {}
+    for part in uri.split(";")[1:]:
+        match = re.fullmatch(r"(tcp6?)://(.+):\d{1,5}", part.strip())
+        if match is None or match[1] in found:
+            continue
+        host = match[2].split(",")[0]
+        if match[1] == "tcp6":
+            if not (host.startswith("[") and host.endswith("]")):
+                continue
+            host = host[1:-1]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        found[match[1]] = host
+    return found.get("tcp") or found.get("tcp6")
 
 
 def _open_mpi_node() -> tuple[int, str | None] | None:
@@ -69,9 +98,7 @@ def _open_mpi_node() -> tuple[int, str | None] | None:
     nodes = parse_count(os.environ.get("OMPI_MCA_orte_num_nodes", ""))  # noqa: SIM112 (Open MPI's spelling)
     if vpid is None or nodes is None:
         return None
-    uri = os.environ.get("OMPI_MCA_orte_hnp_uri", "").partition(";")[2]  # noqa: SIM112 (Open MPI's spelling)
-    match = re.match(r"tcp6?://\[?([^,\]/]+?)\]?:\d+", uri)
-    mpirun_address = match.group(1).split(",")[0] if match else None
+    mpirun_address = _mpirun_address(os.environ.get("OMPI_MCA_orte_hnp_uri", ""))  # noqa: SIM112 (Open MPI's spelling)
     if vpid == 0:
         return 0, mpirun_address  # this node runs mpirun and ranks: the first node
     daemons = _daemon_count()
