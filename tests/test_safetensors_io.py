@@ -176,3 +176,64 @@ print(json.dumps(out))
         pytest.fail("loading a FIFO as a safetensors file hung")
     for name, message in json.loads(proc.stdout.splitlines()[-1]):
         assert name == "UnreadableCheckpointError" and "not a regular file" in message
+
+
+_KEYS = "plugin_registry.keys"
+
+
+def _with_keys(path: Path, tensors: dict, keys: str) -> Path:
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata={_KEYS: keys})
+    return path
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        "not json",
+        "[1, 2]",
+        '{"w": 5}',
+        '{"w": []}',
+        '{"w": [1]}',
+        '{"w": "w"}',
+        "[" * 100_000,  # nested past the recursion limit
+    ],
+    ids=["text", "list", "int", "empty-path", "int-key", "str-path", "deep"],
+)
+def test_a_damaged_key_header_is_the_ios_own_error(tmp_path: Path, keys: str) -> None:
+    """It escaped as JSONDecodeError, AttributeError, IndexError, TypeError, RecursionError."""
+    from plugin_registry.errors import UnreadableCheckpointError
+
+    path = _with_keys(tmp_path / "m.safetensors", {"w": torch.ones(2)}, keys)
+    with pytest.raises(UnreadableCheckpointError, match=r"plugin_registry\.keys"):
+        SafetensorsCheckpointIO().load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    ['{"a": ["x"], "b": ["x"]}', '{"a": ["x"], "b": ["x", "y"]}', '{"a": ["x", "y"], "b": ["x"]}'],
+    ids=["same-path", "under-a-tensor", "over-a-dict"],
+)
+def test_colliding_key_paths_are_an_error_not_a_lost_tensor(tmp_path: Path, keys: str) -> None:
+    from plugin_registry.errors import UnreadableCheckpointError
+
+    tensors = {"a": torch.ones(2), "b": torch.zeros(2)}
+    path = _with_keys(tmp_path / "m.safetensors", tensors, keys)
+    with pytest.raises(UnreadableCheckpointError, match="claim"):
+        SafetensorsCheckpointIO().load_checkpoint(path)
+
+
+def test_mmap_false_copies_so_a_later_truncation_cannot_kill_the_process(tmp_path: Path) -> None:
+    """Mapped tensors die with SIGBUS when the file is truncated under them: mmap=False
+    reads the file into memory instead."""
+    path = tmp_path / "m.safetensors"
+    state = {"w": torch.arange(1 << 16, dtype=torch.float32)}
+    for io, kwargs in ((SafetensorsCheckpointIO(mmap=False), {}),
+                       (SafetensorsCheckpointIO(), {"mmap": False})):  # fmt: skip
+        io.save_checkpoint(state, path)
+        loaded = io.load_checkpoint(path, **kwargs)
+        os.truncate(path, 0)
+        assert torch.equal(loaded["w"], state["w"])  # read after the truncation
+    with pytest.raises(TypeError):
+        SafetensorsCheckpointIO(mmap="no")  # type: ignore[arg-type]

@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from builtin_plugins.checkpoint_io.atomic import atomic_write
-from builtin_plugins.checkpoint_io.torch_io import checked_path, require_regular, save_failure
+from builtin_plugins.checkpoint_io.torch_io import (
+    checked_path,
+    open_regular,
+    require_regular,
+    save_failure,
+)
 from plugin_registry.errors import CheckpointNotFoundError, UnreadableCheckpointError
 from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
 
@@ -80,14 +85,64 @@ def _check_no_shared_storage(flat: Mapping[str, Any], shown: str) -> None:
         seen[key] = name
 
 
-def _unflatten(flat: Mapping[str, Any], paths: Mapping[str, list[str]]) -> dict[str, Any]:
+def _header(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes that ``safetensors.torch.load`` accepted."""
+    size = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8 : 8 + size]).get("__metadata__") or {}
+    return {k: v for k, v in meta.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _damaged(shown: str, what: str) -> UnreadableCheckpointError:
+    return UnreadableCheckpointError(
+        f"cannot load checkpoint {shown!r}: its {_KEYS} header is damaged ({what}); the "
+        "tensors are there, but not their nesting: save the checkpoint again",
+        shown,
+    )
+
+
+def _key_paths(header: Mapping[str, str], shown: str) -> dict[str, list[str]]:
+    """The key path of each flat name, as the header records it (checked: it is read
+    from a file, and whoever wrote the file chose it)."""
+    if _KEYS not in header:
+        return {}
+    try:
+        paths = json.loads(header[_KEYS])
+    except RecursionError:
+        raise _damaged(shown, "nested too deeply") from None
+    except ValueError as exc:
+        raise _damaged(shown, f"not JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(paths, dict):
+        raise _damaged(shown, f"a JSON {type(paths).__name__}, not an object")
+    for name, path in paths.items():
+        if not (isinstance(path, list) and path and all(isinstance(k, str) for k in path)):
+            raise _damaged(shown, f"the key path of {name!r} is not a list of strings")
+    return paths
+
+
+def _unflatten(
+    flat: Mapping[str, Any], paths: Mapping[str, list[str]], shown: str
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    owner: dict[tuple[str, ...], str] = {}  # key path -> the tensor at it
+
+    def collision(name: str, path: list[str]) -> UnreadableCheckpointError:
+        other = next(
+            (n for p, n in owner.items() if p[: len(path)] == tuple(path[: len(p)])), "another"
+        )
+        return _damaged(shown, f"{name!r} and {other!r} claim the same key path {path!r}")
+
     for name, tensor in flat.items():
         path = paths.get(name, [name])
         node = out
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
+        for depth, key in enumerate(path[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):  # a tensor is where a dict should be
+                raise collision(name, path[: depth + 1])
+            node = child
+        if path[-1] in node:  # another tensor, or a dict of them, is there
+            raise collision(name, path)
         node[path[-1]] = tensor
+        owner[tuple(path)] = name
     return out
 
 
@@ -97,18 +152,24 @@ class SafetensorsCheckpointIO(CheckpointIO):
     * Saves are atomic and durable, as the ``torch`` IO's: a crash leaves the old
       file or the new one.
     * Loads map the file (no copy on the CPU) and never run code, so
-      ``weights_only`` has nothing to refuse.
+      ``weights_only`` has nothing to refuse. A mapped tensor reads the file when
+      it is used: a file truncated or overwritten in place later (not replaced, as
+      this IO's saves replace it) kills the process with SIGBUS. ``mmap=False``
+      (here or per load) reads the tensors into memory instead.
     * A value that is not a tensor, a non-string key, or two names sharing memory
       is a :class:`CheckpointError` naming the key.
     * ``storage_options={"metadata": {...}}`` (strings) is written into the header;
       :meth:`read_metadata` reads it back.
     """
 
-    def __init__(self, separator: str = ".", durable: bool = True) -> None:
+    def __init__(self, separator: str = ".", durable: bool = True, mmap: bool = True) -> None:
         if not separator:
             raise ValueError("separator must be a non-empty string, e.g. '.'")
+        if type(mmap) is not bool:
+            raise TypeError(f"mmap must be True or False, got {mmap!r}")
         self.separator = separator
         self.durable = durable
+        self.mmap = mmap
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None
@@ -139,29 +200,44 @@ class SafetensorsCheckpointIO(CheckpointIO):
             raise CheckpointError(save_failure(shown, exc), shown) from exc
 
     def load_checkpoint(
-        self, path: PathLike, map_location: Any = "cpu", weights_only: bool | None = None
+        self,
+        path: PathLike,
+        map_location: Any = "cpu",
+        weights_only: bool | None = None,
+        mmap: bool | None = None,
     ) -> dict[str, Any]:
-        """Read the tensors (mapped, not copied, on the CPU) and restore their nesting.
+        """Read the tensors (mapped, not copied, on the CPU, unless ``mmap=False``) and
+        restore their nesting.
 
         ``map_location`` is a device (``"cpu"``, ``"cuda:0"``, None for the CPU).
         """
         from safetensors import safe_open
+        from safetensors.torch import load
 
         shown = checked_path(path)
         self._check_file(shown)
         device = "cpu" if map_location is None else str(map_location)
+        mapped = self.mmap if mmap is None else mmap
         try:
-            with safe_open(shown, framework="pt", device=device) as fh:
-                header = fh.metadata() or {}
-                flat = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+            if mapped:
+                with safe_open(shown, framework="pt", device=device) as fh:
+                    header = fh.metadata() or {}
+                    flat = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+            else:
+                fd = open_regular(shown, shown)
+                with os.fdopen(fd, "rb") as stream:
+                    data = stream.read()
+                flat = {k: v.to(device) for k, v in load(data).items()}
+                header = _header(data)
+        except UnreadableCheckpointError:
+            raise
         except Exception as exc:  # safetensors raises its own SafetensorError
             raise UnreadableCheckpointError(
                 f"cannot load checkpoint {shown!r}: it is not a readable safetensors file "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
                 shown,
             ) from exc
-        paths = json.loads(header[_KEYS]) if _KEYS in header else {}
-        return _unflatten(flat, paths)
+        return _unflatten(flat, _key_paths(header, shown), shown)
 
     def read_metadata(self, path: PathLike) -> dict[str, str]:
         """The metadata given at save (``storage_options={"metadata": ...}``)."""
