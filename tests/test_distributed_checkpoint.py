@@ -284,6 +284,17 @@ def test_remove_deletes_only_a_checkpoint_and_what_belongs_to_it(
     assert not empty.exists()
 
 
+def test_a_deeply_nested_marker_is_a_damaged_marker_not_a_storage_failure(
+    io: DistributedCheckpointIO, tmp_path: Path
+) -> None:
+    path = tmp_path / "ck"
+    io.save_checkpoint({"w": torch.zeros(2)}, path)
+    (path / "checkpoint.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UnreadableCheckpointError, match=r"commit marker .* is damaged") as info:
+        io.load_checkpoint(path)
+    assert "storage failed" not in str(info.value)
+
+
 # -- safe loads ------------------------------------------------------------------------------
 
 

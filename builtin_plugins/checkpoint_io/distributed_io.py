@@ -130,6 +130,12 @@ def read_marker(fs: Any, root: str, shown: str) -> dict[str, Any]:
             raise ValueError(f"it names {data!r} as its data directory")
         if not isinstance(parsed.get("keys", []), list):
             raise ValueError("its 'keys' field is not a list")
+    except RecursionError:
+        raise UnreadableCheckpointError(
+            f"cannot load checkpoint {shown!r}: its commit marker {MARKER} is damaged (nested "
+            "too deeply to be one); the checkpoint cannot be trusted, save it again",
+            shown,
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UnreadableCheckpointError(
             f"cannot load checkpoint {shown!r}: its commit marker {MARKER} is damaged ({exc}); "
