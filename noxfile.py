@@ -195,7 +195,10 @@ def release(session: nox.Session) -> None:
     tmp = Path(session.create_tmp()).resolve()
     dist = tmp / "dist"
     shutil.rmtree(dist, ignore_errors=True)
+    leftovers = [p for p in (Path("build"), Path("plugin_registry.egg-info")) if not p.exists()]
     session.run("python", "-m", "build", "--outdir", str(dist), ".")
+    for path in leftovers:  # an egg-info left here would be a second copy on sys.path
+        shutil.rmtree(path, ignore_errors=True)
     (sdist,) = dist.glob("*.tar.gz")
     (wheel,) = dist.glob("*.whl")
     session.run("python", "-m", "twine", "check", "--strict", str(sdist), str(wheel))

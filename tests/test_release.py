@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -79,7 +80,18 @@ def _dependencies(dest: Path, *requirements: str) -> None:
 def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
     root = tmp_path_factory.mktemp("index")
     built = root / "built"
-    wheels = {"plugin-registry": build_project_wheel(REPO, built)}
+    # Built from a copy: a build in the checkout leaves build/ and an egg-info there,
+    # and an egg-info in the working directory is a second plugin-registry on sys.path.
+    source = root / "plugin-registry"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".nox", "build", "dist", "*.egg-info", "__pycache__", "_build",
+            ".*_cache", ".hypothesis",
+        ),
+    )  # fmt: skip
+    wheels = {"plugin-registry": build_project_wheel(source, built)}
     package = create(DIST, root)
     wheels[DIST] = build_project_wheel(package, built)
     served = root / "packages"

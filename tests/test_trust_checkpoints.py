@@ -139,6 +139,73 @@ time.sleep(30)
     assert torch.equal(torch.load(tmp_path / "term.pt")["w"], torch.ones(2))
 
 
+def test_a_process_forked_during_a_save_exits_and_dies_on_sigterm(tmp_path: Path) -> None:
+    """The child inherited the parent's pending save and waited for it at exit (and in its
+    SIGTERM handler) forever: the guards belong to the process that made them."""
+    proc = run_script(
+        _SLOW_IO
+        + """
+import os, signal
+aio = AsyncCheckpointIO(SlowIO())
+aio.save_checkpoint({"w": torch.ones(2)}, "parent.pt")
+quiet = os.fork()
+if quiet == 0:
+    sys.exit(0)  # a normal exit, with the parent's save still running there
+busy = os.fork()
+if busy == 0:
+    time.sleep(60)  # killed by SIGTERM below
+    os._exit(7)
+_, status = os.waitpid(quiet, 0)
+print("quiet child", os.waitstatus_to_exitcode(status), flush=True)
+os.kill(busy, signal.SIGTERM)
+_, status = os.waitpid(busy, 0)
+print("busy child", os.waitstatus_to_exitcode(status), flush=True)
+""",
+        tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "quiet child 0" in proc.stdout and f"busy child {-signal.SIGTERM}" in proc.stdout
+    assert torch.equal(torch.load(tmp_path / "parent.pt")["w"], torch.ones(2))
+
+
+def test_a_save_queued_by_an_earlier_exit_handler_is_written(tmp_path: Path) -> None:
+    """Exit handlers run last-registered first: ours ran before the script's, whose save
+    was then lost with exit status 0."""
+    proc = run_script(
+        _SLOW_IO
+        + """
+import atexit
+holder = {}
+atexit.register(lambda: holder["aio"].save_checkpoint({"w": torch.ones(4)}, "atexit.pt"))
+holder["aio"] = AsyncCheckpointIO(SlowIO())
+""",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert torch.equal(torch.load(tmp_path / "atexit.pt")["w"], torch.ones(4))
+
+
+def test_sigterm_guard_is_installed_when_the_first_io_was_made_off_the_main_thread(
+    tmp_path: Path,
+) -> None:
+    proc = run_script(
+        _SLOW_IO
+        + """
+import os, signal, threading
+worker = threading.Thread(target=lambda: AsyncCheckpointIO(SlowIO()))
+worker.start(); worker.join()
+aio = AsyncCheckpointIO(SlowIO())  # on the main thread
+aio.save_checkpoint({"w": torch.ones(5)}, "term.pt")
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(30)
+""",
+        tmp_path,
+    )
+    assert proc.returncode == -signal.SIGTERM
+    assert torch.equal(torch.load(tmp_path / "term.pt")["w"], torch.ones(5))
+
+
 def test_new_checkpoint_honours_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:

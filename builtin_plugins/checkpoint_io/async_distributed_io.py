@@ -98,6 +98,12 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         if done is not None:
             done.result()  # never raises: failures are recorded in _errors
 
+    def _after_fork(self) -> None:
+        # The pending upload is the parent's (and its ranks'): never waited for here.
+        self._lock = threading.Lock()
+        self._done = None
+        self._errors = []
+
     def _unreported(self) -> list[tuple[str, BaseException]]:
         with self._lock:
             errors, self._errors = self._errors, []

@@ -192,6 +192,11 @@ class AsyncCheckpointIO(CheckpointIO):
     ) -> None:
         """Snapshot ``checkpoint`` and queue its save; blocks only while all slots are busy."""
         self._raise_errors()
+        if _exiting:
+            # From an exit handler that runs after ours: no thread can start now.
+            self._drain()
+            self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options)
+            return
         self._slots.acquire()  # before the snapshot: a waiting caller holds no copy
         try:
             with self._cond:
@@ -219,6 +224,17 @@ class AsyncCheckpointIO(CheckpointIO):
         with self._cond:
             while self._busy:
                 self._cond.wait()
+
+    def _after_fork(self) -> None:
+        # Locks a parent's thread held at the fork stay held here: new ones.
+        self._slots = threading.BoundedSemaphore(self.max_pending)
+        self._cond = threading.Condition(threading.RLock())
+        self._pending.clear()
+        self._busy = 0
+        self._errors = []
+        self._thread = None
+        self._running = False
+        self._pool = []
 
     def wait(self) -> None:
         """Block until every queued save has finished; raise the first failure."""
@@ -266,26 +282,48 @@ class Guarded(Protocol):
 
     def _unreported(self) -> list[tuple[str, BaseException]]: ...
 
+    def _after_fork(self) -> None:
+        """In a child process: forget the parent's saves (they are the parent's)."""
+
 
 #: Every asynchronous checkpoint IO alive, for the exit and SIGTERM guards.
 _live: weakref.WeakSet[Guarded] = weakref.WeakSet()
-_guards_installed = False
+_atexit_installed = False
+_sigterm_installed = False
 _previous_sigterm: Any = None
+#: Set when the exit guard runs: a save queued after that (by an exit handler that
+#: was registered earlier, so runs later) is written at once, in the caller.
+_exiting = False
 
 
 def _install_exit_guards() -> None:
-    """Once per process: report lost saves at exit; finish saves on SIGTERM."""
-    global _guards_installed, _previous_sigterm
-    if _guards_installed:
+    """Report lost saves at exit (once per process); finish saves on SIGTERM (once,
+    from the main thread: the first instance may have been made in another)."""
+    global _atexit_installed, _sigterm_installed, _previous_sigterm
+    if not _atexit_installed:
+        _atexit_installed = True
+        atexit.register(_at_exit)
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
         return
-    _guards_installed = True
-    atexit.register(_at_exit)
-    if threading.current_thread() is threading.main_thread():
-        try:
-            _previous_sigterm = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, _on_sigterm)
-        except (ValueError, OSError):  # not the main interpreter, or no SIGTERM here
-            _previous_sigterm = None
+    _sigterm_installed = True
+    try:
+        _previous_sigterm = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no SIGTERM here
+        _previous_sigterm = None
+
+
+def _after_fork_in_child() -> None:
+    """The child of a fork owns none of its parent's pending saves: waiting for them
+    (at exit, on SIGTERM) would wait forever, since their threads did not come along."""
+    global _exiting
+    _exiting = False
+    for aio in list(_live):
+        aio._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _flush_all() -> None:
@@ -296,6 +334,8 @@ def _flush_all() -> None:
 def _at_exit() -> None:
     # The interpreter has joined the saving threads by now; this catches saves
     # queued by other exit handlers and reports failures nobody was told of.
+    global _exiting
+    _exiting = True
     _flush_all()
     lost = [(aio, path, exc) for aio in list(_live) for path, exc in aio._unreported()]
     if not lost:
