@@ -100,12 +100,19 @@ def collect(ref: EntryPointRef, manager: pluggy.PluginManager | None = None) -> 
         f"it hangs, skip the package with PLUGIN_REGISTRY_BLOCK='{ref.distribution}:*' (or "
         "turn autoload off with PLUGIN_REGISTRY_DISABLE_AUTOLOAD=1)\n"
     )
+    pid = os.getpid()
     with (
         _capture.captured() as output,
         _capture.Interrupts() as interrupts,
         _capture.slow_warning(slow),
     ):
-        collected = _collect(ref, manager, interrupts)
+        try:
+            collected = _collect(ref, manager, interrupts)
+        finally:
+            if os.getpid() != pid:
+                # The plugin forked and its child came back here: it must not go on
+                # as the host program (a second listing, a second --json document).
+                os._exit(0)
     collected.output = output.text
     return collected
 

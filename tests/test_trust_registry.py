@@ -795,3 +795,30 @@ def test_a_metadata_less_egg_info_on_the_path_breaks_neither_doctor_nor_version(
     import importlib.metadata
 
     assert version == importlib.metadata.version("plugin-registry")
+
+
+def test_a_registration_module_that_forks_does_not_print_the_listing_twice(
+    tmp_path: Path,
+) -> None:
+    """The forked child returned into the listing and printed its own JSON after the
+    parent's: two documents, invalid. The child of a plugin's fork ends there."""
+    site = SiteDir(tmp_path / "site")
+    install_env_package(
+        site,
+        "forking-plugins",
+        "forking-env",
+        preamble="""
+            import os
+            os.fork()  # both processes return from the import
+        """,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "plugin_registry.cli", "--no-cache", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{site.path}{os.pathsep}{REPO}"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)  # one document
+    assert "forking-env" in {p["name"] for p in data["plugins"]}
