@@ -822,3 +822,26 @@ def test_a_registration_module_that_forks_does_not_print_the_listing_twice(
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # one document
     assert "forking-env" in {p["name"] for p in data["plugins"]}
+
+
+def test_an_environment_whose_detect_blocks_is_named_on_stderr(tmp_path: Path) -> None:
+    """resolve / detect_environment hung with nothing on stderr (fds still captured)."""
+    site = SiteDir(tmp_path / "site")
+    mod = install_env_package(site, "stuck-plugins", "stuck-env")
+    env_module = site.path / mod / "env.py"
+    source = env_module.read_text()
+    indent = source.split("def detect():")[0].rsplit("\n", 1)[1]
+    slow = f"def detect():\n{indent}    import time; time.sleep(6)"
+    assert "def detect():" in source
+    env_module.write_text(source.replace("def detect():", slow))
+    code = "import plugin_registry as pr; print(pr.detect_environment().name)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{site.path}{os.pathsep}{REPO}"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "stuck-env" in proc.stderr and "detect()" in proc.stderr
+    assert "PLUGIN_REGISTRY_BLOCK='stuck-plugins:stuck-env'" in proc.stderr

@@ -49,9 +49,17 @@ def launched_by(registry: Registry, record: PluginInfo) -> bool | str:
     Imports the environment's module; one plugin's failure never escapes.
     """
     interrupts = _capture.Interrupts()
+    slow = (
+        f"plugin-registry: still asking the cluster environment {record.name!r} of "
+        f"{record.distribution} whether it started this process (its detect()) after "
+        f"{_capture.SLOW_SECONDS:g} s. If it hangs, skip it with "
+        f"PLUGIN_REGISTRY_BLOCK='{record.distribution}:{record.name}', or name the "
+        "environment to use (plugins=['slurm'], --plugin slurm) so that none is detected\n"
+    )
     try:
-        # Implicit (every resolve asks every environment): its output is captured.
-        with _capture.captured(), interrupts:
+        # Implicit (every resolve asks every environment): its output is captured,
+        # and a detect() that blocks is named on the real stderr.
+        with _capture.captured(), interrupts, _capture.slow_warning(slow):
             target = registry.load_target(record)
             if not getattr(target, "auto_detect", True):
                 return f"{NEVER_DETECTED}: name it (plugins=[{record.name!r}])"
