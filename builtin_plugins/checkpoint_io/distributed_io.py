@@ -45,8 +45,9 @@ from builtin_plugins.checkpoint_io.torch_io import (
     filesystem,
     is_local,
     open_regular,
+    refuse_bucket,
     remote_failure,
-    removable,
+    remove_link,
     require_regular,
     save_failure,
     store_errors,
@@ -701,7 +702,8 @@ class DistributedCheckpointIO(CheckpointIO):
         directories, DCP's metadata and shards, the marker's temporaries. Anything
         else in the directory stays, and so does the directory then."""
         fs, root = filesystem(path)
-        if not removable(fs, root, path):
+        refuse_bucket(fs, root, path)
+        if remove_link(fs, root):
             return
         try:
             if fs.isfile(root):

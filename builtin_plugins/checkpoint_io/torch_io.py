@@ -133,26 +133,23 @@ def is_local(fs: Any) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def removable(fs: Any, fspath: str, shown: str) -> bool:
-    """Whether ``remove_checkpoint`` goes on to remove what is at ``fspath``.
-
-    A symbolic link is removed here, itself and never what it points at (False);
-    a bucket, the top of an object store, is refused: removing it would take
-    every object in it, and no IO saves a checkpoint as a whole bucket.
-    """
-    if is_local(fs):
-        if os.path.islink(fspath):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(fspath)
-            return False
-        return True
-    inner = fspath.strip("/")
-    if "/" not in inner:
+def refuse_bucket(fs: Any, fspath: str, shown: str) -> None:
+    """A bucket, the top of an object store, is never removed as a checkpoint: it
+    would take every object in it, and no IO saves a checkpoint as a whole bucket."""
+    if not is_local(fs) and "/" not in fspath.strip("/"):
         raise CheckpointError(
             f"{shown!r} is a bucket (the top of the store), not a checkpoint: nothing was "
             "removed; name the checkpoint inside it (s3://bucket/run/step-10)",
             shown,
         )
+
+
+def remove_link(fs: Any, fspath: str) -> bool:
+    """Remove ``fspath`` if it is a symbolic link (itself, never what it points at)."""
+    if not (is_local(fs) and os.path.islink(fspath)):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(fspath)
     return True
 
 
@@ -377,7 +374,8 @@ class TorchCheckpointIO(CheckpointIO):
         """Delete the checkpoint (file or directory); a missing path is not an error."""
         path = checked_path(path)
         fs, fspath = filesystem(path)
-        if not removable(fs, fspath, path):
+        refuse_bucket(fs, fspath, path)
+        if remove_link(fs, fspath):
             return
         with store_errors("remove checkpoint", path):
             if fs.exists(fspath):
