@@ -18,25 +18,9 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.support import REPO, free_port, script
-
-
-def _wait_for(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before it answered")
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{what} did not answer at {url} within 60 s")
+from tests.support import REPO, free_port, script, wait_for_http
 
 
 class S3Server:
@@ -52,7 +36,7 @@ class S3Server:
         self.proc = subprocess.Popen(
             [exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=self._log, stderr=self._log
         )
-        _wait_for(f"{self.endpoint}/moto-api/", self.proc, "moto_server")
+        wait_for_http(f"{self.endpoint}/moto-api/", self.proc, "moto_server")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -75,7 +59,7 @@ class Proxy:
              str(target_port), str(die_after)],
             cwd=REPO,
         )  # fmt: skip
-        _wait_for(f"{self.endpoint}/moto-api/", self.proc, "the proxy")
+        wait_for_http(f"{self.endpoint}/moto-api/", self.proc, "the proxy")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

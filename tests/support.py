@@ -146,6 +146,29 @@ def raises_within(seconds: float, call: Any, fifos: tuple[Path, ...] = ()) -> Ba
 TORCHRUN = (sys.executable, "-m", "torch.distributed.run")
 
 
+def wait_for_http(
+    url: str, proc: subprocess.Popen[bytes], what: str, log: Path | None = None
+) -> None:
+    """Until ``url`` answers; RuntimeError (with ``log``) if ``proc`` exits or 60 s pass."""
+    import time
+    import urllib.request
+
+    def tail() -> str:
+        return f": {log.read_text(errors='replace')[-4000:]}" if log is not None else ""
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before it answered{tail()}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{what} did not answer at {url} within 60 s{tail()}")
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (for a rendezvous)."""
     with socket.socket() as s:

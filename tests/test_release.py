@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from plugin_registry.scaffold import create
-from tests.support import PIP_ENV, REPO, build_project_wheel, free_port
+from tests.support import PIP_ENV, REPO, build_project_wheel, free_port, wait_for_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs("pypiserver", "twine")]
 
@@ -43,19 +42,6 @@ def _pip_env(**extra: str) -> dict[str, str]:
     """Only what the command line says: no pip.conf, find-links or extra indexes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     return {**env, **PIP_ENV, "PIP_CONFIG_FILE": os.devnull, **extra}
-
-
-def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"pypiserver exited with {proc.returncode}: {log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"pypiserver did not answer at {url} within 60 s: {log.read_text()}")
 
 
 def _dependencies(dest: Path, *requirements: str) -> None:
@@ -116,7 +102,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
         )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_for(f"{base}/simple/", server, log)
+        wait_for_http(f"{base}/simple/", server, "pypiserver", log)
         subprocess.run(
             [sys.executable, "-m", "twine", "upload", "--non-interactive",
              "--repository-url", f"{base}/", "-u", "tests", "-p", "tests",
