@@ -32,7 +32,17 @@ def test_the_guide_has_examples() -> None:
     assert len(BLOCKS) >= 7
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+#: Optional libraries: a block that names one (a plugin of it, or an import) needs it.
+OPTIONAL = ("bitsandbytes", "deepspeed", "safetensors")
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pytest.param(i, marks=pytest.mark.needs(*[lib for lib in OPTIONAL if lib in block]))
+        for i, block in enumerate(BLOCKS)
+    ],
+)
 def test_guide_block_runs(good_venv: Venv, index: int) -> None:
     good_venv.run(BLOCKS[index])
 
