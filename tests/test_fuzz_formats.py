@@ -81,15 +81,15 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     res = pr.resolve(precision="bf16-mixed", accelerator="cpu")
     res.lock().write(root / "lock.json")
     Hardware.from_dict(json.loads(json.dumps(res.hardware.to_dict()))).dump(root / "hw.json")
-    io = DistributedCheckpointIO()
-    io.save_checkpoint({"w": torch.arange(4.0), "nested": {"b": torch.ones(2)}}, root / "ck")
-    (data,) = [p for p in (root / "ck").iterdir() if p.name.startswith("data-")]
     return {
         "lock": (root / "lock.json").read_bytes(),
         "hardware": (root / "hw.json").read_bytes(),
-        "marker": (root / "ck" / "checkpoint.json").read_bytes(),
-        "metadata": (data / ".metadata").read_bytes(),
     }
+
+
+def _state() -> dict[str, object]:
+    """What the checkpoint formats are fuzzed around: a tensor and a nested one."""
+    return {"w": torch.arange(4.0), "nested": {"b": torch.ones(2)}}
 
 
 def _file(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -139,33 +139,21 @@ def test_record_cache(tmp_path: Path) -> None:
     check()
 
 
-def test_checkpoint_markers(seeds: dict[str, bytes], tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", ["checkpoint.json", ".metadata"], ids=["marker", "metadata"])
+def test_distributed_checkpoint_files(tmp_path: Path, part: str) -> None:
+    """The commit marker, and DCP's pickled metadata under the default weights_only=True:
+    each mutated, the load is refused (CheckpointError) or succeeds."""
     io = DistributedCheckpointIO()
     path = tmp_path / "ck"
-    io.save_checkpoint({"w": torch.arange(4.0), "nested": {"b": torch.ones(2)}}, path)
-
-    @FUZZ
-    @given(data=mutated(seeds["marker"]))
-    def check(data: bytes) -> None:
-        (path / "checkpoint.json").write_bytes(data)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _within(lambda: io.load_checkpoint(path), (CheckpointError,))
-
-    check()
-
-
-def test_dcp_metadata(seeds: dict[str, bytes], tmp_path: Path) -> None:
-    """DCP's pickled metadata, under the default weights_only=True: refused or loaded."""
-    io = DistributedCheckpointIO()
-    path = tmp_path / "ck"
-    io.save_checkpoint({"w": torch.arange(4.0), "nested": {"b": torch.ones(2)}}, path)
+    io.save_checkpoint(_state(), path)
     (data_dir,) = [p for p in path.iterdir() if p.name.startswith("data-")]
+    target = path / part if part == "checkpoint.json" else data_dir / part
+    seed = target.read_bytes()
 
     @FUZZ
-    @given(data=mutated(seeds["metadata"]))
+    @given(data=mutated(seed))
     def check(data: bytes) -> None:
-        (data_dir / ".metadata").write_bytes(data)
+        target.write_bytes(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _within(lambda: io.load_checkpoint(path), (CheckpointError,))
@@ -179,7 +167,7 @@ def test_safetensors_headers(tmp_path: Path) -> None:
 
     io = SafetensorsCheckpointIO()
     seed_path = tmp_path / "seed.safetensors"
-    io.save_checkpoint({"w": torch.arange(4.0), "nested": {"b": torch.ones(2)}}, seed_path)
+    io.save_checkpoint(_state(), seed_path)
     seed = seed_path.read_bytes()
     size = int.from_bytes(seed[:8], "little")
     header, body = seed[8 : 8 + size], seed[8 + size :]
