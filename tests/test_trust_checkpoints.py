@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -204,6 +205,84 @@ time.sleep(30)
     )
     assert proc.returncode == -signal.SIGTERM
     assert torch.equal(torch.load(tmp_path / "term.pt")["w"], torch.ones(5))
+
+
+class _Tagged(torch.Tensor):
+    """A tensor subclass with an attribute of its own, as quantization libraries make."""
+
+
+def _odd_state() -> dict[str, object]:
+    """What the async IO dropped or failed on: subclasses, Parameters, flags, views."""
+    import torch.ao.nn.quantized as nnq
+
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    tagged = torch.arange(4, dtype=torch.float32).as_subclass(_Tagged)
+    tagged.scale_note = {"block": 64}
+    with warnings.catch_warnings():  # torch.ao warns (once) that quantized tensors are old
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = nnq.Linear(4, 2).state_dict()
+    return {
+        "tagged": tagged,
+        "frozen": torch.nn.Parameter(torch.randn(3), requires_grad=False),
+        "trained": torch.nn.Parameter(torch.randn(3)),
+        "grad_flag": torch.randn(2, requires_grad=True),
+        "base": base,
+        "transposed": base.t(),  # strides (1, 4), the storage of base
+        "row": base[1],  # offset 4, the storage of base
+        "tied": [base, base],
+        "quantized": quantized,
+    }
+
+
+def _tensors(value: object, path: str = "") -> dict[str, torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return {path: value}
+    items = value.items() if isinstance(value, dict) else enumerate(value)  # type: ignore[attr-defined]
+    out: dict[str, torch.Tensor] = {}
+    for key, item in items:
+        if isinstance(item, (torch.Tensor, dict, list, tuple)):
+            out.update(_tensors(item, f"{path}/{key}"))
+    return out
+
+
+def _describe(state: dict[str, object]) -> dict[str, object]:
+    """Everything a load gives back about each tensor, and which ones share storage."""
+    tensors = _tensors(state)
+    storages: dict[int, str] = {}
+    out: dict[str, object] = {}
+    for path, t in tensors.items():
+        if t.is_quantized:
+            per_channel = t.qscheme() == torch.per_channel_affine
+            scales = t.q_per_channel_scales().tolist() if per_channel else t.q_scale()
+            values: object = (t.int_repr().tolist(), t.qscheme(), scales)
+        else:
+            values = t.detach().tolist()
+        owner = storages.setdefault(t.untyped_storage().data_ptr(), path)
+        out[path] = (type(t).__name__, t.dtype, tuple(t.shape), t.stride(), t.storage_offset(),
+                     t.requires_grad, values, dict(vars(t)), owner)  # fmt: skip
+    return out
+
+
+def test_async_saves_what_the_wrapped_io_saves(tmp_path: Path) -> None:
+    """Issue 28 item 5: async dropped subclasses and their attributes, Parameters,
+    requires_grad, strides and sharing, and raised an INTERNAL ASSERT on torch.ao."""
+    from builtin_plugins.checkpoint_io.async_io import AsyncCheckpointIO
+
+    aio = AsyncCheckpointIO(TorchCheckpointIO(), max_pending=1)
+    for attempt in range(2):  # the second save copies into the first one's buffers
+        state = _odd_state()
+        if attempt:
+            state["base"].mul_(3)  # type: ignore[attr-defined]
+        TorchCheckpointIO().save_checkpoint(state, tmp_path / f"sync{attempt}.pt")
+        expected = _describe(state)
+        aio.save_checkpoint(state, tmp_path / f"async{attempt}.pt")
+        state["base"].fill_(-1)  # type: ignore[attr-defined]  # after the call: not saved
+        aio.wait()
+        sync = torch.load(tmp_path / f"sync{attempt}.pt", weights_only=False)
+        saved = torch.load(tmp_path / f"async{attempt}.pt", weights_only=False)
+        assert _describe(sync) == expected
+        assert _describe(saved) == expected
+    aio.teardown()
 
 
 def test_new_checkpoint_honours_the_umask(tmp_path: Path) -> None:

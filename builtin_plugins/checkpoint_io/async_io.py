@@ -19,19 +19,38 @@ Staging = dict[tuple[Any, ...], Any]
 
 
 def snapshot(obj: Any, reuse: Staging | None = None) -> tuple[Any, Staging]:
-    """A copy the training loop cannot change, and the tensors it was copied into.
+    """A copy the training loop cannot change, and the storages it was copied into.
 
-    Tensors are copied (detached, contiguous) into the buffers of ``reuse`` where
-    a buffer of the same place, shape, dtype and device exists, else into new
-    ones: a copy into memory already touched costs a fraction of a fresh
-    allocation. A tensor met twice (tied weights) is copied once, so sharing
-    survives. A DTensor's local shard is copied (not the global tensor). Containers
-    are rebuilt; other objects are deep-copied where they can be.
+    What the copy saves is what the original would: a plain tensor or
+    ``nn.Parameter`` keeps its type, ``requires_grad``, shape, strides and offset,
+    and tensors that share a storage (views, tied weights) share one copy of it,
+    copied whole, as ``torch.save`` writes it. Storages are copied into the buffers
+    of ``reuse`` where one of the same place, size and device exists, else into
+    new ones: a copy into memory already touched costs a fraction of a fresh
+    allocation. A DTensor's local shard is copied (not the global tensor). Tensor
+    subclasses (with their attributes), quantized, sparse and other tensors are
+    rebuilt from the reduction ``torch.save`` pickles, sharing storages with the
+    rest of the copy.
+    Containers are rebuilt; other objects are deep-copied where they can be.
     """
     import torch
 
     staged: Staging = {}
-    memo: dict[int, Any] = {}
+    # One memo for the whole copy, shared with copy.deepcopy: an object met twice
+    # (a tied weight, a storage under two views) is copied once. deepcopy keys
+    # storages by their ``_cdata`` in memo["torch"].
+    memo: dict[Any, Any] = {}
+    storages: dict[int, Any] = memo.setdefault("torch", {})
+
+    def copy_storage(src: Any, key: tuple[Any, ...]) -> Any:
+        if src._cdata in storages:
+            return storages[src._cdata]
+        buffer = reuse.get(key) if reuse else None
+        if buffer is None or buffer.nbytes() != src.nbytes() or buffer.device != src.device:
+            buffer = torch.UntypedStorage(src.nbytes(), device=src.device)  # type: ignore[no-untyped-call]
+        buffer.copy_(src)
+        staged[key] = storages[src._cdata] = buffer
+        return buffer
 
     def copy_tensor(tensor: Any, key: tuple[Any, ...]) -> Any:
         if id(tensor) in memo:
@@ -51,47 +70,90 @@ def snapshot(obj: Any, reuse: Staging | None = None) -> tuple[Any, Staging]:
                 stride=tensor.stride(),
             )
             return memo[id(tensor)]
-        src = tensor.detach()
-        buffer = reuse.get(key) if reuse else None
-        if src.layout != torch.strided:
-            buffer = src.clone()
-        elif (
-            buffer is None
-            or buffer.shape != src.shape
-            or buffer.dtype != src.dtype
-            or buffer.device != src.device
-        ):
-            buffer = torch.empty(src.shape, dtype=src.dtype, device=src.device)
-            buffer.copy_(src)
+        if _is_plain(tensor):
+            storage = copy_storage(tensor.untyped_storage(), key)
+            out = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+            out.set_(storage, tensor.storage_offset(), tensor.size(), tensor.stride())
+            if type(tensor) is torch.nn.Parameter:
+                out = torch.nn.Parameter(out, requires_grad=tensor.requires_grad)
+            elif tensor.requires_grad:
+                out.requires_grad_(True)  # torch.save keeps the flag, also of a non-leaf
         else:
-            buffer.copy_(src)
-        staged[key] = memo[id(tensor)] = buffer
-        return buffer
+            out = _reduce_copy(tensor, memo)
+        memo[id(tensor)] = out
+        return out
 
     def walk(value: Any, key: tuple[Any, ...]) -> Any:
         if isinstance(value, torch.Tensor):
             return copy_tensor(value, key)
-        if isinstance(value, dict):
-            # copy.copy keeps the type and attributes (a state_dict's ``_metadata``).
-            out = copy.copy(value)
-            for k, v in value.items():
-                out[k] = walk(v, (*key, k))
-            return out
-        if isinstance(value, Mapping):
-            return {k: walk(v, (*key, k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v, (*key, i)) for i, v in enumerate(value)]
-        if isinstance(value, tuple):
-            items = [walk(v, (*key, i)) for i, v in enumerate(value)]
-            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
         if isinstance(value, (str, bytes, int, float, bool, type(None))):
             return value
-        try:
-            return copy.deepcopy(value)
-        except Exception:  # noqa: BLE001 - an object that cannot be copied is saved as it is
-            return value
+        if id(value) in memo:
+            return memo[id(value)]
+        out: Any
+        if isinstance(value, dict):
+            # copy.copy keeps the type and attributes (a state_dict's ``_metadata``).
+            out = memo[id(value)] = copy.copy(value)
+            for k, v in value.items():
+                out[k] = walk(v, (*key, k))
+        elif isinstance(value, Mapping):
+            out = {k: walk(v, (*key, k)) for k, v in value.items()}
+        elif isinstance(value, list):
+            out = memo[id(value)] = []
+            out.extend(walk(v, (*key, i)) for i, v in enumerate(value))
+        elif isinstance(value, tuple):
+            items = [walk(v, (*key, i)) for i, v in enumerate(value)]
+            out = type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+        else:
+            try:
+                out = copy.deepcopy(value, memo)
+            except Exception:  # noqa: BLE001 - an object that cannot be copied is saved as it is
+                out = value
+        memo[id(value)] = out
+        return out
 
     return walk(obj, ()), staged
+
+
+def _is_plain(tensor: Any) -> bool:
+    """A tensor whose whole saved form is its storage, place in it, type and grad flag."""
+    import torch
+
+    return (
+        type(tensor) in (torch.Tensor, torch.nn.Parameter)
+        and tensor.layout == torch.strided
+        and not tensor.is_quantized
+        and not tensor.is_meta
+        and not tensor.is_conj()
+        and not tensor.is_neg()
+        # no attributes of its own (they are pickled as state)
+        and not torch._utils._get_obj_state(tensor)  # type: ignore[no-untyped-call]
+    )
+
+
+def _reduce_copy(tensor: Any, memo: dict[Any, Any]) -> Any:
+    """A copy of a subclass or other tensor made as unpickling would make it.
+
+    ``torch.save`` pickles a tensor through ``__reduce_ex__``; rebuilding from the
+    same reduction, its storages deep-copied through ``memo``, gives what a load of
+    the wrapped IO's file would: the type, its attributes, quantizer, layout, flags.
+    """
+    import torch
+
+    def copied(value: Any) -> Any:
+        if isinstance(value, torch.storage.TypedStorage):
+            # deepcopy() of a TypedStorage warns that it is old; _deepcopy is the same, quietly
+            return value._deepcopy(memo)  # type: ignore[no-untyped-call]
+        if type(value) is tuple:
+            return tuple(copied(v) for v in value)
+        return copy.deepcopy(value, memo)
+
+    reduction = tensor.__reduce_ex__(2)
+    if len(reduction) == 2:
+        rebuild, args = reduction
+        return rebuild(*copied(args))
+    reconstruct = getattr(copy, "_reconstruct")  # noqa: B009 - what copy.deepcopy uses
+    return reconstruct(tensor, memo, *reduction)
 
 
 class AsyncCheckpointIO(CheckpointIO):
