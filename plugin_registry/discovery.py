@@ -114,6 +114,15 @@ def collect(ref: EntryPointRef, manager: pluggy.PluginManager | None = None) -> 
                 # as the host program (a second listing, a second --json document).
                 os._exit(0)
     collected.output = output.text
+    if output.lost:
+        lost = " and ".join(output.lost)
+        reason = (
+            f"registration module {ref.value!r} closed file descriptors it did not open: "
+            f"the process's {lost} had no path to reopen and now go to {os.devnull}; "
+            "fix or uninstall the package"
+        )
+        collected.problems.append(Problem(ref.distribution, ref.name, reason))
+        _capture.write_stderr(f"plugin-registry: {reason}\n")
     return collected
 
 

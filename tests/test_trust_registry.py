@@ -845,3 +845,191 @@ def test_an_environment_whose_detect_blocks_is_named_on_stderr(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert "stuck-env" in proc.stderr and "detect()" in proc.stderr
     assert "PLUGIN_REGISTRY_BLOCK='stuck-plugins:stuck-env'" in proc.stderr
+
+
+# -- issue 28 item 6: output capture, process-wide ----------------------------------
+
+
+def _run_listing_script(site: SiteDir, code: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-c", textwrap.dedent(code)],
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{site.path}{os.pathsep}{REPO}"},
+        **({"capture_output": True} | kw),
+    )
+
+
+_FDS_BEFORE_AFTER = """
+    import os, sys, json
+    def ident(fd):
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino)
+    before = (sys.stdout, sys.stderr, ident(1), ident(2))
+"""
+
+
+def test_two_threads_listing_at_once_leave_the_streams_as_they_were(tmp_path: Path) -> None:
+    """Two registries listing in two threads left sys.stdout a StringIO and fds 1/2 on
+    a deleted temporary file for good (interleaved swaps restored each other's)."""
+    site = SiteDir(tmp_path / "site")
+    for n in range(2):
+        install_env_package(
+            site, f"slow{n}-plugins", f"slow{n}-env", preamble="import time; time.sleep(0.3)"
+        )
+    proc = _run_listing_script(
+        site,
+        _FDS_BEFORE_AFTER
+        + """
+    import threading
+    from plugin_registry.registry import Registry
+    found = []
+    def listing():
+        found.append(sorted(r.name for r in Registry(cache=False).list_plugins()))
+    threads = [threading.Thread(target=listing) for _ in range(2)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    after = (sys.stdout, sys.stderr, ident(1), ident(2))
+    assert found[0] == found[1] and "slow0-env" in found[0], found
+    print(json.dumps({"same": before == after}))
+    """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"same": True}
+
+
+@pytest.mark.parametrize("upto", ["1024", "limit"])
+def test_a_registration_module_that_closes_descriptors_breaks_nothing(
+    tmp_path: Path, upto: str
+) -> None:
+    """os.closerange(3, 1024) in a registration module made listing raise EBADF and
+    left fds 1/2 captured. The saved copies now sit above 1024; closed anyway (up to
+    the limit), fd 1/2 are reopened from their paths, and the package is named."""
+    site = SiteDir(tmp_path / "site")
+    stop = "1024" if upto == "1024" else "resource.getrlimit(resource.RLIMIT_NOFILE)[0]"
+    install_env_package(
+        site,
+        "closing-plugins",
+        "closing-env",
+        preamble=f"""
+            import os, resource
+            print("before closing")
+            os.closerange(3, {stop})
+        """,
+    )
+    out_file = tmp_path / "out.json"
+    err_file = tmp_path / "err.txt"
+    with out_file.open("w") as out, err_file.open("w") as err:  # files: they have a path
+        proc = _run_listing_script(
+            site,
+            _FDS_BEFORE_AFTER
+            + """
+    from plugin_registry.registry import Registry
+    registry = Registry(cache=False)
+    names = {r.name for r in registry.list_plugins()}
+    after = (sys.stdout, sys.stderr, ident(1), ident(2))
+    problems = [p.reason for p in registry.problems()]
+    print(json.dumps({"same": before == after, "listed": "closing-env" in names,
+                      "problems": problems}))
+    """,
+            capture_output=False,
+            stdout=out,
+            stderr=err,
+        )
+    assert proc.returncode == 0, err_file.read_text()
+    result = json.loads(out_file.read_text())
+    assert result["same"] and result["listed"], result
+    assert "before closing" not in out_file.read_text()
+    assert not [p for p in result["problems"] if "closed file descriptors" in p]
+
+
+def test_closed_stdout_pipe_is_reported_not_left_captured(tmp_path: Path) -> None:
+    """A pipe cannot be reopened: once plugin code closes every descriptor, the
+    listing says so (exit 2, the package named by doctor), never a traceback or
+    output swallowed into the capture file."""
+    site = SiteDir(tmp_path / "site")
+    install_env_package(
+        site,
+        "closing-plugins",
+        "closing-env",
+        preamble="""
+            import os, resource
+            os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        """,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "plugin_registry.cli", "--no-cache", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{site.path}{os.pathsep}{REPO}"},
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stdout + proc.stderr
+    result = tmp_path / "result.json"
+    proc = _run_listing_script(
+        site,
+        f"""
+    import json
+    from plugin_registry.registry import Registry
+    registry = Registry(cache=False)
+    registry.list_plugins()
+    reasons = [p.reason for p in registry.problems() if p.distribution == "closing-plugins"]
+    with open({str(result)!r}, "w") as f:  # stdout and stderr (pipes) are gone
+        json.dump(reasons, f)
+    """,
+    )
+    assert proc.returncode == 0
+    reasons = json.loads(result.read_text())
+    assert any("closed file descriptors it did not open" in r for r in reasons), reasons
+    assert any("stdout and stderr" in r for r in reasons), reasons
+
+
+def test_the_hosts_threads_keep_their_output_during_a_slow_import(tmp_path: Path) -> None:
+    """While a slow registration module imported, the host's other threads' lines were
+    swallowed and attributed to the plugin."""
+    site = SiteDir(tmp_path / "site")
+    install_env_package(
+        site,
+        "sleepy-plugins",
+        "sleepy-env",
+        preamble="""
+            import time
+            print("plugin says hello")
+            time.sleep(1.0)
+        """,
+    )
+    proc = _run_listing_script(
+        site,
+        """
+    import sys, threading, time, json
+    from plugin_registry.registry import Registry
+    done = threading.Event()
+    def ticker():
+        n = 0
+        while not done.is_set():
+            print(f"tick {n}", flush=True)
+            sys.stderr.write(f"tock {n}\\n")
+            n += 1
+            time.sleep(0.05)
+    t = threading.Thread(target=ticker); t.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    registry = Registry(cache=False)
+    registry.list_plugins()
+    took = time.monotonic() - started
+    done.set(); t.join()
+    (text,) = [v for k, v in registry.output().items() if "sleepy" in k]
+    print(json.dumps({"took": took, "captured": text}))
+    """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    *lines, last = proc.stdout.splitlines()
+    result = json.loads(last)
+    assert result["took"] >= 1.0
+    assert "plugin says hello" in result["captured"]
+    assert "tick" not in result["captured"] and "tock" not in result["captured"]
+    assert not [line for line in lines if "plugin says" in line]
+    # one tick every 50 ms: the second of the slow import alone gives well over 5
+    assert len([line for line in lines if line.startswith("tick")]) >= 5 + int(result["took"])
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("tock")]) >= 6

@@ -417,6 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = 2
     if stray.text:
         sys.stderr.write(printable(stray.text))
+    if stray.lost:
+        sys.stderr.write(
+            "plugin-registry: error: plugin code closed this process's stdout, which could "
+            "not be reopened: the output is lost; `plugin-registry doctor` names the package\n"
+        )
+        code = 2
     return _emit(out.getvalue(), real, code)
 
 
