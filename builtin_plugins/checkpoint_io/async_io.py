@@ -71,9 +71,15 @@ def snapshot(obj: Any, reuse: Staging | None = None) -> tuple[Any, Staging]:
             )
             return memo[id(tensor)]
         if _is_plain(tensor):
-            storage = copy_storage(tensor.untyped_storage(), key)
-            out = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
-            out.set_(storage, tensor.storage_offset(), tensor.size(), tensor.stride())
+            if tensor.device.type in _STORAGE_DEVICES:
+                storage = copy_storage(tensor.untyped_storage(), key)
+                out = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+                out.set_(storage, tensor.storage_offset(), tensor.size(), tensor.stride())
+            else:
+                # XLA and other backends have no storage torch.UntypedStorage can
+                # allocate ("Storage device not recognized: xla"): copy the tensor
+                # as it is seen; such a device keeps no views to share.
+                out = tensor.detach().clone()
             if type(tensor) is torch.nn.Parameter:
                 out = torch.nn.Parameter(out, requires_grad=tensor.requires_grad)
             elif tensor.requires_grad:
@@ -113,6 +119,11 @@ def snapshot(obj: Any, reuse: Staging | None = None) -> tuple[Any, Staging]:
         return out
 
     return walk(obj, ()), staged
+
+
+# Devices whose storages ``torch.UntypedStorage(n, device=...)`` can allocate, so a
+# view's whole storage is copied once and sharing survives.
+_STORAGE_DEVICES = frozenset({"cpu", "cuda"})
 
 
 def _is_plain(tensor: Any) -> bool:
