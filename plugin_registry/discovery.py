@@ -10,6 +10,7 @@ package; nothing propagates to the caller.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 import re
@@ -31,12 +32,16 @@ from plugin_registry.names import (
 from plugin_registry.records import (
     KINDS,
     MAX_NAME_LENGTH,
+    MAX_NAMES_PER_PACKAGE,
+    MAX_PARAMETER_ITEMS_PER_PACKAGE,
+    MAX_RECORD_BYTES_PER_PACKAGE,
     MAX_RECORDS_PER_PACKAGE,
     Collected,
     EntryPointRef,
     Kind,
     PluginInfo,
     Problem,
+    parameter_values,
     validate_record,
 )
 
@@ -226,16 +231,45 @@ def _register(
 def _ask_record_hooks(
     ref: EntryPointRef, manager: pluggy.PluginManager, problem: Any
 ) -> list[PluginInfo]:
-    """The records of each kind's hook this package implements, at most the package limit."""
+    """The records of each kind's hook this package implements, within the package's limits."""
     records: list[PluginInfo] = []
+    budget = _Budget()
     for kind in KINDS:
         hook_name = hookspecs.HOOK_FOR_KIND[kind]
         for impl in getattr(manager.hook, hook_name).get_hookimpls():
             if impl.plugin_name != ref.key:
                 continue
-            room = MAX_RECORDS_PER_PACKAGE - len(records)
-            records.extend(_call_hook(ref, kind, impl.function, problem, room))
+            records.extend(_call_hook(ref, kind, impl.function, problem, budget))
     return records
+
+
+@dataclasses.dataclass
+class _Budget:
+    """What one package may still declare, its records together (see records.py)."""
+
+    records: int = MAX_RECORDS_PER_PACKAGE
+    names: int = MAX_NAMES_PER_PACKAGE
+    values: int = MAX_PARAMETER_ITEMS_PER_PACKAGE
+    size: int = MAX_RECORD_BYTES_PER_PACKAGE
+    spent: bool = False
+
+    def take(self, record: PluginInfo) -> str:
+        """Count ``record`` against the budget; the limit it passes ('' when none)."""
+        self.records -= 1
+        self.names -= len(record.names())
+        self.values -= parameter_values(record)
+        self.size -= len(json.dumps(record.to_dict()))
+        passed = ""
+        if self.records < 0:
+            passed = f"more than {MAX_RECORDS_PER_PACKAGE} records"
+        elif self.names < 0:
+            passed = f"more than {MAX_NAMES_PER_PACKAGE} names (aliases and expansions included)"
+        elif self.values < 0:
+            passed = f"more than {MAX_PARAMETER_ITEMS_PER_PACKAGE} parameter values"
+        elif self.size < 0:
+            passed = f"records of more than {MAX_RECORD_BYTES_PER_PACKAGE // 1024} KiB as JSON"
+        self.spent = bool(passed)
+        return passed
 
 
 def _format(exc: BaseException | None) -> str:
@@ -254,10 +288,12 @@ def new_manager() -> pluggy.PluginManager:
 
 
 def _call_hook(
-    ref: EntryPointRef, kind: Kind, function: Any, problem: Any, room: int
+    ref: EntryPointRef, kind: Kind, function: Any, problem: Any, budget: _Budget
 ) -> list[PluginInfo]:
     where = f"{hookspecs.HOOK_FOR_KIND[kind]}()"
     good: list[PluginInfo] = []
+    if budget.spent:
+        return good
     try:
         returned = function()
         if returned is None:
@@ -270,18 +306,15 @@ def _call_hook(
             )
             return []
         # Bounded: a generator without end must not hang every listing.
-        for count, item in enumerate(returned):
-            if count >= room:
-                problem(
-                    f"{where} returned more than {MAX_RECORDS_PER_PACKAGE} records (the most one "
-                    "package may register); the rest are ignored",
-                    None,
-                    kind=kind,
-                )
+        for item in returned:
+            if budget.records <= 0:
+                _over_budget(where, f"more than {MAX_RECORDS_PER_PACKAGE} records", problem, kind)
+                budget.spent = True
                 break
             try:
                 record = validate_record(item, kind)
             except BaseException as exc:  # noqa: BLE001 - a hostile record
+                budget.records -= 1
                 name = getattr(item, "name", None) if isinstance(item, PluginInfo) else None
                 problem(
                     f"{where} returned an invalid record: "
@@ -291,12 +324,25 @@ def _call_hook(
                     names=(name,) if type(name) is str and len(name) <= MAX_NAME_LENGTH else (),
                 )
                 continue
-            good.append(
-                dataclasses.replace(record, distribution=ref.distribution, version=ref.version)
-            )
+            record = dataclasses.replace(record, distribution=ref.distribution, version=ref.version)
+            passed = budget.take(record)  # as the cache keeps it
+            if passed:
+                _over_budget(where, passed, problem, kind)
+                break
+            good.append(record)
     except BaseException as exc:  # noqa: BLE001 - a third party's hook
         problem(f"{where} raised {describe(exc)}", exc, kind=kind)
     return good
+
+
+def _over_budget(where: str, passed: str, problem: Any, kind: Kind) -> None:
+    problem(
+        f"{where} returned {passed} (the most one package may declare, so that it cannot "
+        "slow every other lookup); this record and the rest are ignored: split the "
+        "package, or declare fewer choices",
+        None,
+        kind=kind,
+    )
 
 
 def _dedupe(ref: EntryPointRef, records: list[PluginInfo], problem: Any) -> list[PluginInfo]:

@@ -38,13 +38,21 @@ _ACCELERATOR_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 #: name; in free text only as an escaped form (see plugin_registry._text).
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-#: Limits on what one package may declare; a package over them is a Problem.
+#: Limits on what one record may declare; a record over them is a Problem.
 MAX_NAME_LENGTH = 100
 MAX_TEXT_LENGTH = 2000
 MAX_NAMES_PER_RECORD = 1024
-MAX_RECORDS_PER_PACKAGE = 1000
 MAX_PARAMETER_DEPTH = 32
 MAX_PARAMETER_ITEMS = 10_000
+#: Limits on what one package may declare in all, its records together. Every
+#: lookup reads every cached record and indexes every name, so these bound what
+#: the largest package within them costs everyone else's lookups (at most a few
+#: times a lookup without it; benchmarks/bench_package_limits.py measures it).
+#: The records past a limit are ignored, and the package has a Problem.
+MAX_RECORDS_PER_PACKAGE = 1000
+MAX_NAMES_PER_PACKAGE = 4096
+MAX_PARAMETER_ITEMS_PER_PACKAGE = 20_000
+MAX_RECORD_BYTES_PER_PACKAGE = 1024 * 1024
 _MAX_INT = 2**63
 
 
@@ -52,8 +60,9 @@ def _freeze(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(value))
 
 
-def _check_json(value: object, where: str) -> None:
-    """A plain JSON value of bounded depth and size, checked without recursion."""
+def _check_json(value: object, where: str) -> int:
+    """A plain JSON value of bounded depth and size, checked without recursion; the
+    number of values in it."""
     stack: list[tuple[object, int]] = [(value, 0)]
     seen = 0
     while stack:
@@ -87,6 +96,12 @@ def _check_json(value: object, where: str) -> None:
             f"{where}: a {kind.__name__} is not a plain value; parameters must be str, int, "
             "float, bool, None, lists or dicts of those"
         )
+    return seen
+
+
+def parameter_values(record: PluginInfo) -> int:
+    """How many values a validated record's ``parameters`` hold, containers included."""
+    return _check_json(record.parameters, "parameters")
 
 
 def _short(value: object) -> str:
