@@ -103,6 +103,37 @@ def test_nested_values_and_key_types_round_trip(
     assert _same(optim.state_dict()["state"], state["optim"]["state"])
 
 
+def test_empty_dicts_come_back(io: DistributedCheckpointIO, tmp_path: Path) -> None:
+    """DCP drops empty dicts: a fresh optimizer's state came back without "state" (its
+    load_state_dict raised KeyError), and {1: {}} made the checkpoint unloadable."""
+    model = torch.nn.Linear(4, 3)
+    fresh = torch.optim.Adam(model.parameters()).state_dict()
+    state = {
+        "optimizer_states": [fresh],
+        "callbacks": {},
+        "deep": {"a": {"b": {}}, 3: {}},
+        "w": torch.ones(2),
+    }
+    io.save_checkpoint(state, tmp_path / "ck")
+    loaded = io.load_checkpoint(tmp_path / "ck")
+    assert _same(loaded, state)
+    torch.optim.Adam(model.parameters()).load_state_dict(loaded["optimizer_states"][0])
+
+
+@pytest.mark.parametrize(
+    "value", [[{}, torch.ones(1)], [torch.ones(1), {}], [{"x": {}}, torch.ones(1)]]
+)
+def test_a_list_element_dcp_would_drop_is_refused(
+    io: DistributedCheckpointIO, tmp_path: Path, value: list[Any]
+) -> None:
+    """DCP drops the element and shifts the list: the save succeeded and the checkpoint
+    loaded a shorter list, or never loaded. Refused, the previous checkpoint kept."""
+    io.save_checkpoint({"a": [torch.zeros(1)]}, tmp_path / "ck")
+    with pytest.raises(CheckpointError, match=r"'a\.[01]'.*holds only empty dicts.*tuple"):
+        io.save_checkpoint({"a": value}, tmp_path / "ck")
+    assert _same(io.load_checkpoint(tmp_path / "ck"), {"a": [torch.zeros(1)]})
+
+
 def test_load_into_a_template_in_place(io: DistributedCheckpointIO, tmp_path: Path) -> None:
     state = _state()
     io.save_checkpoint(state, tmp_path / "ck")
@@ -293,6 +324,28 @@ def test_a_deeply_nested_marker_is_a_damaged_marker_not_a_storage_failure(
     with pytest.raises(UnreadableCheckpointError, match=r"commit marker .* is damaged") as info:
         io.load_checkpoint(path)
     assert "storage failed" not in str(info.value)
+
+
+def test_a_marker_larger_than_its_metadata_can_need_is_refused_unread(
+    io: DistributedCheckpointIO, tmp_path: Path
+) -> None:
+    """A marker names key paths of the metadata's entries; a 60 MB one (under the old
+    64 MB cap) took 30 s and 1.4 GB to load. Now its size is bounded by the metadata's
+    (1 MiB + 4x), checked before a byte of it is parsed."""
+    path = tmp_path / "ck"
+    io.save_checkpoint({"w": torch.zeros(2), "s": {0: torch.ones(1)}}, path)
+    marker = json.loads((path / MARKER).read_text())
+    marker["keys"] = [["s", i] for i in range(300_000)]  # ~3.6 MB
+    (path / MARKER).write_text(json.dumps(marker))
+    with pytest.raises(UnreadableCheckpointError, match=r"larger than a marker of its metadata"):
+        io.load_checkpoint(path)
+    marker["keys"] = [["s", 0]] + [["s", "x", i] for i in range(3)]
+    (path / MARKER).write_text(json.dumps(marker))
+    assert _same(io.load_checkpoint(path), {"w": torch.zeros(2), "s": {0: torch.ones(1)}})
+    marker["empty"] = [[]]
+    (path / MARKER).write_text(json.dumps(marker))
+    with pytest.raises(UnreadableCheckpointError, match=r"'empty' field is not a list of key"):
+        io.load_checkpoint(path)
 
 
 # -- safe loads ------------------------------------------------------------------------------

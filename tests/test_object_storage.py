@@ -155,3 +155,21 @@ def test_removing_a_bucket_is_refused(name: str, bucket: str) -> None:
     assert fs.exists(bucket) and fs.cat(f"{bucket}/other-data.bin") == b"someone's"
     assert torch.equal(io.load_checkpoint(url)["w"], torch.zeros(2))
     io.teardown()
+
+
+@pytest.mark.parametrize("name", IOS)
+def test_a_save_to_a_bucket_is_refused_naming_the_path(name: str, bucket: str) -> None:
+    """The distributed IO spread a checkpoint over the whole bucket (which no removal may
+    then touch), and for 's3://' named the path as ''; the torch IO failed in botocore's
+    words (ParamValidationError)."""
+    fs = fsspec.filesystem("s3")
+    fs.pipe(f"{bucket}/other-data.bin", b"someone's")
+    io = _load(name)
+    for url in (f"s3://{bucket}", f"s3://{bucket}/", "s3://"):
+        with pytest.raises(CheckpointError, match=r"is a bucket.*nothing was saved") as info:
+            io.save_checkpoint({"w": torch.zeros(2)}, url)
+            _finish(io)
+        assert repr(url) in str(info.value)
+    fs.invalidate_cache()
+    assert sorted(fs.ls(bucket, detail=False)) == [f"{bucket}/other-data.bin"]
+    io.teardown()

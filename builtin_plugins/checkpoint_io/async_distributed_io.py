@@ -14,10 +14,15 @@ from builtin_plugins.checkpoint_io.distributed_io import (
     DATA_PREFIX,
     DistributedCheckpointIO,
     discard,
-    non_string_keys,
+    marker_shape,
     single_process_quiet,
 )
-from builtin_plugins.checkpoint_io.torch_io import checked_path, filesystem, is_local
+from builtin_plugins.checkpoint_io.torch_io import (
+    checked_path,
+    filesystem,
+    is_local,
+    refuse_bucket,
+)
 from plugin_registry.kinds.checkpoint_io import CheckpointError, PathLike
 
 
@@ -162,8 +167,9 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         self._unreported()
         if failure is not None:
             raise CheckpointError(failure, path)
-        keys = non_string_keys(checkpoint)
+        shape = marker_shape(checkpoint)
         fs, root = filesystem(path, options)
+        refuse_bucket(fs, root, path, "saved")
         if is_local(fs) and os.path.isfile(root):
             raise CheckpointError(
                 f"cannot save checkpoint to {path!r}: it is a file, and a distributed "
@@ -201,7 +207,7 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
                     failure.__cause__ = error
                     raise failure
                 if coordinator:
-                    message = self._commit(fs, root, name, keys, group)
+                    message = self._commit(fs, root, name, shape, group, path)
                     if message is not None:
                         raise CheckpointError(message, path)
             except BaseException as exc:  # noqa: BLE001 - raised in the caller later

@@ -66,71 +66,148 @@ MARKER = "checkpoint.json"
 FORMAT = "plugin-registry/distributed-checkpoint"
 DATA_PREFIX = "data-"
 _DCP_METADATA = ".metadata"
-# A marker is a few names and key paths; anything larger is not ours.
-_MAX_MARKER_BYTES = 64 * 1024 * 1024
+# A marker is a few names and the key paths of the entries the metadata lists: it
+# is never much larger than that metadata, and reading one costs in proportion.
+_MARKER_FLOOR_BYTES = 1024 * 1024
+_MARKER_PER_METADATA_BYTE = 4
 _JSON_KEYS = (int, float, bool, type(None))
 
 
 # -- the commit marker ---------------------------------------------------------------
 
 
-def non_string_keys(state: Mapping[Any, Any]) -> list[list[Any]]:
-    """The key paths whose last key is not a string, for restoring them after a load.
+def marker_shape(state: Mapping[Any, Any]) -> dict[str, list[list[Any]]]:
+    """What DCP's flattening loses, for the marker to keep and a load to restore.
 
-    DCP joins keys with dots after ``str()``; keys JSON can keep (int, float, bool,
-    None) are restored, any other key type is refused rather than silently changed.
+    ``keys``: the key paths whose last key is not a string. DCP joins keys with dots
+    after ``str()``; keys JSON can keep (int, float, bool, None) are restored, any
+    other key type is refused rather than silently changed.
+    ``empty``: the paths of empty dicts, which DCP drops (a fresh optimizer's
+    ``state``; a Trainer's ``callbacks``). One that is an element of a list, or a
+    list element holding nothing but empty dicts, is refused: DCP would shift or
+    lose the list, and the checkpoint would not load.
     """
-    found: list[list[Any]] = []
+    keys: list[list[Any]] = []
+    empty: list[list[Any]] = []
 
-    def walk(value: Any, path: list[Any]) -> None:
+    def dotted(path: list[Any]) -> str:
+        return ".".join(map(str, path))
+
+    def walk(value: Any, path: list[Any], in_list: bool) -> bool:
+        """Walk ``value``; whether DCP keeps a leaf under it."""
         if isinstance(value, Mapping):
+            kept = False
             for key, item in value.items():
                 if not isinstance(key, str):
                     if not isinstance(key, _JSON_KEYS):
-                        where = ".".join(map(str, [*path, key]))
                         raise CheckpointError(
-                            f"cannot save key {key!r} at {where!r}: a distributed checkpoint "
-                            f"keeps str, int, float, bool and None keys, not "
+                            f"cannot save key {key!r} at {dotted([*path, key])!r}: a distributed "
+                            "checkpoint keeps str, int, float, bool and None keys, not "
                             f"{type(key).__name__}; convert it to a string first"
                         )
-                    found.append([*path, key])
-                walk(item, [*path, key])
-        elif isinstance(value, list):
+                    keys.append([*path, key])
+                kept = walk(item, [*path, key], False) or kept
+            if not kept:
+                if in_list:
+                    raise CheckpointError(
+                        f"cannot save {dotted(path)!r} in a distributed checkpoint: a list "
+                        "element that holds only empty dicts is dropped by DCP, which shifts "
+                        "the list; put a value in it, or save the list as a tuple"
+                    )
+                if not value and path:
+                    empty.append(path)
+            return kept
+        if isinstance(value, list) and not _dcp_leaf(value):
+            kept = False
             for index, item in enumerate(value):
-                walk(item, [*path, index])
+                kept = walk(item, [*path, index], True) or kept
+            return kept
+        return True
 
-    walk(state, [])
-    return found
+    walk(state, [], False)
+    return {"keys": keys, "empty": empty}
 
 
-def restore_keys(state: dict[str, Any], paths: list[list[Any]]) -> None:
-    """Undo DCP's ``str()`` of the keys named by :func:`non_string_keys`, in place."""
+def _dcp_leaf(value: list[Any]) -> bool:
+    """Whether DCP saves a list whole (it holds no dict and no tensor, at any depth of
+    lists) rather than element by element (torch.distributed.checkpoint._traverse)."""
+    import torch
+
+    for item in value:
+        if isinstance(item, (Mapping, torch.Tensor)):
+            return False
+        if isinstance(item, list) and not _dcp_leaf(item):
+            return False
+    return True
+
+
+def restore_shape(state: dict[str, Any], keys: list[list[Any]], empty: list[list[Any]]) -> None:
+    """Undo what :func:`marker_shape` names, in place: the empty dicts come back, then
+    DCP's ``str()`` of the keys is undone. A path that leads to nothing the loaded
+    state holds changes nothing: what loads is what the shards hold."""
+    for path in sorted(empty, key=len):
+        node = _follow(state, path[:-1], make=True)
+        if isinstance(node, dict):
+            node.setdefault(str(path[-1]), {})
     # Deepest first, so that the parents are still reached by their string form.
-    for path in sorted(paths, key=len, reverse=True):
-        node: Any = state
-        for part in path[:-1]:
-            node = node[part if isinstance(node, list) else str(part)]
+    for path in sorted(keys, key=len, reverse=True):
+        node = _follow(state, path[:-1], make=False)
         if isinstance(node, dict) and str(path[-1]) in node:
             node[path[-1]] = node.pop(str(path[-1]))
 
 
-def read_marker(fs: Any, root: str, shown: str) -> dict[str, Any]:
-    """The parsed ``checkpoint.json`` of the checkpoint at ``root``."""
+def _follow(state: dict[str, Any], path: list[Any], make: bool) -> Any:
+    """The container at ``path`` (dict keys in their string form), or None; ``make``
+    adds missing dicts on the way (DCP drops a dict that holds only empty ones)."""
+    node: Any = state
+    for part in path:
+        if isinstance(node, list) and type(part) is int and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict):
+            node = node.setdefault(str(part), {}) if make else node.get(str(part))
+        else:
+            return None
+    return node
+
+
+def marker_limit(fs: Any, root: str, dirs: list[str]) -> int:
+    """The most bytes a commit marker at ``root`` may hold: in proportion to the
+    largest DCP metadata among its data directories (whose entries its keys name)."""
+    largest = 0
+    for name in dirs:
+        with contextlib.suppress(OSError):
+            largest = max(largest, int(fs.size(f"{root}/{name}/{_DCP_METADATA}") or 0))
+    return _MARKER_FLOOR_BYTES + _MARKER_PER_METADATA_BYTE * largest
+
+
+def read_marker(fs: Any, root: str, shown: str, limit: int) -> dict[str, Any]:
+    """The parsed ``checkpoint.json`` of the checkpoint at ``root``, of at most ``limit``
+    bytes (:func:`marker_limit`)."""
     marker = f"{root}/{MARKER}"
     try:
         if is_local(fs):
             require_regular(marker, shown)
-        if fs.size(marker) > _MAX_MARKER_BYTES:
-            raise ValueError("larger than any commit marker")
+        size = fs.size(marker)
+        if size > limit:
+            raise ValueError(
+                f"{size} bytes, larger than a marker of its metadata can be ({limit} bytes)"
+            )
         with fs.open(marker, "rb") as fh:
-            parsed = json.loads(fh.read())
+            parsed = json.loads(fh.read(limit + 1))
         if not isinstance(parsed, dict) or parsed.get("format") != FORMAT:
             raise ValueError(f"its format is not {FORMAT!r}")
         data = parsed["data"]
         if not isinstance(data, str) or not data.startswith(DATA_PREFIX) or "/" in data:
             raise ValueError(f"it names {data!r} as its data directory")
-        if not isinstance(parsed.get("keys", []), list):
-            raise ValueError("its 'keys' field is not a list")
+        for field in ("keys", "empty"):
+            paths = parsed.setdefault(field, [])
+            if not isinstance(paths, list) or not all(
+                isinstance(path, list)
+                and path
+                and all(isinstance(k, (str, *_JSON_KEYS)) for k in path)
+                for path in paths
+            ):
+                raise ValueError(f"its {field!r} field is not a list of key paths")
     except RecursionError:
         raise UnreadableCheckpointError(
             f"cannot load checkpoint {shown!r}: its commit marker {MARKER} is damaged (nested "
@@ -438,8 +515,9 @@ class DistributedCheckpointIO(CheckpointIO):
         self._join_tidying()
         options = dict(storage_options or {})
         group = self._group()
-        keys = non_string_keys(checkpoint)
+        shape = marker_shape(checkpoint)
         fs, root = filesystem(path, options)
+        refuse_bucket(fs, root, path, "saved")
         name = self._from_coordinator(group, f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}")
         data = f"{root}/{name}"
         try:
@@ -458,15 +536,22 @@ class DistributedCheckpointIO(CheckpointIO):
             raise CheckpointError(self._save_failure(path, exc), path) from exc
         error = None
         if self._is_coordinator(group):
-            error = self._commit(fs, root, name, keys, group)
+            error = self._commit(fs, root, name, shape, group, path)
         error = self._from_coordinator(group, error)
         if error is not None:
             raise CheckpointError(error, path)
 
     def _commit(
-        self, fs: Any, root: str, name: str, keys: list[list[Any]], group: Any | None
+        self,
+        fs: Any,
+        root: str,
+        name: str,
+        shape: dict[str, Any],
+        group: Any | None,
+        shown: str,
     ) -> str | None:
-        """Write the marker, then drop every other data directory; the error, or None."""
+        """Write the marker, then drop every other data directory; the error (naming
+        ``shown``, the path as the caller gave it), or None."""
         import torch.distributed as dist
 
         marker = {
@@ -475,8 +560,18 @@ class DistributedCheckpointIO(CheckpointIO):
             "data": name,
             "world_size": 1 if group is None else dist.get_world_size(group),
             "saved": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "keys": keys,
+            **shape,
         }
+        limit, size = marker_limit(fs, root, [name]), len(json.dumps(marker, indent=1))
+        if size > limit:  # a load would refuse it: the save fails instead
+            discard(fs, root, f"{root}/{name}")
+            return (
+                f"cannot save checkpoint to {shown!r}: its {len(shape['keys'])} non-string keys "
+                f"and {len(shape['empty'])} empty dicts need a commit marker of {size} bytes, "
+                f"more than a load accepts beside its metadata ({limit}); save fewer of them "
+                "(or use the 'torch' checkpoint IO); the previous checkpoint there, if any, "
+                "is intact"
+            )
         try:
             if is_local(fs) and self.durable:
                 # The data directory's entries first: the marker never names lost files.
@@ -484,10 +579,10 @@ class DistributedCheckpointIO(CheckpointIO):
             write_marker(fs, root, marker, self.durable)
         except OSError as exc:
             discard(fs, root, f"{root}/{name}")
-            return save_failure(root, exc)
+            return save_failure(shown, exc)
         except Exception as exc:  # noqa: BLE001 - a store's client raises its own types
             discard(fs, root, f"{root}/{name}")
-            return remote_failure("save checkpoint to", root, exc)
+            return remote_failure("save checkpoint to", shown, exc)
         # Committed. Deleting the previous data frees its blocks, which costs as much as
         # a fifth of the save: a thread does it, joined by the next call or teardown().
         self._join_tidying()
@@ -585,9 +680,10 @@ class DistributedCheckpointIO(CheckpointIO):
             )
         dirs = data_directories(fs, root)
         keys: list[list[Any]] = []
+        empty: list[list[Any]] = []
         if fs.exists(f"{root}/{MARKER}"):
-            marker = read_marker(fs, root, shown)
-            name, keys = marker["data"], marker.get("keys", [])
+            marker = read_marker(fs, root, shown, marker_limit(fs, root, dirs))
+            name, keys, empty = marker["data"], marker["keys"], marker["empty"]
             if name not in dirs:
                 raise UnreadableCheckpointError(
                     f"cannot load checkpoint {shown!r}: its marker names {name}/, which is "
@@ -638,7 +734,7 @@ class DistributedCheckpointIO(CheckpointIO):
                 f"({type(exc).__name__}: {exc})",
                 shown,
             ) from exc
-        reader.shown, reader.keys = shown, keys
+        reader.shown, reader.keys, reader.empty = shown, keys, empty
         return reader
 
     @staticmethod
@@ -666,7 +762,7 @@ class DistributedCheckpointIO(CheckpointIO):
                 loaded: dict[str, Any] = {}
                 with single_process_quiet(None):
                     _load_state_dict(loaded, reader, planner=planner, no_dist=True)
-                restore_keys(loaded, reader.keys)
+                restore_shape(loaded, reader.keys, reader.empty)
                 if map_location not in (None, "cpu"):
                     loaded = _to(loaded, map_location)
                 return loaded

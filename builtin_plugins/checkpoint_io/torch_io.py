@@ -133,13 +133,14 @@ def is_local(fs: Any) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def refuse_bucket(fs: Any, fspath: str, shown: str) -> None:
-    """A bucket, the top of an object store, is never removed as a checkpoint: it
-    would take every object in it, and no IO saves a checkpoint as a whole bucket."""
+def refuse_bucket(fs: Any, fspath: str, shown: str, done: str = "removed") -> None:
+    """A bucket, the top of an object store, is never a checkpoint: removing one would
+    take every object in it, and a save there would spread a checkpoint over it (or
+    fail in the store's own words). ``done``: what did not happen ("removed", "saved")."""
     if not is_local(fs) and "/" not in fspath.strip("/"):
         raise CheckpointError(
             f"{shown!r} is a bucket (the top of the store), not a checkpoint: nothing was "
-            "removed; name the checkpoint inside it (s3://bucket/run/step-10)",
+            f"{done}; name the checkpoint inside it (s3://bucket/run/step-10)",
             shown,
         )
 
@@ -267,6 +268,7 @@ class TorchCheckpointIO(CheckpointIO):
 
         path = checked_path(path)
         fs, fspath = filesystem(path, storage_options)
+        refuse_bucket(fs, fspath, path, "saved")
         try:
             if is_local(fs):
                 atomic_write(fspath, lambda fh: self._save(checkpoint, fh), durable=self.durable)
