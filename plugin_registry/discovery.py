@@ -23,7 +23,7 @@ from typing import Any
 import importlib_metadata
 import pluggy
 
-from plugin_registry import _capture, _distributions, _files, hookspecs
+from plugin_registry import _capture, _distributions, _files, _inflight, hookspecs
 from plugin_registry._text import describe, printable
 from plugin_registry.errors import InvalidRecordError
 from plugin_registry.names import (
@@ -91,13 +91,19 @@ def _refs_of(
     ]
 
 
-def collect(ref: EntryPointRef, manager: pluggy.PluginManager | None = None) -> Collected:
+def collect(
+    ref: EntryPointRef,
+    manager: pluggy.PluginManager | None = None,
+    marker_dir: pathlib.Path | None = None,
+) -> Collected:
     """Import one registration module and gather its records, never raising.
 
     The module stays registered in ``manager`` (for later hooks) when it loaded.
     Whatever it raises -- any exception, ``SystemExit``, a ``KeyboardInterrupt``
     it raised itself -- becomes a Problem; only a real Ctrl-C from the user goes
-    through. What it prints is captured into the result, not shown.
+    through. What it prints is captured into the result, not shown. While it runs,
+    a marker in ``marker_dir`` names it, for the next run to report should it end
+    the process (:mod:`plugin_registry._inflight`).
     """
     slow = (
         f"plugin-registry: still importing {ref.value.strip()!r}, the registration module of "
@@ -106,7 +112,14 @@ def collect(ref: EntryPointRef, manager: pluggy.PluginManager | None = None) -> 
         "turn autoload off with PLUGIN_REGISTRY_DISABLE_AUTOLOAD=1)\n"
     )
     pid = os.getpid()
+    marked = {
+        "distribution": ref.distribution,
+        "version": ref.version,
+        "entry_point": ref.name,
+        "value": ref.value,
+    }
     with (
+        _inflight.marking(marker_dir, marked),
         _capture.captured() as output,
         _capture.Interrupts() as interrupts,
         _capture.slow_warning(slow),
@@ -129,6 +142,26 @@ def collect(ref: EntryPointRef, manager: pluggy.PluginManager | None = None) -> 
         collected.problems.append(Problem(ref.distribution, ref.name, reason))
         _capture.write_stderr(f"plugin-registry: {reason}\n")
     return collected
+
+
+def ended_last_run(marker_dir: pathlib.Path | None) -> list[Problem]:
+    """The packages whose registration import ended an earlier process (os._exit, a
+    crash, a kill), each named on stderr now, before any plugin code runs again."""
+    problems = []
+    for left in _inflight.left_behind(marker_dir):
+        dist, value = printable(left["distribution"]), printable(left["value"])
+        reason = (
+            f"an earlier listing (process {left['pid']}) ended while importing {value!r}, the "
+            f"registration module of {dist} {printable(left['version'])}: it called os._exit, "
+            "crashed or was killed there. If this run ends too, skip the package with "
+            f"PLUGIN_REGISTRY_BLOCK='{dist}:*' (or turn autoload off with "
+            "PLUGIN_REGISTRY_DISABLE_AUTOLOAD=1), and fix or uninstall it"
+        )
+        _capture.write_stderr(f"plugin-registry: {reason}\n")
+        problems.append(
+            Problem(left["distribution"], left["entry_point"], reason, severity="warning")
+        )
+    return problems
 
 
 def _collect(

@@ -151,13 +151,13 @@ class Registry:
         stats.cache_file = str(store.path) if store else None
         cached = cache_mod.Cached.parse(store.read()) if store else None
         refs, paths = self._entry_points(cached, stats)
-        results, skipped, manager = self._results(refs, cached, stats)
+        results, skipped, manager, ended = self._results(refs, cached, stats)
         if store and (stats.scanned or stats.collected):
             store.write(cache_mod.Cached.dump(paths, refs, results))
             stats.cache_written = True
         stats.seconds = time.perf_counter() - started
         self.stats = stats
-        return _Snapshot.build(refs, results, skipped, manager)
+        return _Snapshot.build(refs, results, skipped, manager, ended)
 
     def _entry_points(
         self, cached: cache_mod.Cached | None, stats: DiscoveryStats
@@ -174,13 +174,16 @@ class Registry:
 
     def _results(
         self, refs: list[EntryPointRef], cached: cache_mod.Cached | None, stats: DiscoveryStats
-    ) -> tuple[dict[str, Collected], dict[str, str], Any]:
-        """Each package's records: reused from the cache where valid, else collected."""
+    ) -> tuple[dict[str, Collected], dict[str, str], Any, list[Problem]]:
+        """Each package's records: reused from the cache where valid, else collected;
+        and the packages whose import ended an earlier run, checked before the first
+        import (and only then: a warm start imports no plugin code)."""
         from plugin_registry.requirements import with_availability
 
         manager: Any = None
         results: dict[str, Collected] = {}
         skipped: dict[str, str] = {}
+        ended: list[Problem] | None = None
         for ref in refs:
             why = self.control.loads_distribution(ref.distribution)
             if why:
@@ -192,14 +195,16 @@ class Registry:
                 results[ref.key] = reused
                 stats.reused += 1
             elif not why:
-                from plugin_registry.discovery import collect, new_manager
+                from plugin_registry.discovery import collect, ended_last_run, new_manager
 
+                if ended is None:
+                    ended = ended_last_run(self.cache_dir)
                 manager = manager or new_manager()
-                collected = collect(ref, manager)
+                collected = collect(ref, manager, self.cache_dir)
                 collected.records = with_availability(collected.records)
                 results[ref.key] = collected
                 stats.collected += 1
-        return results, skipped, manager
+        return results, skipped, manager, ended or []
 
     def _warn_problems(self) -> None:
         for problem in self.problems():
@@ -741,7 +746,7 @@ class Registry:
             registered = {manager.get_name(p) for p in manager.get_plugins()}
             for ref in state.refs if refs is None else refs:
                 if ref.key not in state.skipped and ref.key not in registered:
-                    collect(ref, manager)
+                    collect(ref, manager, self.cache_dir)
             return manager
 
     def output(self) -> dict[str, str]:
@@ -760,6 +765,7 @@ class _Snapshot:
         results: dict[str, Collected],
         skipped: dict[str, str],
         manager: Any,
+        ended: list[Problem],
     ) -> _Snapshot:
         loaded = [results[ref.key] for ref in refs if ref.key not in skipped]
         return cls(
@@ -769,7 +775,7 @@ class _Snapshot:
                 ref.key: tuple(results[ref.key].hooks) for ref in refs if ref.key not in skipped
             },
             records=tuple(r for c in loaded for r in c.records),
-            problems=tuple(p for c in loaded for p in c.problems),
+            problems=(*ended, *(p for c in loaded for p in c.problems)),
             output={
                 ref.key: results[ref.key].output
                 for ref in refs

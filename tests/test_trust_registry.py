@@ -824,6 +824,53 @@ def test_a_registration_module_that_forks_does_not_print_the_listing_twice(
     assert "forking-env" in {p["name"] for p in data["plugins"]}
 
 
+def test_a_registration_module_that_ends_the_process_is_named_by_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """os._exit in a registration module ended `list` with its status and no word of
+    which package did it, run after run. The next run names it on stderr before
+    importing plugin code again, and lists it among the problems."""
+    site = SiteDir(tmp_path / "site")
+    flag = tmp_path / "exit-once"
+    flag.write_text("")
+    install_env_package(
+        site,
+        "exiting-plugins",
+        "exiting-env",
+        preamble=f"""
+            import os
+            if os.path.exists({str(flag)!r}):
+                os.remove({str(flag)!r})
+                os._exit(3)
+        """,
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PLUGIN_REGISTRY_")},
+        "PYTHONPATH": f"{site.path}{os.pathsep}{REPO}",
+        "PLUGIN_REGISTRY_CACHE_DIR": str(tmp_path / "cache"),
+    }
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "plugin_registry.cli", "list", "--json"],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+
+    first = run()
+    assert (first.returncode, first.stdout) == (3, "")
+    second = run()
+    assert second.returncode == 0, second.stderr
+    assert "ended while importing" in second.stderr
+    assert "PLUGIN_REGISTRY_BLOCK='exiting-plugins:*'" in second.stderr
+    data = json.loads(second.stdout)
+    reasons = [p["reason"] for p in data["problems"] if p["distribution"] == "exiting-plugins"]
+    assert any("os._exit" in r for r in reasons), reasons
+    assert "exiting-env" in {p["name"] for p in data["plugins"]}
+    third = run()  # reported once: the marker is gone, and the import returned this time
+    assert "ended while importing" not in third.stderr
+    assert not list((tmp_path / "cache").glob(".importing.*"))
+
+
 def test_an_environment_whose_detect_blocks_is_named_on_stderr(tmp_path: Path) -> None:
     """resolve / detect_environment hung with nothing on stderr (fds still captured)."""
     site = SiteDir(tmp_path / "site")
