@@ -2,12 +2,14 @@
 
 ``python tests/ranks_worker.py RANK OUT [BITSANDBYTES_VERSION]``: with a version,
 this rank sees that version of bitsandbytes (its metadata first on sys.path),
-as a node with another install would.
+as a node with another install would. ``WORLD`` (default 2) is the number of
+ranks; the rank named by ``DIE_RANK`` ends (status 7) before it resolves.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -32,14 +34,18 @@ def main() -> None:
     from plugin_registry.resolver import LockMismatchError, resolve_on_all_ranks
     from plugin_registry.resolver.preferences import Preferences
 
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    dist.init_process_group("gloo", rank=rank, world_size=int(os.environ.get("WORLD", "2")))
+    if os.environ.get("DIE_RANK") == str(rank):
+        os._exit(7)
+    plugins = ["bitsandbytes-nf4"] if os.environ.get("DIE_RANK") is None else ["torch"]
     try:
-        res = resolve_on_all_ranks(plugins=["bitsandbytes-nf4"], preferences=Preferences())
+        res = resolve_on_all_ranks(plugins=plugins, preferences=Preferences())
         result = {"names": res.names()}
     except LockMismatchError as exc:
         result = {"error": str(exc)}
     finally:
-        dist.destroy_process_group()
+        if os.environ.get("DIE_RANK") is None:  # with a rank gone, teardown would wait
+            dist.destroy_process_group()
     (out / f"rank{rank}.json").write_text(json.dumps(result))
 
 

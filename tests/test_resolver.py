@@ -23,7 +23,7 @@ from plugin_registry.resolver.lock import Lock, LockFileError, LockMismatchError
 from plugin_registry.resolver.preferences import Preferences, PreferencesError
 from plugin_registry.resolver.settings import InvalidSettingError
 from tests.resolver_cases import CASES, CPU, Case, H100x2, machine
-from tests.support import free_port
+from tests.support import REPO, free_port
 
 # Each case sets exactly the launcher variables it is about.
 pytestmark = pytest.mark.usefixtures("no_launcher_env")
@@ -422,6 +422,28 @@ def _two_ranks(tmp_path: Path, rank1_bitsandbytes: str | None) -> list[dict[str,
     for proc in procs:
         assert proc.wait(timeout=120) == 0
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_a_rank_that_is_gone_is_named_by_the_others(tmp_path: Path) -> None:
+    """The ranks left reported gloo's "Connection closed by peer", naming no rank."""
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "WORLD": "3",
+        "DIE_RANK": "2",
+    }
+    worker = str(Path(__file__).with_name("ranks_worker.py"))
+    procs = [
+        subprocess.Popen([sys.executable, worker, str(rank), str(tmp_path)], env=env, cwd=REPO)
+        for rank in range(3)
+    ]
+    assert [proc.wait(timeout=180) for proc in procs] == [0, 0, 7]
+    for rank in (0, 1):
+        error = json.loads((tmp_path / f"rank{rank}.json").read_text())["error"]
+        assert "could not compare their plugins" in error, error
+        assert f"failed on rank {rank} on {socket.gethostname()}" in error
+        assert "rank 2 never reached resolve_on_all_ranks" in error, error
 
 
 @pytest.mark.needs("bitsandbytes")

@@ -10,8 +10,11 @@ itself is data only.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from plugin_registry.errors import LockMismatchError, PluginRegistryError
@@ -43,8 +46,7 @@ def resolve_on_all_ranks(group: Any = None, **settings: Any) -> Resolution:
         payload["lock"] = resolution.lock().to_dict()
     except PluginRegistryError as exc:
         payload["error"] = f"{type(exc).__name__}: {exc}"
-    gathered: list[Any] = [None] * dist.get_world_size(group)
-    dist.all_gather_object(gathered, payload, group=group)
+    gathered = _gather(dist, payload, group)
     problems = _disagreements(gathered)
     if problems:
         raise LockMismatchError(
@@ -52,6 +54,71 @@ def resolve_on_all_ranks(group: Any = None, **settings: Any) -> Resolution:
         )
     assert resolution is not None
     return resolution
+
+
+_calls = itertools.count()
+#: How long a failed exchange waits for the other ranks' keys before naming the missing.
+ARRIVAL_SECONDS = 10.0
+
+
+def _gather(dist: Any, payload: dict[str, Any], group: Any) -> list[Any]:
+    """Every rank's payload; a rank that is gone is named, not left to gloo's words.
+
+    Each rank first leaves its host in the job's store under this call's number (every
+    rank calls in the same order): when the exchange fails, the ranks that never
+    reached it are the ones whose key is missing.
+    """
+    call = next(_calls)
+    ranks = dist.get_process_group_ranks(group) if group is not None else None
+    ranks = ranks or list(range(dist.get_world_size()))
+    store = _store(dist)
+    key = f"plugin_registry/resolve_on_all_ranks/{call}/"
+    if store is not None:
+        with contextlib.suppress(Exception):
+            store.set(key + str(dist.get_rank()), payload["host"])
+    gathered: list[Any] = [None] * len(ranks)
+    try:
+        dist.all_gather_object(gathered, payload, group=group)
+    except (RuntimeError, ValueError) as exc:
+        raise LockMismatchError(_gone(store, key, ranks, dist.get_rank(), exc)) from exc
+    return gathered
+
+
+def _store(dist: Any) -> Any:
+    """The default group's key-value store (private in torch; None where it is not)."""
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except Exception:  # noqa: BLE001 - no store to ask: the message says less
+        return None
+
+
+def _gone(store: Any, key: str, ranks: list[int], me: int, exc: BaseException) -> str:
+    """Which ranks did not reach the exchange, in words, with the backend's own."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    head = (
+        f"the ranks of this job could not compare their plugins: the exchange failed on rank "
+        f"{me} on {socket.gethostname()} ({text[:300]})"
+    )
+    if store is None:
+        return head + "; a rank stopped, or lost its connection"
+    # A rank still on its way (slower, not gone) is given a few seconds to arrive.
+    deadline = time.monotonic() + ARRIVAL_SECONDS
+    try:
+        missing = list(ranks)
+        while missing:
+            missing = [r for r in missing if not store.check([key + str(r)])]
+            if not missing or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    except Exception:  # noqa: BLE001 - the store itself is gone with the rank that held it
+        return head + "; the job's store is unreachable: rank 0, which holds it, has stopped"
+    if not missing:
+        return head + "; every rank reached it, so one stopped or lost its connection during it"
+    return (
+        head + f"; {_ranks(missing)} never reached resolve_on_all_ranks: "
+        f"{'it' if len(missing) == 1 else 'they'} stopped before it (see that rank's own "
+        "output) or called something else"
+    )
 
 
 def _disagreements(gathered: list[dict[str, Any]]) -> list[str]:
