@@ -58,43 +58,25 @@ def test_a_parameter_called_name_can_be_overridden() -> None:
 
 
 @pytest.mark.parametrize(
-    ("old", "new"),
+    "old",
     [
-        ("plugin_registry.hardware", "plugin_registry.resolver.hardware"),
-        ("plugin_registry.settings", "plugin_registry.resolver.settings"),
-        ("plugin_registry.preferences", "plugin_registry.resolver.preferences"),
-        ("plugin_registry.resolution", "plugin_registry.resolver.resolution"),
-        ("plugin_registry.detection", "plugin_registry.resolver.detection"),
-        ("plugin_registry.reference_loop", "plugin_registry.testing.reference_loop"),
+        "plugin_registry.detection",
+        "plugin_registry.doctor",
+        "plugin_registry.hardware",
+        "plugin_registry.lightning_bridge",
+        "plugin_registry.lock",
+        "plugin_registry.preferences",
+        "plugin_registry.reference_loop",
+        "plugin_registry.resolution",
+        "plugin_registry.settings",
     ],
 )
-def test_old_module_names_work_for_one_release_with_a_warning(old: str, new: str) -> None:
-    import subprocess
-    import sys
+def test_module_names_from_before_the_first_release_are_gone(old: str) -> None:
+    """0.1.0 is the first release: what moved before it has no alias (CHANGELOG.md)."""
+    import importlib
 
-    code = (
-        "import importlib, warnings\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        "    warnings.simplefilter('always')\n"
-        f"    old = importlib.import_module({old!r})\n"
-        f"new = importlib.import_module({new!r})\n"
-        "assert old is new, (old, new)\n"
-        "assert any(issubclass(w.category, DeprecationWarning) and 'moved to' in str(w.message)"
-        " for w in caught), [str(w.message) for w in caught]\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_old_lock_module_still_offers_its_names() -> None:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from plugin_registry.lock import Lock, resolve_on_all_ranks
-    from plugin_registry.resolver import Lock as NewLock
-    from plugin_registry.resolver import resolve_on_all_ranks as new_ranks
-
-    assert Lock is NewLock and resolve_on_all_ranks is new_ranks
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
 
 
 @pytest.mark.parametrize("module", ["plugin_registry", "plugin_registry.cli"])

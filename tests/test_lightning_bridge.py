@@ -238,5 +238,4 @@ def test_adapters_are_named_for_what_they_are() -> None:
     assert repr(env).startswith("RegistryEnvironment(SLURMEnvironment(")
     io = bridge.to_lightning(pr.load("torch"))
     assert repr(io) == "RegistryCheckpointIO(TorchCheckpointIO(weights_only=True))"
-    with pytest.warns(DeprecationWarning, match="LightningEnvironment is now RegistryEnvironment"):
-        assert bridge.LightningEnvironment is bridge.RegistryEnvironment
+    assert not hasattr(bridge, "LightningEnvironment")  # no pre-release alias

@@ -139,15 +139,15 @@ def test_the_trainer_steps_a_fused_optimizer_under_16_mixed_and_refuses_to_clip_
 
 
 def test_lightnings_own_trainer_takes_the_same_adapters_as_fabric() -> None:
-    """One registry_plugins() call serves both; ``trainer=True`` is no longer needed."""
+    """One registry_plugins() call serves both."""
     plugins = registry_plugins(["bf16-mixed"])
     trainer = L.Trainer(max_steps=2, plugins=plugins, **_quiet())
     trainer.fit(Regressor(), _loader())
     assert trainer.global_step == 2
     fabric = L.Fabric(accelerator="cpu", devices=1, plugins=registry_plugins(["bf16-mixed"]))
     assert type(fabric.strategy.precision) is type(trainer.strategy.precision_plugin)
-    with pytest.warns(DeprecationWarning, match="trainer= is no longer needed"):
-        registry_plugins(["bf16-mixed"], trainer=True)
+    with pytest.raises(TypeError, match="trainer"):
+        registry_plugins(["bf16-mixed"], trainer=True)  # type: ignore[call-arg]
 
 
 def test_precision_auto_is_the_resolvers_choice_and_explains_itself() -> None:

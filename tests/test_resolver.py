@@ -274,10 +274,7 @@ def test_resolution_and_lock_settings_are_one_shape(tmp_path: Path) -> None:
     res.lock().write(path)
     assert Lock.read(path).settings == res.settings
     assert json.loads(path.read_text())["settings"] == res.settings.to_dict()
-    with pytest.warns(DeprecationWarning, match="read settings.strategy"):
-        assert res.settings["strategy"] == "ddp"  # the 0.1 dict spelling, one more release
-    with pytest.raises(KeyError):
-        res.settings["plugins"]
+    assert res.settings.strategy == "ddp"
     data = json.loads(path.read_text())
     data["settings"]["precison"] = "bf16-mixed"
     path.write_text(json.dumps(data))

@@ -684,8 +684,9 @@ def test_lookup_errors_carry_structured_fields() -> None:
 def test_every_error_and_warning_is_declared_in_errors() -> None:
     import inspect
 
-    from plugin_registry import errors, hardware, lock, preferences, resolver, scaffold, settings
+    from plugin_registry import errors, resolver, scaffold
     from plugin_registry.kinds import checkpoint_io, cluster_environment
+    from plugin_registry.resolver import hardware, lock, preferences, settings
 
     for module in (
         hardware,

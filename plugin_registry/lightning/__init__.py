@@ -21,8 +21,6 @@ Needs the ``[lightning]`` extra.
 
 from __future__ import annotations
 
-from typing import Any
-
 try:
     import lightning  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised without the extra
@@ -55,27 +53,3 @@ __all__ = [
     "resolution_plugins",
     "to_lightning",
 ]
-
-_RENAMED = {
-    "LightningCheckpointIO": "RegistryCheckpointIO",
-    "LightningEnvironment": "RegistryEnvironment",
-    # One adapter serves Fabric and the Trainer since 0.3.
-    "FabricPrecision": "RegistryPrecision",
-    "TrainerPrecision": "RegistryPrecision",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # The adapters were named like Lightning's own default environment until 0.2.
-    if name in _RENAMED:
-        import warnings
-
-        new = _RENAMED[name]
-        warnings.warn(
-            f"plugin_registry.lightning.{name} is now {new} (the old name goes in the next "
-            "release)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +118,6 @@ def to_lightning(
     strategy: Any = None,
     record: PluginInfo | None = None,
     registry: Registry | None = None,
-    trainer: bool | None = None,
 ) -> Any:
     """The Lightning adapter of one registry plugin; Lightning's own plugins pass through.
 
@@ -127,7 +125,6 @@ def to_lightning(
     adapter Lightning's FSDP, DeepSpeed and XLA strategies insist on; left out, the
     plugin's own record decides.
     """
-    _warn_trainer_flag(trainer)
     if is_lightnings(plugin):
         return plugin
     if isinstance(plugin, Precision):
@@ -150,7 +147,6 @@ def registry_plugins(
     *,
     strategy: Any = None,
     registry: Registry | None = None,
-    trainer: bool | None = None,
 ) -> list[Any]:
     """``plugins=[...]`` for ``Fabric`` and the ``Trainer`` alike.
 
@@ -160,7 +156,6 @@ def registry_plugins(
     """
     from plugin_registry._default import default_registry
 
-    _warn_trainer_flag(trainer)
     reg = registry or default_registry()
     adapted = []
     for item in as_list(plugins):
@@ -176,10 +171,8 @@ def resolution_plugins(
     *,
     strategy: Any = None,
     registry: Registry | None = None,
-    trainer: bool | None = None,
 ) -> list[Any]:
     """The resolver's three choices, ready for ``Fabric(plugins=...)`` or the Trainer."""
-    _warn_trainer_flag(trainer)
     if strategy is None:
         strategy = resolution.settings.strategy
     return [
@@ -188,13 +181,3 @@ def resolution_plugins(
         )
         for choice in resolution.choices
     ]
-
-
-def _warn_trainer_flag(trainer: bool | None) -> None:
-    if trainer is not None:
-        warnings.warn(
-            "trainer= is no longer needed: the same adapters serve Fabric and the Trainer "
-            "(the argument goes in the next release)",
-            DeprecationWarning,
-            stacklevel=3,
-        )

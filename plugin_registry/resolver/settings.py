@@ -9,7 +9,6 @@ by the resolver against a :class:`~plugin_registry.resolver.hardware.Hardware` r
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -111,19 +110,6 @@ class Settings:
         """The :attr:`FIELDS` set to something other than their default."""
         default = Settings()
         return {k: v for k, v in self.to_dict().items() if v != default.to_dict()[k]}
-
-    def __getitem__(self, key: str) -> Any:
-        # Resolution.settings was a dict until 0.2; keep res.settings["strategy"]
-        # working for one more release.
-        if key not in self.FIELDS:
-            raise KeyError(key)
-        warnings.warn(
-            f"settings[{key!r}] is deprecated: Resolution.settings is a Settings record, "
-            f"read settings.{key}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.to_dict()[key]
 
 
 def parse_settings(
