@@ -159,6 +159,20 @@ def untrusted_reason(info: os.stat_result) -> str:
     return ""
 
 
+def directory_problem(path: str | os.PathLike[str]) -> str:
+    """'' when ``path`` is a directory of this user's that only this user may write,
+    else why not; FileNotFoundError when it does not exist."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return f"it cannot be examined ({exc.strerror})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    return untrusted_reason(info)
+
+
 def _temporary_re(base: str) -> re.Pattern[str]:
     return re.compile(rf"^\.{re.escape(base)}\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.\w+\.tmp$")
 

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,13 +28,11 @@ _FIELDS = ("distribution", "version", "entry_point", "value")
 
 def _usable(directory: Path) -> bool:
     """The directory exists (made if not) and only this user may write it."""
-    with contextlib.suppress(OSError):
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        info = os.stat(directory)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return not _files.directory_problem(directory)
     except OSError:
         return False
-    return stat.S_ISDIR(info.st_mode) and not _files.untrusted_reason(info)
 
 
 @contextlib.contextmanager

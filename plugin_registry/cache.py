@@ -39,7 +39,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import stat
 import sys
 import warnings
 from collections.abc import Mapping
@@ -180,16 +179,12 @@ class RecordCache:
         self.path = directory / f"{digest}.json"
 
     def _directory_problem(self) -> str:
-        """'' when the directory is a directory of this user's that only this user may write."""
+        """'' when the directory is a directory of this user's that only this user may write
+        (or is not there yet: the first write makes it)."""
         try:
-            info = os.stat(self.directory)
+            return _files.directory_problem(self.directory)
         except FileNotFoundError:
             return ""
-        except OSError as exc:
-            return f"it cannot be examined ({exc.strerror})"
-        if not stat.S_ISDIR(info.st_mode):
-            return "it is not a directory"
-        return _files.untrusted_reason(info)
 
     def _refuse(self, why: str) -> None:
         _warn_once(

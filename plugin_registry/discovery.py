@@ -287,15 +287,14 @@ class _Budget:
     spent: bool = False
 
     def take(self, record: PluginInfo) -> str:
-        """Count ``record`` against the budget; the limit it passes ('' when none)."""
+        """Count ``record`` against the budget; the limit it passes ('' when none). The
+        record count is checked before a record is even validated (an endless generator)."""
         self.records -= 1
         self.names -= len(record.names())
         self.values -= parameter_values(record)
         self.size -= len(json.dumps(record.to_dict()))
         passed = ""
-        if self.records < 0:
-            passed = f"more than {MAX_RECORDS_PER_PACKAGE} records"
-        elif self.names < 0:
+        if self.names < 0:
             passed = f"more than {MAX_NAMES_PER_PACKAGE} names (aliases and expansions included)"
         elif self.values < 0:
             passed = f"more than {MAX_PARAMETER_ITEMS_PER_PACKAGE} parameter values"
