@@ -213,8 +213,9 @@ class Registry:
                 continue
             _warned.add(key)
             warnings.warn(
-                f"plugin package {problem.distribution or IN_PROCESS} "
-                f"(entry point {problem.entry_point!r}): {printable(problem.reason)}",
+                f"plugin package {printable(problem.distribution or IN_PROCESS)} "
+                f"(entry point {printable(repr(problem.entry_point))}): "
+                f"{printable(problem.reason)}",
                 PluginWarning,
                 stacklevel=4,
             )

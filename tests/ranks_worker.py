@@ -34,9 +34,16 @@ def main() -> None:
     from plugin_registry.resolver import LockMismatchError, resolve_on_all_ranks
     from plugin_registry.resolver.preferences import Preferences
 
-    dist.init_process_group("gloo", rank=rank, world_size=int(os.environ.get("WORLD", "2")))
-    if os.environ.get("DIE_RANK") == str(rank):
-        os._exit(7)
+    world = int(os.environ.get("WORLD", "2"))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    die = os.environ.get("DIE_RANK")
+    if die is not None:
+        # The survivors start the call together: on a loaded machine one of them must not
+        # still be on its way when the other names the ranks that never arrived.
+        survivors = dist.new_group([r for r in range(world) if str(r) != die])
+        if str(rank) == die:
+            os._exit(7)
+        dist.barrier(group=survivors)
     plugins = ["bitsandbytes-nf4"] if os.environ.get("DIE_RANK") is None else ["torch"]
     try:
         res = resolve_on_all_ranks(plugins=plugins, preferences=Preferences())

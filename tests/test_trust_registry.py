@@ -872,6 +872,39 @@ def test_a_registration_module_that_ends_the_process_is_named_by_the_next_run(
     assert not list((tmp_path / "cache").glob(".importing.*"))
 
 
+def test_planted_import_markers_are_read_safely(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Files named like import markers in the cache directory: garbage, a FIFO, a link,
+    one of a live process, one with escape sequences. None hangs, breaks or injects."""
+    from plugin_registry import _files
+
+    cache = Path(os.environ["PLUGIN_REGISTRY_CACHE_DIR"])
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dead = 4_194_305  # above any pid_max: no such process
+
+    def marker(pid: int, tid: int) -> Path:
+        return cache / f".importing.{_files._HOST}.{pid}.{tid}.json"
+
+    marker(dead, 1).write_bytes(b"\x00{not json")
+    os.mkfifo(marker(dead, 2))
+    (tmp_path / "secret").write_text('{"distribution": "x"}')
+    marker(dead, 3).symlink_to(tmp_path / "secret")
+    fields = {"entry_point": "plugins", "value": "evil.reg", "version": "1"}
+    marker(os.getpid(), 4).write_text(json.dumps({**fields, "distribution": "alive-dist"}))
+    marker(dead, 5).write_text(json.dumps({**fields, "distribution": "evil\x1b[31mred"}))
+    registry = Registry(cache=False)
+    with pytest.warns(pr.PluginWarning, match="ended while importing") as caught:
+        reasons = [p.reason for p in registry.problems() if "ended while importing" in p.reason]
+    assert all("\x1b" not in str(w.message) for w in caught)  # the package name too
+    err = capfd.readouterr().err
+    assert len(reasons) == 1 and "\\x1b" in reasons[0] and "\x1b" not in err, (reasons, err)
+    assert "alive-dist" not in err  # a live process's marker is another listing's, now
+    left = sorted(p.name for p in cache.glob(".importing.*"))
+    assert left == [marker(os.getpid(), 4).name]  # the dead ones removed, even unreadable
+    assert (tmp_path / "secret").exists()  # a link is removed itself, not its target
+
+
 def test_an_environment_whose_detect_blocks_is_named_on_stderr(tmp_path: Path) -> None:
     """resolve / detect_environment hung with nothing on stderr (fds still captured)."""
     site = SiteDir(tmp_path / "site")
