@@ -229,7 +229,7 @@ def _target_mode(path: str, mode: int | None) -> int:
 
 def atomic_write(
     path: str | os.PathLike[str],
-    write: Callable[[BinaryIO], None],
+    write: Callable[[BinaryIO], object],
     *,
     durable: bool = True,
     mode: int | None = None,

@@ -2,14 +2,16 @@
 
 Run as a script (it forks, so it keeps torch single-threaded and away from pytest):
 
-    python tests/kill_during_save.py DIR ROUNDS SEED [--plain] [--io NAME]
+    python tests/kill_during_save.py DIR ROUNDS SEED [--plain] [--io NAME] [--set KEY=VALUE]
 
 Each round forks a child that saves two alternating states to DIR/ckpt.pt in a
 loop (each state a few MB, so a save takes milliseconds and a kill often lands
 inside one); the parent kills it after a random delay and loads what is there.
 ``--plain`` saves with bare ``torch.save`` instead of the plugin, to show the
 harness does catch torn writes; ``--io safetensors`` tests that plugin (tensor-only
-states). Prints one JSON line of counts.
+states); ``--set level=1`` passes an override to the plugin; random states (that a
+compressing IO cannot shrink) are used for any IO but the built-ins. Prints one JSON
+line of counts.
 """
 
 from __future__ import annotations
@@ -32,17 +34,22 @@ def main() -> None:
     torch.set_num_threads(1)  # no thread pool to inherit across fork()
     import plugin_registry
 
-    io = plugin_registry.load(name, kind="checkpoint_io")
+    overrides = dict(
+        arg.split("=", 1) for i, arg in enumerate(sys.argv) if i and sys.argv[i - 1] == "--set"
+    )
+    io = plugin_registry.load(name, kind="checkpoint_io", **overrides)
+    fill = (
+        (lambda i: torch.full((1_000_000,), float(i)))
+        if name in ("torch", "safetensors")
+        else (lambda i: torch.rand(1_000_000, generator=torch.Generator().manual_seed(i)))
+    )
     path = os.path.join(directory, "ckpt.pt")
     if name == "safetensors":
         states: list[dict[str, object]] = [
-            {"weights": torch.full((1_000_000,), float(i)), "step": torch.tensor(i)} for i in (1, 2)
+            {"weights": fill(i), "step": torch.tensor(i)} for i in (1, 2)
         ]
     else:
-        states = [
-            {"weights": torch.full((1_000_000,), float(i)), "step": i, "tag": f"state-{i}"}
-            for i in (1, 2)
-        ]
+        states = [{"weights": fill(i), "step": i, "tag": f"state-{i}"} for i in (1, 2)]
     io.save_checkpoint(states[0], path)
     rng = random.Random(seed)
     # Median save time, so kill delays spread over a few saves.
@@ -89,6 +96,8 @@ def main() -> None:
     if not plain:
         io.save_checkpoint(states[1], path)
     counts["temporaries_after_next_save"] = len(glob.glob(os.path.join(directory, ".ckpt.pt.*")))
+    # Whatever the IO names its temporaries, nothing but the checkpoint may be left.
+    counts["other_files_after_next_save"] = len(set(os.listdir(directory)) - {"ckpt.pt"})
     print(json.dumps(counts))
 
 

@@ -63,6 +63,19 @@ def io() -> CheckpointIO:
     return plugin
 
 
+@pytest.fixture(params=["torch", "template"])
+def local_io(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> CheckpointIO:
+    """The built-in IO, and the template's (examples/acme-plugins, what `plugin-registry new`
+    writes): an author's IO built on the public helpers meets the same faults."""
+    if request.param == "torch":
+        plugin: CheckpointIO = pr.load("torch", kind="checkpoint_io")
+        return plugin
+    monkeypatch.syspath_prepend(str(REPO / "examples" / "acme-plugins"))
+    from acme_plugins.compressed_io import CompressedCheckpointIO
+
+    return CompressedCheckpointIO("gzip", level=1)
+
+
 def test_names_resolve_to_the_builtins() -> None:
     assert isinstance(pr.load("checkpoint_io/torch"), TorchCheckpointIO)
     for name in ("async", "async-torch", "checkpoint_io/plugin-registry:async"):
@@ -77,15 +90,15 @@ def test_names_resolve_to_the_builtins() -> None:
             pr.load("checkpoint_io/xla")
 
 
-def test_round_trip_local_and_nested_directory(io: CheckpointIO, tmp_path: Path) -> None:
+def test_round_trip_local_and_nested_directory(local_io: CheckpointIO, tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "last.ckpt"
     original = state()
-    io.save_checkpoint(original, path)
-    assert_same(original, io.load_checkpoint(path))
+    local_io.save_checkpoint(original, path)
+    assert_same(original, local_io.load_checkpoint(path))
     assert temporaries(path.parent) == []
-    io.remove_checkpoint(path)
+    local_io.remove_checkpoint(path)
     assert not path.exists()
-    io.remove_checkpoint(path)  # already gone: not an error
+    local_io.remove_checkpoint(path)  # already gone: not an error
 
 
 def test_round_trip_memory_filesystem(io: CheckpointIO) -> None:
@@ -110,12 +123,12 @@ def test_map_location_and_mmap(io: CheckpointIO, tmp_path: Path) -> None:
     assert_same(original, TorchCheckpointIO(mmap=True).load_checkpoint(legacy))
 
 
-def test_failed_save_leaves_the_previous_checkpoint(io: CheckpointIO, tmp_path: Path) -> None:
+def test_failed_save_leaves_the_previous_checkpoint(local_io: CheckpointIO, tmp_path: Path) -> None:
     path = tmp_path / "c.pt"
-    io.save_checkpoint(state(3), path)
+    local_io.save_checkpoint(state(3), path)
     before = path.read_bytes()
     with pytest.raises(CheckpointError, match="cannot serialise") as info:
-        io.save_checkpoint({"w": torch.ones(1000), "bad": lambda: None}, path)
+        local_io.save_checkpoint({"w": torch.ones(1000), "bad": lambda: None}, path)
     assert str(path) in str(info.value) and "previous checkpoint there, if any, is intact" in str(
         info.value
     )
@@ -124,9 +137,9 @@ def test_failed_save_leaves_the_previous_checkpoint(io: CheckpointIO, tmp_path: 
 
 
 def test_temporaries_of_dead_writers_are_removed_by_the_next_save(
-    io: CheckpointIO, tmp_path: Path
+    local_io: CheckpointIO, tmp_path: Path
 ) -> None:
-    from builtin_plugins.checkpoint_io import atomic
+    from plugin_registry import _files
 
     path = tmp_path / "c.pt"
     dead = subprocess.run(
@@ -136,12 +149,12 @@ def test_temporaries_of_dead_writers_are_removed_by_the_next_save(
         check=True,
     )
     dead_pid = int(dead.stdout)
-    stale = tmp_path / f".c.pt.{atomic._HOST}.{dead_pid}.abc123.tmp"
-    live = tmp_path / f".c.pt.{atomic._HOST}.{os.getppid()}.def456.tmp"  # a live writer
-    other = tmp_path / f".other.pt.{atomic._HOST}.{dead_pid}.abc123.tmp"  # another target
+    stale = tmp_path / f".c.pt.{_files._HOST}.{dead_pid}.abc123.tmp"
+    live = tmp_path / f".c.pt.{_files._HOST}.{os.getppid()}.def456.tmp"  # a live writer
+    other = tmp_path / f".other.pt.{_files._HOST}.{dead_pid}.abc123.tmp"  # another target
     for f in (stale, live, other):
         f.write_bytes(b"partial")
-    io.save_checkpoint(state(), path)
+    local_io.save_checkpoint(state(), path)
     assert not stale.exists()
     assert live.exists() and other.exists()
 
@@ -235,32 +248,38 @@ def test_the_kill_harness_catches_torn_writes_of_plain_torch_save(tmp_path: Path
 FULL_DISK = """
 import json, os, resource, signal, sys, torch, plugin_registry as pr
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # get EFBIG instead of being killed
-io = pr.load("torch")
+io = pr.load(sys.argv[3])
 path = sys.argv[1]
 io.save_checkpoint({"w": torch.ones(10)}, path)
 if sys.argv[2] == "rlimit":
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+big = torch.rand(2_000_000, generator=torch.Generator().manual_seed(0))  # incompressible
 try:
-    io.save_checkpoint({"w": torch.ones(2_000_000)}, path)
-    print(json.dumps(["saved"]))
+    io.save_checkpoint({"w": big}, path)
+    print(json.dumps(["saved", "", False]))
 except Exception as exc:
-    print(json.dumps([type(exc).__name__, str(exc)]))
+    intact = torch.equal(io.load_checkpoint(path)["w"], torch.ones(10))
+    print(json.dumps([type(exc).__name__, str(exc), intact]))
 """
 
 
-def check_full_disk(directory: Path, mode: str) -> None:
+def check_full_disk(
+    directory: Path, mode: str, python: str = sys.executable, io: str = "torch", **run: Any
+) -> None:
+    """Fill the disk (or the file size limit) during a save by ``io`` run by ``python``."""
     path = directory / "c.pt"
-    run = subprocess.run(
-        [sys.executable, "-c", FULL_DISK, str(path), mode],
+    proc = subprocess.run(
+        [python, "-c", FULL_DISK, str(path), mode, io],
         capture_output=True,
         text=True,
         check=True,
+        **run,
     )
-    kind, message = json.loads(run.stdout.strip().splitlines()[-1])
-    assert kind == "CheckpointError"
+    kind, message, intact = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert kind == "CheckpointError", message
     assert str(path) in message and "the disk is full or the file size limit" in message
     assert "previous checkpoint there, if any, is intact" in message
-    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(10))
+    assert intact, "the previous checkpoint does not load back"
     assert temporaries(directory) == []
 
 

@@ -20,6 +20,7 @@ PAGES = (
     "environments.md",
     "precision.md",
     "resolver.md",
+    "plugin-authors.md",
 )
 BLOCKS = [
     block

@@ -62,7 +62,30 @@ def test_layer_contracts_hold(capsys: pytest.CaptureFixture[str]) -> None:
     code = lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True, no_logo=True)
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "3 kept, 0 broken" in out
+    assert "4 kept, 0 broken" in out
+
+
+def test_the_builtins_contract_forbids_every_private_module() -> None:
+    """A private module added later cannot slip out of the public-API-only contract."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    from tests.support import REPO
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    (contract,) = [
+        c
+        for c in config["tool"]["importlinter"]["contracts"]
+        if c.get("source_modules") == ["builtin_plugins"]
+    ]
+    private = {
+        ".".join(path.relative_to(REPO).with_suffix("").parts)
+        for path in (REPO / "plugin_registry").rglob("_*.py")
+        if path.stem not in ("__init__", "__main__") and "template" not in path.parts
+    }
+    assert private and private == set(contract["forbidden_modules"])
 
 
 def test_no_import_cycles_also_at_run_time() -> None:

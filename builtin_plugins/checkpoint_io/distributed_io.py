@@ -39,7 +39,6 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from builtin_plugins.checkpoint_io.atomic import atomic_write, fsync_directory
 from builtin_plugins.checkpoint_io.torch_io import (
     checked_path,
     filesystem,
@@ -49,7 +48,6 @@ from builtin_plugins.checkpoint_io.torch_io import (
     remote_failure,
     remove_link,
     require_regular,
-    save_failure,
     store_errors,
     without_crc32,
 )
@@ -60,7 +58,13 @@ from plugin_registry.errors import (
     UnreadableCheckpointError,
     WeightsOnlyRefusedError,
 )
-from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
+from plugin_registry.files import atomic_write, fsync_directory
+from plugin_registry.kinds.checkpoint_io import (
+    CheckpointError,
+    CheckpointIO,
+    PathLike,
+    save_failure,
+)
 
 MARKER = "checkpoint.json"
 FORMAT = "plugin-registry/distributed-checkpoint"

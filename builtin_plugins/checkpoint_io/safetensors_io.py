@@ -13,15 +13,19 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from builtin_plugins.checkpoint_io.atomic import atomic_write
 from builtin_plugins.checkpoint_io.torch_io import (
     checked_path,
     open_regular,
     require_regular,
-    save_failure,
 )
 from plugin_registry.errors import CheckpointNotFoundError, UnreadableCheckpointError
-from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
+from plugin_registry.files import atomic_write
+from plugin_registry.kinds.checkpoint_io import (
+    CheckpointError,
+    CheckpointIO,
+    PathLike,
+    save_failure,
+)
 
 #: The header entry that holds each flat name's key path (JSON).
 _KEYS = "plugin_registry.keys"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import os
 import pickle
@@ -14,14 +13,19 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
-from builtin_plugins.checkpoint_io.atomic import atomic_write
 from plugin_registry.errors import (
     CheckpointNotFoundError,
     UnpicklableCheckpointError,
     UnreadableCheckpointError,
     WeightsOnlyRefusedError,
 )
-from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO, PathLike
+from plugin_registry.files import atomic_write
+from plugin_registry.kinds.checkpoint_io import (
+    CheckpointError,
+    CheckpointIO,
+    PathLike,
+    save_failure,
+)
 
 _CRC32_LOCK = threading.Lock()
 
@@ -74,24 +78,6 @@ def checked_path(path: PathLike) -> str:
             f"the checkpoint path {text!r} contains a NUL byte, which no filesystem accepts", text
         )
     return text
-
-
-def save_failure(path: PathLike, exc: OSError) -> str:
-    """Why a save failed, from its OSError, and that the previous checkpoint is intact."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        cause = "the disk is full or the file size limit was reached"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        cause = "no permission to write there"
-    elif exc.errno == errno.EISDIR:
-        cause = "the path is a directory"
-    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        cause = "a parent of the path is a file, not a directory"
-    else:
-        cause = type(exc).__name__
-    return (
-        f"cannot save checkpoint to {os.fspath(path)!r}: {cause} ({exc.strerror or exc}); "
-        "the previous checkpoint there, if any, is intact"
-    )
 
 
 def upload(fs: Any, fspath: str, data: bytes, path: PathLike) -> None:

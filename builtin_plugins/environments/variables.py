@@ -4,7 +4,7 @@ A variable is text the launcher wrote, or anyone who can set the environment.
 Numbers are plain ASCII digits (``int()`` would also take ``"١٢"``, ``"1_0"`` or
 5000 digits), at most nine of them, inside the range their meaning allows:
 ranks from 0, sizes from 1, ports 1-65535. Files a variable names are read
-through the core's bounded reader (a regular file, at most
+through :func:`plugin_registry.files.read_text` (a regular file, at most
 :data:`MAX_FILE_BYTES`, UTF-8). Every error names the variable.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 
-from plugin_registry._files import UnreadableFileError, read_text
-from plugin_registry.errors import (
+from plugin_registry.files import UnreadableFileError, read_text
+from plugin_registry.kinds.cluster_environment import (
     HostFileNotFoundError,
     InvalidVariableError,
     MissingVariableError,

@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
 import os
-import tempfile
+import pickle
 from typing import Any
 
-from plugin_registry.kinds.checkpoint_io import CheckpointIO, PathLike
+from plugin_registry.kinds.checkpoint_io import (
+    CheckpointError,
+    CheckpointIO,
+    PathLike,
+    UnreadableCheckpointError,
+    open_checkpoint,
+    write_checkpoint,
+)
 
 _CODECS = {"gzip": gzip, "bz2": bz2, "lzma": lzma}
 
 
 class CompressedCheckpointIO(CheckpointIO):
-    """torch.save, compressed; written to a temporary file and renamed into place."""
+    """torch.save, compressed; replaced all or nothing, as the built-in IOs do."""
 
     def __init__(self, codec: str = "gzip", level: int = 6) -> None:
         if codec not in _CODECS:
             raise ValueError(f"unknown codec {codec!r}; choose one of {', '.join(_CODECS)}")
+        if not 1 <= int(level) <= 9:
+            raise ValueError(f"level={level!r} is out of range: 1 (fastest) to 9 (smallest)")
         self.codec = codec
-        self.level = level
+        self.level = int(level)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(codec={self.codec!r}, level={self.level})"
@@ -39,29 +49,34 @@ class CompressedCheckpointIO(CheckpointIO):
         import torch  # here, not at the top: listing never imports this module
 
         buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        payload = self._compress(buffer.getvalue())
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        # A crash mid-write leaves the previous checkpoint: write aside, fsync, rename.
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".acme-")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+            torch.save(checkpoint, buffer)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"cannot save checkpoint to {os.fspath(path)!r}: it holds an object torch.save "
+                f"cannot serialise ({exc}); the previous checkpoint there, if any, is intact",
+                path,
+            ) from exc
+        payload = self._compress(buffer.getvalue())
+        # A temporary beside the file, fsynced and renamed: a crash at any instant leaves
+        # the previous checkpoint or this one; a failure raises CheckpointError.
+        write_checkpoint(path, lambda fh: fh.write(payload))
 
     def load_checkpoint(
         self, path: PathLike, map_location: Any = "cpu", weights_only: bool | None = None
     ) -> dict[str, Any]:
         import torch
 
-        with open(path, "rb") as fh:
-            data = _CODECS[self.codec].decompress(fh.read())
+        with open_checkpoint(path) as fh:  # CheckpointNotFoundError when missing
+            raw = fh.read()
+        try:
+            data = _CODECS[self.codec].decompress(raw)
+        except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+            raise UnreadableCheckpointError(
+                f"cannot load checkpoint {os.fspath(path)!r}: it is not {self.codec} data, or "
+                f"is cut short ({exc})",
+                path,
+            ) from exc
         # Safe by default: arbitrary pickled objects load only when the caller opts in.
         safe = True if weights_only is None else weights_only
         loaded: dict[str, Any] = torch.load(
@@ -70,4 +85,9 @@ class CompressedCheckpointIO(CheckpointIO):
         return loaded
 
     def remove_checkpoint(self, path: PathLike) -> None:
-        os.remove(path)
+        try:
+            with contextlib.suppress(FileNotFoundError):  # already gone: nothing to do
+                os.remove(path)
+        except OSError as exc:
+            shown = os.fspath(path)
+            raise CheckpointError(f"cannot remove {shown!r}: {exc.strerror}", path) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 import torch
 
 import plugin_registry as pr
+from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointNotFoundError
+from plugin_registry.kinds.cluster_environment import MissingVariableError
 from plugin_registry.testing import assert_valid_package
 from plugin_registry.testing.reference_loop import train
 
@@ -53,6 +56,24 @@ def test_checkpoint_round_trips_and_refuses_arbitrary_objects(tmp_path: Path, co
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt", "b.ckpt"]  # no temp files
 
 
+def test_checkpoint_files_get_the_usual_mode_and_clear_errors(tmp_path: Path) -> None:
+    io = pr.load("acme-compressed-gzip")
+    umask = os.umask(0o022)
+    try:
+        io.save_checkpoint({"step": 1}, tmp_path / "a.ckpt")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.ckpt").stat().st_mode & 0o777 == 0o644  # as open() would give
+    with pytest.raises(CheckpointNotFoundError, match="does not exist"):  # a FileNotFoundError
+        io.load_checkpoint(tmp_path / "missing.ckpt")
+    (tmp_path / "torn.ckpt").write_bytes((tmp_path / "a.ckpt").read_bytes()[:10])
+    with pytest.raises(CheckpointError, match=r"torn\.ckpt"):
+        io.load_checkpoint(tmp_path / "torn.ckpt")
+    with pytest.raises(CheckpointError, match="cannot serialise"):
+        io.save_checkpoint({"bad": lambda: None}, tmp_path / "a.ckpt")
+    assert io.load_checkpoint(tmp_path / "a.ckpt") == {"step": 1}  # the previous one is intact
+
+
 def test_environment_reads_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
     env_cls = type(pr.load("acme"))
     assert not env_cls.detect()
@@ -66,3 +87,7 @@ def test_environment_reads_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("ACME_RANK", "x")
     with pytest.raises(ValueError, match=r"ACME_RANK='x' is not an integer"):
         env.global_rank()
+    monkeypatch.delenv("ACME_WORLD_SIZE")
+    # MissingVariableError is a KeyError too, as Lightning's os.environ[...] raises.
+    with pytest.raises(MissingVariableError, match=r"ACME_WORLD_SIZE is not set"):
+        env.world_size()

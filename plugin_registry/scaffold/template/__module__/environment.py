@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
-from plugin_registry.kinds.cluster_environment import ClusterEnvironment
+from plugin_registry.kinds.cluster_environment import (
+    ClusterEnvironment,
+    InvalidVariableError,
+    MissingVariableError,
+)
 
 _HINT = "was this process started by the $prefix scheduler?"
 
@@ -14,11 +18,12 @@ def _int(name: str, default: int | None = None) -> int:
     if value is None:
         if default is not None:
             return default
-        raise KeyError(f"{name} is not set; {_HINT}")
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not an integer; {_HINT}") from None
+        # A KeyError as well, as Lightning's os.environ[...] raises; the message is whole.
+        raise MissingVariableError(f"{name} is not set; {_HINT}")
+    if not (value.isascii() and value.isdigit()):
+        # A ValueError as well, as Lightning's int(...) raises.
+        raise InvalidVariableError(f"{name}={value!r} is not an integer; {_HINT}")
+    return int(value)
 
 
 class SchedulerEnvironment(ClusterEnvironment):

@@ -1,0 +1,112 @@
+"""Writing and reading files with the guarantees the built-in plugins rely on.
+
+A plugin package uses these instead of hand-written temporaries and renames; the
+built-in checkpoint IOs, the lock files and the record cache use the same code.
+
+* :func:`atomic_write` (and :func:`atomic_write_bytes`, :func:`atomic_write_text`)
+  replaces a file all or nothing: the new content goes to a temporary made with
+  ``O_EXCL`` beside the target, is fsynced, gets the mode the target should have
+  (the replaced file's, else ``0666`` less the umask, as ``open()`` gives), is
+  renamed over the target, and the directory is fsynced. A crash or SIGKILL at
+  any instant leaves the old file or the new one, whole; a failure removes the
+  temporary and leaves the old file; temporaries left by dead writers are
+  removed by the next write to the same path; a planted link at a predictable
+  name is never followed.
+* :func:`read_bytes` and :func:`read_text` read a file someone else may have put
+  there: a regular file only (a FIFO fails at once instead of blocking, a device
+  is refused), at most ``max_bytes``; anything else is an
+  :class:`UnreadableFileError` (an ``OSError``), a missing file a
+  ``FileNotFoundError``.
+
+For checkpoints, :func:`plugin_registry.kinds.checkpoint_io.write_checkpoint` and
+:func:`~plugin_registry.kinds.checkpoint_io.open_checkpoint` add the checkpoint
+errors (:class:`~plugin_registry.errors.CheckpointNotFoundError`, ...) on top.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import BinaryIO
+
+from plugin_registry._files import UnreadableFileError as UnreadableFileError
+from plugin_registry._files import atomic_write as _atomic_write
+from plugin_registry._files import fsync_directory as _fsync_directory
+from plugin_registry._files import read_regular as _read_regular
+from plugin_registry._files import read_text as _read_text
+
+__all__ = [
+    "UnreadableFileError",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "fsync_directory",
+    "read_bytes",
+    "read_text",
+]
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[BinaryIO], object],
+    *,
+    durable: bool = True,
+    mode: int | None = None,
+    make_parents: bool = True,
+) -> None:
+    """Replace ``path`` with what ``write(fh)`` writes to the binary file ``fh``, all or
+    nothing.
+
+    ``durable=False`` skips the two fsyncs: still atomic against a crash of the
+    process, not against a power loss. ``mode`` fixes the new file's permission
+    bits. ``make_parents`` creates missing parent directories. Whatever ``write``
+    raises propagates after the temporary is removed; ``path`` is then untouched.
+    """
+    _atomic_write(path, write, durable=durable, mode=mode, make_parents=make_parents)
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str],
+    data: bytes | bytearray | memoryview,
+    *,
+    durable: bool = True,
+    mode: int | None = None,
+    make_parents: bool = True,
+) -> None:
+    """:func:`atomic_write` of ``data``."""
+    _atomic_write(
+        path, lambda fh: fh.write(data), durable=durable, mode=mode, make_parents=make_parents
+    )
+
+
+def atomic_write_text(
+    path: str | os.PathLike[str],
+    text: str,
+    *,
+    durable: bool = True,
+    mode: int | None = None,
+    make_parents: bool = True,
+) -> None:
+    """:func:`atomic_write` of ``text`` as UTF-8."""
+    atomic_write_bytes(
+        path, text.encode("utf-8"), durable=durable, mode=mode, make_parents=make_parents
+    )
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Make a rename or a new file in ``directory`` survive a power loss."""
+    _fsync_directory(os.fspath(directory))
+
+
+def read_bytes(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``max_bytes`` of them.
+
+    FileNotFoundError when nothing is there; :class:`UnreadableFileError` for a
+    directory, FIFO, device or socket, a larger file, or one that cannot be opened.
+    """
+    return _read_regular(path, max_bytes=max_bytes)
+
+
+def read_text(path: str | os.PathLike[str], *, max_bytes: int) -> str:
+    """:func:`read_bytes` decoded as UTF-8 (:class:`UnreadableFileError` otherwise)."""
+    return _read_text(path, max_bytes=max_bytes)
