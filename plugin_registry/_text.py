@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable
 
 # C0 controls but newline, DEL, C1 controls, line/paragraph separators and the
 # bidirectional formatting characters.
@@ -65,3 +66,11 @@ class EncodedBuffer(io.StringIO):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return self._encoding
+
+
+def join(items: Iterable[str], word: str = "and") -> str:
+    """``a, b and c``: items for a sentence."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {word} " + items[-1]

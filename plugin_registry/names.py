@@ -149,9 +149,9 @@ def suggestions(
     whose description mentions it as a word (``fp8`` -> ``transformer-engine``).
     """
     # Compared folded (case, and _ as -); answered as spelled.
-    spelled = {_fold(c): c for c in sorted(set(candidates), key=lambda c: (len(c), c))}
+    spelled = {normalize_name(c): c for c in sorted(set(candidates), key=lambda c: (len(c), c))}
     pool = list(spelled)
-    key = _fold(word)
+    key = normalize_name(word)
     found: list[str] = []
 
     def add(items: Iterable[str]) -> None:
@@ -169,10 +169,6 @@ def suggestions(
             text = {c: descriptions.get(spelled[c], "").lower() for c in pool}
             add(c for c in pool if key in re.findall(_TOKEN, text[c]))
     return [spelled[c] for c in found[:n]]
-
-
-def _fold(text: str) -> str:
-    return text.strip().lower().replace("_", "-")
 
 
 def did_you_mean(

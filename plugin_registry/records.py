@@ -15,10 +15,19 @@ from typing import Any, Literal
 
 from plugin_registry.errors import InvalidRecordError
 from plugin_registry.kinds import KINDS, Kind
-from plugin_registry.names import NAME_RE, Expansion, expand, normalize_name, template_fields
+from plugin_registry.names import (
+    NAME_RE,
+    Expansion,
+    expand,
+    normalize_distribution,
+    normalize_name,
+    template_fields,
+)
 
 #: The entry-point group through which plugin packages are found.
 ENTRY_POINT_GROUP = "plugin_registry"
+#: The qualifier of plugins registered in-process (``Registry.register``).
+IN_PROCESS = "<in-process>"
 
 # The kinds are declared once, in plugin_registry.kinds; re-exported here.
 __all__ = [
@@ -212,6 +221,12 @@ class PluginInfo:
     def qualified_name(self) -> str:
         """``distribution:name``, the spelling that picks this provider."""
         return f"{self.distribution or '<in-process>'}:{self.name}"
+
+    @property
+    def qualifier(self) -> str:
+        """What a request writes before ``:`` to pick this record's package: the
+        normalised distribution name (``plugin-registry:torch``), or ``<in-process>``."""
+        return normalize_distribution(self.distribution) if self.distribution else IN_PROCESS
 
     @property
     def provider(self) -> str:

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from plugin_registry import cache as cache_mod
-from plugin_registry._text import describe, printable
+from plugin_registry._lookup_failure import diagnose
+from plugin_registry._text import describe, join, printable
 from plugin_registry.control import Control
 from plugin_registry.errors import (
     AmbiguousPluginError,
-    BrokenPluginError,
     InvalidNameError,
     ParameterConflictError,
     PluginBlockedError,
@@ -36,17 +36,10 @@ from plugin_registry.errors import (
     PluginWarning,
 )
 from plugin_registry.kinds import Kind, base_class
-from plugin_registry.names import (
-    Spec,
-    did_you_mean,
-    normalize_distribution,
-    normalize_kind,
-    normalize_name,
-    parse_spec,
-    suggestions,
-)
+from plugin_registry.names import Spec, did_you_mean, normalize_kind, normalize_name, parse_spec
 from plugin_registry.records import (
     ENTRY_POINT_GROUP,
+    IN_PROCESS,
     KINDS,
     Collected,
     EntryPointRef,
@@ -55,7 +48,6 @@ from plugin_registry.records import (
     validate_record,
 )
 
-IN_PROCESS = "<in-process>"
 _warned: set[tuple[Any, ...]] = set()
 
 
@@ -277,7 +269,7 @@ class Registry:
         out: list[Problem] = []
         seen: set[tuple[str, frozenset[str]]] = set()
         for (kind, name), matches in self._build_index().items():
-            providers = {_provider(m.record) for m in matches}
+            providers = {m.record.qualifier for m in matches}
             if len(providers) < 2 or self._pinned_match(kind, name, matches) is not None:
                 continue
             key = (kind, frozenset(providers))
@@ -289,9 +281,9 @@ class Registry:
                     distribution=None,
                     entry_point=f"{kind}/{name}",
                     reason=(
-                        f"{kind} name {name!r} is registered by {_join(sorted(providers))}; "
+                        f"{kind} name {name!r} is registered by {join(sorted(providers))}; "
                         f"a bare lookup fails until one is chosen: use "
-                        f"{_join(sorted(f'{p}:{name}' for p in providers), 'or')}, "
+                        f"{join(sorted(f'{p}:{name}' for p in providers), 'or')}, "
                         f"or pin one with PLUGIN_REGISTRY_PIN={name}=<distribution>"
                     ),
                     severity="warning",
@@ -311,7 +303,7 @@ class Registry:
             m for k in KINDS if spec.kind in (None, k) for m in index.get((k, spec.name), [])
         ]
         if spec.distribution is not None:
-            matches = [m for m in matches if _provider(m.record) == spec.distribution]
+            matches = [m for m in matches if m.record.qualifier == spec.distribution]
         visible = [m for m in matches if self._name_visible(m.record, spec.name)]
         if not visible:
             if matches:
@@ -321,26 +313,30 @@ class Registry:
                     "PLUGIN_REGISTRY_ALLOW / PLUGIN_REGISTRY_BLOCK (or the Registry's "
                     "allow/block arguments) to use it"
                 )
-            raise self._not_found(spec)
+            raise diagnose(spec, index, self._all_records(), self._snapshot())
+        return self._choose(spec, visible)
+
+    def _choose(self, spec: Spec, visible: Sequence[Match]) -> Match:
+        """The one match among ``visible``: of one kind, from one provider or a pinned one."""
         kinds = sorted({m.record.kind for m in visible}, key=KINDS.index)
         if len(kinds) > 1:
             raise AmbiguousPluginError(
                 f"{spec.name!r} names plugins of several kinds; say which: "
-                + _join([f"'{k}/{spec.name}'" for k in kinds], "or")
+                + join([f"'{k}/{spec.name}'" for k in kinds], "or")
                 + " (or pass kind=...)",
                 name=spec.name,
-                providers=sorted({_provider(m.record) for m in visible}),
+                providers=sorted({m.record.qualifier for m in visible}),
                 suggestions=[f"{k}/{spec.name}" for k in kinds],
             )
         kind_found = kinds[0]
-        providers = sorted({_provider(m.record) for m in visible})
+        providers = sorted({m.record.qualifier for m in visible})
         if len(providers) > 1:
             pinned = self._pinned_match(kind_found, spec.name, visible)
             if pinned is None:
                 raise PluginConflictError(
                     f"{kind_found} plugin {spec.name!r} is provided by "
-                    f"{_join(providers)}; none is chosen. Use a qualified name ("
-                    + _join([f"'{p}:{spec.name}'" for p in providers], "or")
+                    f"{join(providers)}; none is chosen. Use a qualified name ("
+                    + join([f"'{p}:{spec.name}'" for p in providers], "or")
                     + f") or pin one: PLUGIN_REGISTRY_PIN={spec.name}=<distribution> or "
                     "Registry(pins={...})",
                     name=spec.name,
@@ -364,142 +360,9 @@ class Registry:
         else:
             chosen = self.control.pinned(kind, name)
         for m in matches:
-            if _provider(m.record) == chosen:
+            if m.record.qualifier == chosen:
                 return m
         return None
-
-    def _not_found(self, spec: Spec) -> PluginNotFoundError:
-        index = self._build_index()
-        known = {name for (_, name) in index}
-        message = f"no {spec.kind + ' ' if spec.kind else ''}plugin named {str(spec)!r}"
-        other_kinds = [k for k in KINDS if (k, spec.name) in index and k != spec.kind]
-        if spec.kind and other_kinds:
-            message += f" (there is {_join([f'{k}/{spec.name}' for k in other_kinds], 'and')})"
-        elif spec.distribution:
-            owners = sorted(
-                {_provider(m.record) for k in KINDS for m in index.get((k, spec.name), [])}
-            )
-            if owners:
-                message += f" (it is provided by {_join(owners)})"
-        candidates = known if not spec.kind else {n for (k, n) in index if k == spec.kind}
-        described = {
-            n: " ".join(m.record.summary for m in matches)
-            for (k, n), matches in index.items()
-            if n in candidates
-        }
-        suggestion = did_you_mean(spec.name, candidates, descriptions=described)
-        message += suggestion or "."
-        state = self._snapshot()
-        withheld = self._withheld_for(spec)
-        skipped_dists = {
-            ref.distribution: state.skipped[ref.key]
-            for ref in state.refs
-            if ref.key in state.skipped
-        }
-        if not withheld and spec.distribution in skipped_dists:
-            withheld = [(spec.distribution, skipped_dists[spec.distribution])]
-        if withheld:
-            dist, why = withheld[0]
-            raise PluginBlockedError(
-                f"plugin {str(spec)!r} is installed (by {dist}) but its package is not loaded: "
-                f"{why}",
-                name=spec.name,
-                kind=spec.kind,
-                providers=[dist],
-            )
-        broken = self._broken_for(spec.name)
-        failed = [p for p in state.problems if p.severity == "error" and not p.names]
-        if broken is None and failed and not suggestion and not other_kinds:
-            broken = failed[0]
-        if broken is not None:
-            cause = self._live_exception(broken)
-            others = [p for p in failed if p is not broken]
-            raise BrokenPluginError(
-                f"plugin {spec.name!r} cannot be used: its package "
-                f"{broken.distribution} is broken: {broken.reason}"
-                + (
-                    " (also broken: " + _join(sorted({str(p.distribution) for p in others})) + ")"
-                    if others
-                    else ""
-                )
-                + ". Fix or reinstall the package, or run 'plugin-registry doctor'",
-                stage="registration",
-                name=spec.name,
-                kind=spec.kind,
-            ) from cause
-        if failed:
-            message += (
-                " Plugin packages that failed to load and may provide it: "
-                + _join(sorted({f"{p.distribution} ({p.reason})" for p in failed}))
-                + "."
-            )
-        if skipped_dists and not suggestion and not other_kinds:
-            raise PluginBlockedError(
-                f"no loaded package provides {spec.kind or 'a'} plugin {str(spec)!r}; installed "
-                "packages that are not loaded may: "
-                + _join([f"{dist} ({why})" for dist, why in sorted(skipped_dists.items())]),
-                name=spec.name,
-                kind=spec.kind,
-                providers=sorted(skipped_dists),
-            )
-        message += " Run 'plugin-registry list' to see every plugin."
-        return PluginNotFoundError(
-            message,
-            name=spec.name,
-            kind=spec.kind,
-            suggestions=suggestions(spec.name, candidates),
-        )
-
-    def _withheld_for(self, spec: Spec) -> list[tuple[str, str]]:
-        """``(distribution, why)`` of packages the policy keeps out that serve ``spec``.
-
-        Known only where a listing before (the cache) saw their records.
-        """
-        state = self._snapshot()
-        out: list[tuple[str, str]] = []
-        for record in state.withheld:
-            if spec.kind not in (None, record.kind) or spec.name not in record.names():
-                continue
-            if spec.distribution not in (None, _provider(record)):
-                continue
-            key = next(
-                (ref.key for ref in state.refs if ref.distribution == record.distribution), ""
-            )
-            out.append((str(record.distribution), state.skipped.get(key, "")))
-        return out
-
-    def _broken_for(self, name: str) -> Problem | None:
-        for problem in self._snapshot().problems:
-            if problem.severity != "error":
-                continue
-            names = {normalize_name(n) for n in problem.names}
-            if name in names or (not problem.names and normalize_name(problem.entry_point) == name):
-                return problem
-        return None
-
-    def _live_exception(self, problem: Problem) -> BaseException:
-        """The original exception; re-collected when the problem came from the cache.
-
-        Where the failure does not happen again, the cached traceback stands in
-        for it, so the cause is never missing.
-        """
-        if problem.exception is not None:
-            return problem.exception
-        from plugin_registry.discovery import collect
-
-        for ref in self._snapshot().refs:
-            if ref.distribution == problem.distribution and ref.name == problem.entry_point:
-                fresh = collect(ref)
-                for p in fresh.problems:
-                    if p.reason == problem.reason and p.exception is not None:
-                        return p.exception
-                found = next((p.exception for p in fresh.problems if p.exception), None)
-                if found is not None:
-                    return found
-        return PluginLoadError(
-            f"{problem.reason} (recorded by an earlier listing)\n{problem.detail}".rstrip(),
-            stage="registration",
-        )
 
     # -- loading ---------------------------------------------------------------
 
@@ -552,9 +415,13 @@ class Registry:
         match = self.find(name, kind)
         record = match.record
         asked = _concrete(record, match.parameters)
+        # Messages name what the caller wrote, then the record when that differs (an
+        # alias, a qualified or differently spelt name).
+        same = parse_spec(name, kind).name == normalize_name(record.name)
+        shown = repr(name) if same else f"{name!r} ({record.name!r})"
         if not record.available:
             raise PluginUnavailableError(
-                f"{record.kind} plugin {asked!r} from {record.provider} is unavailable: "
+                f"{record.kind} plugin {shown} from {record.provider} is unavailable: "
                 f"{record.unavailable_reason}"
             )
         self._check_fixed(record, asked, match.parameters, overrides)
@@ -565,7 +432,7 @@ class Registry:
             instance = factory(**params)
         except Exception as exc:
             raise PluginLoadError(
-                f"building {record.kind} plugin {record.name!r} ({record.target}) from "
+                f"building {record.kind} plugin {shown} ({record.target}) from "
                 f"{record.provider} with {printable(repr(params))} failed: {describe(exc)}",
                 stage="build",
             ) from exc
@@ -674,7 +541,7 @@ class Registry:
             )
             if taken and not override:
                 raise PluginConflictError(
-                    f"{record.kind} name(s) {names} already served by {_join(taken)}; "
+                    f"{record.kind} name(s) {names} already served by {join(taken)}; "
                     "pass override=True to let the in-process plugin win, or choose another name",
                     name=names[0],
                     kind=record.kind,
@@ -807,18 +674,7 @@ def _request_for(record: PluginInfo) -> str:
     first = record.names()[0]
     if record.distribution is None:
         return f"{record.kind}/{first}"
-    return f"{record.kind}/{_provider(record)}:{first}"
-
-
-def _provider(record: PluginInfo) -> str:
-    return normalize_distribution(record.distribution) if record.distribution else IN_PROCESS
-
-
-def _join(items: Sequence[str], word: str = "and") -> str:
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + f" {word} " + items[-1]
+    return f"{record.kind}/{record.qualifier}:{first}"
 
 
 def _import_failure(module_name: str, exc: Exception) -> str:
@@ -872,7 +728,7 @@ def _check_parameters(record: PluginInfo, factory: Any, params: Mapping[str, Any
     if unknown:
         raise PluginLoadError(
             f"{record.kind} plugin {record.name!r} takes no parameter "
-            + _join([repr(k) for k in unknown], "or")
+            + join([repr(k) for k in unknown], "or")
             + (did_you_mean(unknown[0], names) or ".")
             + f" It accepts: {', '.join(names) or 'nothing'}",
             stage="parameters",

@@ -180,3 +180,77 @@ def test_bad_control_input_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
         Registry()
     with pytest.raises(pr.InvalidNameError, match="unknown plugin kind"):
         Registry(pins={"precison/xla": "acme"})
+
+
+# -- what a failed lookup says ---------------------------------------------------
+
+
+def quoted_suggestions(message: str) -> tuple[str, ...]:
+    import re
+
+    found = re.search(r"Did you mean (.*?)\?", message)
+    return tuple(re.findall(r"'([^']+)'", found[1])) if found else ()
+
+
+@pytest.mark.parametrize("asked", ["fp8", "bf16-mixd", "nf4", "slurmm", "nothing-like-it"])
+def test_the_message_suggests_what_the_suggestions_field_holds(asked: str) -> None:
+    """One suggestion list: callers read .suggestions, people read the message."""
+    with pytest.raises(pr.PluginNotFoundError) as info:
+        pr.get(asked)
+    assert quoted_suggestions(str(info.value)) == info.value.suggestions
+    if asked == "fp8":  # found through the summaries, not the spelling
+        assert "transformer-engine" in info.value.suggestions
+    if asked == "nothing-like-it":
+        assert info.value.suggestions == ()
+
+
+@pytest.fixture
+def zstd(registry: Registry) -> Registry:
+    registry.register(
+        StaticEnvironment,
+        name="zstd-{level}",
+        kind="cluster_environment",
+        name_parameters={"level": [str(n) for n in range(1, 23)]},
+        aliases=["zstd"],
+    )
+    registry.register(
+        StaticEnvironment,
+        name="codec-{codec}",
+        kind="cluster_environment",
+        name_parameters={"codec": ["gzip", "bz2", "lzma"]},
+    )
+    return registry
+
+
+@pytest.mark.parametrize("asked", ["zstd-33", "zstd-0", "zstd-x"])
+def test_a_parametrised_name_out_of_range_states_the_range(zstd: Registry, asked: str) -> None:
+    with pytest.raises(pr.PluginNotFoundError) as info:
+        zstd.get(asked)
+    value = asked.split("-", 1)[1]
+    assert f"'zstd-{{level}}' takes level from 1 to 22, not '{value}'" in str(info.value)
+
+
+def test_a_parametrised_name_outside_its_choices_lists_them(zstd: Registry) -> None:
+    with pytest.raises(pr.PluginNotFoundError) as info:
+        zstd.get("codec-zip")
+    assert "'codec-{codec}' takes codec one of 'gzip', 'bz2' or 'lzma', not 'zip'" in str(
+        info.value
+    )
+    assert "codec-gzip" in info.value.suggestions
+
+
+def test_load_names_what_was_asked_then_the_record(registry: Registry) -> None:
+    registry.register(
+        StaticEnvironment,
+        name="zstd-{level}",
+        kind="cluster_environment",
+        name_parameters={"level": ["1", "3"]},
+        aliases=["zstd"],
+        requires=("surely-not-installed-lib-xyz",),
+    )
+    with pytest.raises(pr.PluginUnavailableError) as info:
+        registry.load("zstd")
+    assert "plugin 'zstd' ('zstd-{level}')" in str(info.value)
+    with pytest.raises(pr.PluginUnavailableError) as info:
+        registry.load("zstd-3")
+    assert "plugin 'zstd-3' ('zstd-{level}')" in str(info.value)

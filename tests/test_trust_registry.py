@@ -1114,3 +1114,23 @@ def test_the_hosts_threads_keep_their_output_during_a_slow_import(tmp_path: Path
     # one tick every 50 ms: the second of the slow import alone gives well over 5
     assert len([line for line in lines if line.startswith("tick")]) >= 5 + int(result["took"])
     assert len([line for line in proc.stderr.splitlines() if line.startswith("tock")]) >= 6
+
+
+def test_an_unknown_name_is_not_blamed_on_an_unrelated_broken_package(
+    site: SiteDir, tmp_path: Path
+) -> None:
+    install_env_package(site, "wrecked-plugins", "wrecked", preamble="import no_such_module_xyz")
+    for attempt in range(2):  # the second listing comes from the cache
+        registry = Registry(cache_dir=tmp_path / "cache")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pr.PluginWarning)
+            with pytest.raises(PluginNotFoundError) as info:
+                registry.get("nosuch-plugin")
+            assert not isinstance(info.value, BrokenPluginError), attempt
+            assert "wrecked-plugins" in str(info.value) and "may provide it" in str(info.value)
+            with pytest.raises(PluginNotFoundError) as info:
+                registry.get("bf16-mixd")
+            assert not isinstance(info.value, BrokenPluginError)
+            assert info.value.suggestions[0] == "bf16-mixed"
+            with pytest.raises(BrokenPluginError):  # its own name is still its to answer for
+                registry.get("wrecked-env")
