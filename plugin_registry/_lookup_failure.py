@@ -37,14 +37,15 @@ from plugin_registry.names import Spec, normalize_name, suggestions, template_fi
 from plugin_registry.records import KINDS, PluginInfo, Problem
 
 if TYPE_CHECKING:
-    from plugin_registry.registry import Match, _Snapshot
+    from plugin_registry._snapshot import Snapshot
+    from plugin_registry.registry import Match
 
 
 def diagnose(
     spec: Spec,
     index: Mapping[tuple[Kind, str], list[Match]],
     records: Iterable[PluginInfo],
-    state: _Snapshot,
+    state: Snapshot,
 ) -> PluginRegistryError:
     """The error for ``spec``, which no visible record of ``index`` answers."""
     blocked = _withheld(spec, state)
@@ -107,7 +108,7 @@ def _what_is_missing(
 
 
 def _broken_error(
-    spec: Spec, broken: Problem, failed: Sequence[Problem], state: _Snapshot
+    spec: Spec, broken: Problem, failed: Sequence[Problem], state: Snapshot
 ) -> BrokenPluginError:
     others = sorted({str(p.distribution) for p in failed if p is not broken})
     error = BrokenPluginError(
@@ -124,7 +125,7 @@ def _broken_error(
     return error
 
 
-def _skipped_distributions(state: _Snapshot) -> dict[str, str]:
+def _skipped_distributions(state: Snapshot) -> dict[str, str]:
     return {
         str(ref.distribution): state.skipped[ref.key]
         for ref in state.refs
@@ -132,7 +133,7 @@ def _skipped_distributions(state: _Snapshot) -> dict[str, str]:
     }
 
 
-def _withheld(spec: Spec, state: _Snapshot) -> PluginBlockedError | None:
+def _withheld(spec: Spec, state: Snapshot) -> PluginBlockedError | None:
     """The policy keeps out a package that serves ``spec`` (known where a listing before,
     the cache, saw its records; or the request names the package)."""
     found: tuple[str, str] | None = None
@@ -177,7 +178,7 @@ def _broken_for(name: str, problems: Iterable[Problem]) -> Problem | None:
     return None
 
 
-def _live_exception(problem: Problem, state: _Snapshot) -> BaseException:
+def _live_exception(problem: Problem, state: Snapshot) -> BaseException:
     """The original exception; re-collected when the problem came from the cache.
 
     Where the failure does not happen again, the cached traceback stands in

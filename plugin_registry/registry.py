@@ -3,45 +3,39 @@
 A name travels one way: :meth:`Registry.load` parses it (names), finds the
 visible record (control, conflicts, pins), imports ``record.target`` and calls
 it with the record's parameters, the parameters the name implies, and the
-caller's overrides.
+caller's overrides. The parts live beside it: one discovery in ``_snapshot``,
+why a lookup failed in ``_lookup_failure``, importing and building in
+``_loading`` (both imported only when needed: a listing needs neither).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
-import inspect
-import sys
 import threading
-import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from plugin_registry import cache as cache_mod
-from plugin_registry._lookup_failure import diagnose
-from plugin_registry._text import describe, join, printable
+from plugin_registry._snapshot import DiscoveryStats, Snapshot, discover
+from plugin_registry._text import join, printable
 from plugin_registry.control import Control
 from plugin_registry.errors import (
     AmbiguousPluginError,
     InvalidNameError,
-    ParameterConflictError,
     PluginBlockedError,
     PluginConflictError,
-    PluginLoadError,
     PluginNotFoundError,
     PluginUnavailableError,
     PluginWarning,
 )
-from plugin_registry.kinds import Kind, base_class
+from plugin_registry.kinds import Kind
 from plugin_registry.names import Spec, did_you_mean, normalize_kind, normalize_name, parse_spec
 from plugin_registry.records import (
     ENTRY_POINT_GROUP,
     IN_PROCESS,
     KINDS,
-    Collected,
     EntryPointRef,
     PluginInfo,
     Problem,
@@ -57,18 +51,6 @@ class Match(NamedTuple):
     record: PluginInfo
     parameters: dict[str, str]
     is_alias: bool
-
-
-@dataclasses.dataclass(eq=False)
-class DiscoveryStats:
-    """How the last discovery went; ``plugin-registry cache info`` shows it."""
-
-    scanned: bool = False
-    collected: int = 0
-    reused: int = 0
-    cache_written: bool = False
-    cache_file: str | None = None
-    seconds: float = 0.0
 
 
 class Registry:
@@ -99,7 +81,7 @@ class Registry:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_mod.default_dir()
         self.stats = DiscoveryStats()
         self._lock = threading.RLock()
-        self._state: _Snapshot | None = None
+        self._state: Snapshot | None = None
         self._in_process: list[PluginInfo] = []
         # Keyed by the record itself: a record registered later under the same
         # name with another target never reaches an object registered before.
@@ -119,84 +101,21 @@ class Registry:
             self._state = None
             self._index = None
 
-    def _snapshot(self) -> _Snapshot:
+    def _snapshot(self) -> Snapshot:
         state = self._state
         if state is not None:
             return state
         with self._lock:
             if self._state is None:
-                self._state = self._discover()
+                self._state, self.stats = discover(
+                    self.group, self.control, self.cache_dir, self.cache_enabled
+                )
                 self._index = None
                 self._warn_problems()
             return self._state
 
     def _ensure(self) -> None:
         self._snapshot()
-
-    def _discover(self) -> _Snapshot:
-        """Cache or scan, then reuse or collect each package: one new snapshot."""
-        started = time.perf_counter()
-        stats = DiscoveryStats()
-        if "plugin_registry.requirements" in sys.modules:
-            sys.modules["plugin_registry.requirements"].forget_versions()
-        store = cache_mod.RecordCache(self.cache_dir, self.group) if self.cache_enabled else None
-        stats.cache_file = str(store.path) if store else None
-        cached = cache_mod.Cached.parse(store.read()) if store else None
-        refs, paths = self._entry_points(cached, stats)
-        results, skipped, manager, ended = self._results(refs, cached, stats)
-        if store and (stats.scanned or stats.collected):
-            store.write(cache_mod.Cached.dump(paths, refs, results))
-            stats.cache_written = True
-        stats.seconds = time.perf_counter() - started
-        self.stats = stats
-        return _Snapshot.build(refs, results, skipped, manager, ended)
-
-    def _entry_points(
-        self, cached: cache_mod.Cached | None, stats: DiscoveryStats
-    ) -> tuple[list[EntryPointRef], list[list[Any]]]:
-        """The entry points of the group, from the cache while no path changed, else scanned."""
-        search = cache_mod.search_path()
-        if cached is not None and cache_mod.paths_unchanged(cached.paths, search):
-            return cached.refs, cached.paths
-        from plugin_registry.discovery import scan
-
-        paths = cache_mod.path_snapshot(search, time.time())
-        stats.scanned = True
-        return scan(self.group), paths
-
-    def _results(
-        self, refs: list[EntryPointRef], cached: cache_mod.Cached | None, stats: DiscoveryStats
-    ) -> tuple[dict[str, Collected], dict[str, str], Any, list[Problem]]:
-        """Each package's records: reused from the cache where valid, else collected;
-        and the packages whose import ended an earlier run, checked before the first
-        import (and only then: a warm start imports no plugin code)."""
-        from plugin_registry.requirements import with_availability
-
-        manager: Any = None
-        results: dict[str, Collected] = {}
-        skipped: dict[str, str] = {}
-        ended: list[Problem] | None = None
-        for ref in refs:
-            why = self.control.loads_distribution(ref.distribution)
-            if why:
-                skipped[ref.key] = why
-            reused = cached.reusable(ref) if cached is not None else None
-            if reused is not None:
-                if stats.scanned:  # what else is installed may have changed
-                    reused.records = with_availability(reused.records)
-                results[ref.key] = reused
-                stats.reused += 1
-            elif not why:
-                from plugin_registry.discovery import collect, ended_last_run, new_manager
-
-                if ended is None:
-                    ended = ended_last_run(self.cache_dir)
-                manager = manager or new_manager()
-                collected = collect(ref, manager, self.cache_dir)
-                collected.records = with_availability(collected.records)
-                results[ref.key] = collected
-                stats.collected += 1
-        return results, skipped, manager, ended or []
 
     def _warn_problems(self) -> None:
         for problem in self.problems():
@@ -313,6 +232,8 @@ class Registry:
                     "PLUGIN_REGISTRY_ALLOW / PLUGIN_REGISTRY_BLOCK (or the Registry's "
                     "allow/block arguments) to use it"
                 )
+            from plugin_registry._lookup_failure import diagnose  # an error path
+
             raise diagnose(spec, index, self._all_records(), self._snapshot())
         return self._choose(spec, visible)
 
@@ -366,55 +287,18 @@ class Registry:
 
     # -- loading ---------------------------------------------------------------
 
-    def _check_fixed(
-        self,
-        record: PluginInfo,
-        asked: str,
-        from_name: Mapping[str, str],
-        overrides: Mapping[str, Any],
-    ) -> None:
-        """An override may not contradict what the name says: a parameter the name
-        fills (``bitsandbytes-{mode}``), or a default whose value is the name itself or
-        one it provides (``bf16-mixed`` with ``precision="bf16-mixed"``)."""
-        said = {normalize_name(asked), *map(normalize_name, record.provides)}
-        fixed = dict(from_name)
-        for key, value in record.parameters.items():
-            if isinstance(value, str) and normalize_name(value) in said:
-                fixed.setdefault(key, value)
-        for key, value in overrides.items():
-            if key not in fixed or str(value) == str(fixed[key]):
-                continue
-            wanted = {**from_name, key: str(value)}
-            instead = next(
-                (e.name for e in record.expansions(aliases=False) if dict(e.parameters) == wanted),
-                None,
-            )
-            if instead is None:
-                instead = next(
-                    (
-                        r.name
-                        for r in self.list_plugins(record.kind)
-                        if normalize_name(r.name) == normalize_name(str(value))
-                    ),
-                    None,
-                )
-            raise ParameterConflictError(
-                f"{key}={value!r} contradicts the name {asked!r}, which means "
-                f"{key}={fixed[key]!r}"
-                + (f"; load {instead!r} instead" if instead else "; drop the override")
-            )
-
     def load(self, name: str | PluginInfo, /, kind: str | None = None, **overrides: Any) -> Any:
         """Import the plugin's target and build it; ``overrides`` win over defaults.
 
         ``name`` is a request (``[kind/][dist:]name``) or a record (loaded by its
         first concrete name, from its own provider).
         """
+        from plugin_registry._loading import build, check_fixed
+
         if isinstance(name, PluginInfo):
             name = _request_for(name)
         match = self.find(name, kind)
         record = match.record
-        asked = _concrete(record, match.parameters)
         # Messages name what the caller wrote, then the record when that differs (an
         # alias, a qualified or differently spelt name).
         same = parse_spec(name, kind).name == normalize_name(record.name)
@@ -424,60 +308,16 @@ class Registry:
                 f"{record.kind} plugin {shown} from {record.provider} is unavailable: "
                 f"{record.unavailable_reason}"
             )
-        self._check_fixed(record, asked, match.parameters, overrides)
+        check_fixed(record, match.parameters, overrides, lambda: self.list_plugins(record.kind))
         factory = self.load_target(record)
-        params = {**record.parameters, **match.parameters, **overrides}
-        _check_parameters(record, factory, params)
-        try:
-            instance = factory(**params)
-        except Exception as exc:
-            raise PluginLoadError(
-                f"building {record.kind} plugin {shown} ({record.target}) from "
-                f"{record.provider} with {printable(repr(params))} failed: {describe(exc)}",
-                stage="build",
-            ) from exc
-        base = base_class(record.kind)
-        if base is not None and not isinstance(instance, base):
-            raise PluginLoadError(
-                f"{record.kind} plugin {record.name!r} from {record.provider}: {record.target} "
-                f"built a {type(instance).__name__}, which is not a "
-                f"{base.__module__}.{base.__qualname__}",
-                stage="build",
-            )
-        return instance
+        return build(record, factory, {**record.parameters, **match.parameters, **overrides}, shown)
 
     def load_target(self, record: PluginInfo) -> Any:
         """The class or factory a record names, imported now."""
+        from plugin_registry._loading import import_target
+
         obj = self._objects.get(record) if record.distribution is None else None
-        if obj is not None:
-            return obj
-        module_name, _, attr = record.target.partition(":")
-        whose = f"the target of {record.kind} plugin {record.name!r} from {record.provider}"
-        try:
-            obj = importlib.import_module(module_name)
-        except Exception as exc:
-            raise PluginLoadError(
-                f"cannot import {record.target!r}, {whose}: {_import_failure(module_name, exc)}"
-            ) from exc
-        where = module_name
-        for part in attr.split("."):
-            try:
-                obj = getattr(obj, part)
-            except Exception as exc:
-                public: list[str] = []
-                with contextlib.suppress(Exception):  # a module's own __dir__ may fail too
-                    public = [n for n in dir(obj) if not n.startswith("_")]
-                raise PluginLoadError(
-                    f"cannot import {record.target!r}, {whose}: {where} has no attribute "
-                    f"{part!r}{did_you_mean(part, public) or '.'} The record's target is "
-                    f"misspelt: correct it in {record.distribution or 'its'} registration"
-                ) from exc
-            where = f"{where}.{part}"
-        if not callable(obj):
-            raise PluginLoadError(
-                f"target {record.target!r} of plugin {record.name!r} is not callable"
-            )
-        return obj
+        return obj if obj is not None else import_target(record)
 
     def load_plugins(self, plugins: Iterable[Any]) -> list[Any]:
         """Build each plugin of a ``plugins=[...]`` argument.
@@ -622,114 +462,9 @@ class Registry:
         return dict(self._snapshot().output)
 
 
-@dataclasses.dataclass(eq=False)
-class _Snapshot:
-    """One discovery, whole: :meth:`Registry.refresh` replaces it, never edits it."""
-
-    @classmethod
-    def build(
-        cls,
-        refs: list[EntryPointRef],
-        results: dict[str, Collected],
-        skipped: dict[str, str],
-        manager: Any,
-        ended: list[Problem],
-    ) -> _Snapshot:
-        loaded = [results[ref.key] for ref in refs if ref.key not in skipped]
-        return cls(
-            refs=tuple(refs),
-            skipped=skipped,
-            hooks={
-                ref.key: tuple(results[ref.key].hooks) for ref in refs if ref.key not in skipped
-            },
-            records=tuple(r for c in loaded for r in c.records),
-            problems=(*ended, *(p for c in loaded for p in c.problems)),
-            output={
-                ref.key: results[ref.key].output
-                for ref in refs
-                if ref.key not in skipped and results[ref.key].output
-            },
-            withheld=tuple(
-                r
-                for ref in refs
-                if ref.key in skipped and ref.key in results
-                for r in results[ref.key].records
-            ),
-            manager=manager,
-        )
-
-    refs: tuple[EntryPointRef, ...]
-    skipped: dict[str, str]
-    hooks: dict[str, tuple[str, ...]]
-    records: tuple[PluginInfo, ...]
-    problems: tuple[Problem, ...]
-    output: dict[str, str]
-    #: Records of packages the policy keeps out, where the cache knows them.
-    withheld: tuple[PluginInfo, ...] = ()
-    manager: Any = None
-
-
 def _request_for(record: PluginInfo) -> str:
     """The request that names exactly ``record``: kind, provider and first concrete name."""
     first = record.names()[0]
     if record.distribution is None:
         return f"{record.kind}/{first}"
     return f"{record.kind}/{record.qualifier}:{first}"
-
-
-def _import_failure(module_name: str, exc: Exception) -> str:
-    """Why ``import module_name`` failed, and the way out.
-
-    A module of the target's own package that does not exist is a misspelt
-    target (suggest the package's real modules); a missing other module is a
-    missing dependency; anything else is the module failing as it imports.
-    """
-    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
-    if missing and (module_name == missing or module_name.startswith(missing + ".")):
-        parent, _, leaf = missing.rpartition(".")
-        siblings: list[str] = []
-        if parent:
-            import pkgutil
-
-            with contextlib.suppress(Exception):
-                package = importlib.import_module(parent)
-                siblings = [m.name for m in pkgutil.iter_modules(getattr(package, "__path__", []))]
-        hint = did_you_mean(leaf, siblings) if siblings else ""
-        return (
-            f"module {missing!r} does not exist{hint or '.'} The record's target is misspelt, "
-            "or the package is installed incompletely: correct the target, or reinstall it"
-        )
-    if missing:
-        return (
-            f"it imports {missing!r}, which is not installed: install it (and declare it in "
-            "the record's requires)"
-        )
-    return f"{describe(exc)}. Importing the module failed: reinstall the providing package"
-
-
-def _concrete(record: PluginInfo, parameters: Mapping[str, str]) -> str:
-    """The concrete name of ``record`` that ``parameters`` (from the request) select."""
-    for exp in record.expansions(aliases=False):
-        if dict(exp.parameters) == dict(parameters):
-            return exp.name
-    return record.name
-
-
-def _check_parameters(record: PluginInfo, factory: Any, params: Mapping[str, Any]) -> None:
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return
-    accepted = signature.parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted):
-        return
-    names = [p.name for p in accepted if p.kind not in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY)]
-    unknown = [k for k in params if k not in names]
-    if unknown:
-        raise PluginLoadError(
-            f"{record.kind} plugin {record.name!r} takes no parameter "
-            + join([repr(k) for k in unknown], "or")
-            + (did_you_mean(unknown[0], names) or ".")
-            + f" It accepts: {', '.join(names) or 'nothing'}",
-            stage="parameters",
-        )

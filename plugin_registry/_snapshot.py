@@ -1,0 +1,154 @@
+"""One discovery of the installed plugin packages, whole.
+
+:func:`discover` reads the record cache, or scans the entry points where a path
+changed; reuses each package's cached records where its files did not change,
+else collects them (importing its registration module); and writes the cache
+back. The :class:`Snapshot` it returns is never edited: :meth:`Registry.refresh
+<plugin_registry.registry.Registry.refresh>` replaces it whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from plugin_registry import cache as cache_mod
+from plugin_registry.control import Control
+from plugin_registry.records import Collected, EntryPointRef, PluginInfo, Problem
+
+
+@dataclasses.dataclass(eq=False)
+class DiscoveryStats:
+    """How the last discovery went; ``plugin-registry cache info`` shows it."""
+
+    scanned: bool = False
+    collected: int = 0
+    reused: int = 0
+    cache_written: bool = False
+    cache_file: str | None = None
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass(eq=False)
+class Snapshot:
+    """One discovery, whole: :meth:`Registry.refresh` replaces it, never edits it."""
+
+    @classmethod
+    def build(
+        cls,
+        refs: list[EntryPointRef],
+        results: dict[str, Collected],
+        skipped: dict[str, str],
+        manager: Any,
+        ended: list[Problem],
+    ) -> Snapshot:
+        loaded = [results[ref.key] for ref in refs if ref.key not in skipped]
+        return cls(
+            refs=tuple(refs),
+            skipped=skipped,
+            hooks={
+                ref.key: tuple(results[ref.key].hooks) for ref in refs if ref.key not in skipped
+            },
+            records=tuple(r for c in loaded for r in c.records),
+            problems=(*ended, *(p for c in loaded for p in c.problems)),
+            output={
+                ref.key: results[ref.key].output
+                for ref in refs
+                if ref.key not in skipped and results[ref.key].output
+            },
+            withheld=tuple(
+                r
+                for ref in refs
+                if ref.key in skipped and ref.key in results
+                for r in results[ref.key].records
+            ),
+            manager=manager,
+        )
+
+    refs: tuple[EntryPointRef, ...]
+    skipped: dict[str, str]
+    hooks: dict[str, tuple[str, ...]]
+    records: tuple[PluginInfo, ...]
+    problems: tuple[Problem, ...]
+    output: dict[str, str]
+    #: Records of packages the policy keeps out, where the cache knows them.
+    withheld: tuple[PluginInfo, ...] = ()
+    manager: Any = None
+
+
+def discover(
+    group: str, control: Control, cache_dir: Path, use_cache: bool
+) -> tuple[Snapshot, DiscoveryStats]:
+    """Cache or scan, then reuse or collect each package: one new snapshot, and how it
+    went. ``cache_dir`` holds the record cache (read and written when ``use_cache``)
+    and the import markers (always)."""
+    started = time.perf_counter()
+    stats = DiscoveryStats()
+    if "plugin_registry.requirements" in sys.modules:
+        sys.modules["plugin_registry.requirements"].forget_versions()
+    store = cache_mod.RecordCache(cache_dir, group) if use_cache else None
+    stats.cache_file = str(store.path) if store else None
+    cached = cache_mod.Cached.parse(store.read()) if store else None
+    refs, paths = _entry_points(group, cached, stats)
+    results, skipped, manager, ended = _results(refs, cached, stats, control, cache_dir)
+    if store and (stats.scanned or stats.collected):
+        store.write(cache_mod.Cached.dump(paths, refs, results))
+        stats.cache_written = True
+    stats.seconds = time.perf_counter() - started
+    return Snapshot.build(refs, results, skipped, manager, ended), stats
+
+
+def _entry_points(
+    group: str, cached: cache_mod.Cached | None, stats: DiscoveryStats
+) -> tuple[list[EntryPointRef], list[list[Any]]]:
+    """The entry points of the group, from the cache while no path changed, else scanned."""
+    search = cache_mod.search_path()
+    if cached is not None and cache_mod.paths_unchanged(cached.paths, search):
+        return cached.refs, cached.paths
+    from plugin_registry.discovery import scan
+
+    paths = cache_mod.path_snapshot(search, time.time())
+    stats.scanned = True
+    return scan(group), paths
+
+
+def _results(
+    refs: list[EntryPointRef],
+    cached: cache_mod.Cached | None,
+    stats: DiscoveryStats,
+    control: Control,
+    cache_dir: Path,
+) -> tuple[dict[str, Collected], dict[str, str], Any, list[Problem]]:
+    """Each package's records: reused from the cache where valid, else collected;
+    and the packages whose import ended an earlier run, checked before the first
+    import (and only then: a warm start imports no plugin code)."""
+    from plugin_registry.requirements import with_availability
+
+    manager: Any = None
+    results: dict[str, Collected] = {}
+    skipped: dict[str, str] = {}
+    ended: list[Problem] | None = None
+    for ref in refs:
+        why = control.loads_distribution(ref.distribution)
+        if why:
+            skipped[ref.key] = why
+        reused = cached.reusable(ref) if cached is not None else None
+        if reused is not None:
+            if stats.scanned:  # what else is installed may have changed
+                reused.records = with_availability(reused.records)
+            results[ref.key] = reused
+            stats.reused += 1
+        elif not why:
+            from plugin_registry.discovery import collect, ended_last_run, new_manager
+
+            if ended is None:
+                ended = ended_last_run(cache_dir)
+            manager = manager or new_manager()
+            collected = collect(ref, manager, cache_dir)
+            collected.records = with_availability(collected.records)
+            results[ref.key] = collected
+            stats.collected += 1
+    return results, skipped, manager, ended or []
