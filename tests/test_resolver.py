@@ -538,3 +538,28 @@ def test_a_wrong_resolve_argument_is_an_error_naming_it(
     """They escaped as a raw OSError (EIO) and AttributeError ('str' has no 'prefer')."""
     with pytest.raises(error, match=message):
         pr.resolve(precision="bf16-mixed", **{argument: value})
+
+
+def test_the_detected_environments_reason_counts_those_above_it_in_words() -> None:
+    from builtin_plugins.environments.lightning import LightningEnvironment
+
+    class Never(LightningEnvironment):
+        @staticmethod
+        def detect() -> bool:
+            return False
+
+    class Always(LightningEnvironment):
+        @staticmethod
+        def detect() -> bool:
+            return True
+
+    registry = Registry(cache=False)
+    registry.register(Never, kind="cluster_environment", name="never-a", priority=10_002)
+    registry.register(Always, kind="cluster_environment", name="always", priority=10_000)
+    res = resolve(hardware=CPU, registry=registry, preferences=Preferences())
+    winner = {c.name: c for c in res.candidates["cluster_environment"]}["always"]
+    assert winner.reasons == ("detected (priority 10000); the one ranked above it was not",)
+    registry.register(Never, kind="cluster_environment", name="never-b", priority=10_001)
+    res = resolve(hardware=CPU, registry=registry, preferences=Preferences())
+    winner = {c.name: c for c in res.candidates["cluster_environment"]}["always"]
+    assert winner.reasons == ("detected (priority 10000); the 2 ranked above it were not",)

@@ -59,11 +59,12 @@ def _console() -> Any:
 
     out = sys.stdout
     tty = bool(getattr(out, "tty", False))
+    # no-color.org: NO_COLOR set to anything but "" turns colour off, on a terminal too.
     return Console(
         file=out,
         soft_wrap=False,
         force_terminal=tty,
-        no_color=not tty,
+        no_color=not tty or bool(os.environ.get("NO_COLOR")),
         highlight=False,
         width=_width(),
     )

@@ -447,8 +447,12 @@ class Resolver:
                 why = (
                     f"detected; asked first (priority {cand.priority})"
                     if not above
-                    else f"detected (priority {cand.priority}); the {above} ranked above it "
-                    "were not"
+                    else f"detected (priority {cand.priority}); "
+                    + (
+                        "the one ranked above it was not"
+                        if above == 1
+                        else f"the {above} ranked above it were not"
+                    )
                 )
                 winner = dataclasses.replace(cand, reasons=(why,))
                 judged.append(winner)
