@@ -198,6 +198,11 @@ def test_preferences_from_pyproject_and_environment(tmp_path: Path) -> None:
             "parameters": {"precision": "bf16-mixed"},
         }
     )
+    with pytest.raises(PreferencesError, match=r"priority key 'acme:x' names no installed plugin"):
+        resolve(hardware=CPU, registry=registry, preferences=Preferences.load(project, environ={}))
+    (project / "pyproject.toml").write_text(
+        '[tool.plugin-registry]\npriority = { "fast-bf16" = 10 }'
+    )
     res = resolve(
         precision="bf16-mixed",
         hardware=CPU,
@@ -563,3 +568,81 @@ def test_the_detected_environments_reason_counts_those_above_it_in_words() -> No
     res = resolve(hardware=CPU, registry=registry, preferences=Preferences())
     winner = {c.name: c for c in res.candidates["cluster_environment"]}["always"]
     assert winner.reasons == ("detected (priority 10000); the 2 ranked above it were not",)
+
+
+@pytest.mark.parametrize("key", ["async", "plugin-registry:async-torch", "Plugin_Registry:async"])
+def test_a_priority_key_reads_as_a_lookup_does(key: str) -> None:
+    """An alias and a qualified name change the ranking as the name they stand for."""
+    prefs = Preferences.load(".", environ={"PLUGIN_REGISTRY_PRIORITY": f"{key}=1000"})
+    res = resolve(hardware=CPU, preferences=prefs)
+    assert res.checkpoint_io.name == "async-torch"
+    (chosen,) = [c for c in res.candidates["checkpoint_io"] if c.name == "async-torch"]
+    assert chosen.priority == 1000
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "PLUGIN_REGISTRY_PRIORITY=async-trch=5",
+            "priority key 'async-trch' names no installed plugin; did you mean 'async-torch'",
+        ),
+        (
+            "PLUGIN_REGISTRY_PRIORITY=acme-plugins:torch=5",
+            "priority key 'acme-plugins:torch' names no installed plugin",
+        ),
+        (
+            "PLUGIN_REGISTRY_PREFER=torch=acme-plugins",
+            "prefer 'torch' from 'acme-plugins', which "
+            "does not provide it; it is provided by plugin-registry",
+        ),
+        (
+            "PLUGIN_REGISTRY_PREFER=tourch=plugin-registry",
+            "prefer key 'tourch' names no installed plugin; did you mean 'torch'",
+        ),
+    ],
+)
+def test_a_preference_that_cannot_hold_is_an_error_naming_it(setting: str, message: str) -> None:
+    variable, _, value = setting.partition("=")
+    prefs = Preferences.load(".", environ={variable: value})
+    with pytest.raises(PreferencesError) as info:
+        resolve(hardware=CPU, preferences=prefs)
+    assert str(info.value).startswith(f"{variable}: ") and message in str(info.value)
+
+
+def test_a_priority_for_a_parametrised_record_ranks_its_default_first() -> None:
+    from plugin_registry.kinds.checkpoint_io import CheckpointIO
+
+    class Zstd(CheckpointIO):
+        def __init__(self, level: str = "3") -> None:
+            self.level = level
+
+        def save_checkpoint(self, checkpoint: Any, path: Any, storage_options: Any = None) -> None:
+            raise NotImplementedError
+
+        def load_checkpoint(
+            self, path: Any, map_location: Any = None, weights_only: Any = None
+        ) -> Any:
+            raise NotImplementedError
+
+        def remove_checkpoint(self, path: Any) -> None:
+            raise NotImplementedError
+
+    registry = Registry(cache=False)
+    registry.register(
+        Zstd,
+        kind="checkpoint_io",
+        name="zstd-{level}",
+        name_parameters={"level": [str(n) for n in range(1, 23)]},
+        parameters={"level": "3"},
+    )
+    for key in ("zstd-{level}", "<in-process>:zstd-{level}"):
+        prefs = Preferences(priority={key: 1000})
+        res = resolve(hardware=CPU, registry=registry, preferences=prefs)
+        assert res.checkpoint_io.name == "zstd-3"  # the default, not 'zstd-1' nor 'zstd-10'
+        ranked = [c.name for c in res.candidates["checkpoint_io"] if c.name.startswith("zstd")]
+        assert ranked[:4] == ["zstd-3", "zstd-1", "zstd-2", "zstd-4"]
+    res = resolve(
+        hardware=CPU, registry=registry, preferences=Preferences(priority={"zstd-19": 1000})
+    )
+    assert res.checkpoint_io.name == "zstd-19"

@@ -14,6 +14,14 @@ entry by an environment variable::
 distribution serves a name that several provide (the others are rejected with
 that reason). ``PLUGIN_REGISTRY_PIN`` entries of the registry count as
 ``prefer`` too.
+
+A priority key is read as a lookup reads a name: a concrete name
+(``zstd-19``), an alias (``zstd``: the record it stands for), a parametrised
+record's own name (``zstd-{level}``: all its names), each optionally qualified
+(``acme-plugins:zstd``) to touch one provider only. A key that names no installed
+plugin, or a ``prefer`` entry naming a distribution that does not provide the
+name, is a :class:`PreferencesError` naming the key, where it was set, and the
+close names (:func:`targets` checks them against the records).
 """
 
 from __future__ import annotations
@@ -21,14 +29,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from plugin_registry import _environ
 from plugin_registry._files import read_text
+from plugin_registry._text import join
 from plugin_registry.errors import PreferencesError as PreferencesError
-from plugin_registry.names import normalize_distribution, normalize_name
+from plugin_registry.names import normalize_distribution, normalize_name, suggestions
+from plugin_registry.records import PluginInfo
 
 ENV_PRIORITY = "PLUGIN_REGISTRY_PRIORITY"
 ENV_PREFER = "PLUGIN_REGISTRY_PREFER"
@@ -43,11 +53,8 @@ class Preferences:
     priority: Mapping[str, int] = dataclasses.field(default_factory=dict)
     prefer: Mapping[str, str] = dataclasses.field(default_factory=dict)
     sources: tuple[str, ...] = ()
-
-    def priority_of(self, name: str, distribution: str | None, default: int) -> int:
-        if distribution and f"{distribution}:{name}" in self.priority:
-            return self.priority[f"{distribution}:{name}"]
-        return self.priority.get(name, default)
+    #: Where each key of ``priority`` and ``prefer`` was set, for error messages.
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(
@@ -58,6 +65,7 @@ class Preferences:
         priority: dict[str, int] = {}
         prefer: dict[str, str] = {}
         sources: list[str] = []
+        origins: dict[str, str] = {}
         found = _nearest_pyproject(Path(start) if start is not None else Path.cwd())
         if found is not None:
             table = _read_table(found)
@@ -65,6 +73,7 @@ class Preferences:
                 where = f"{found} [tool.{TABLE}]"
                 priority.update(_priorities(table.get("priority", {}), where))
                 prefer.update(_preferred(table.get("prefer", {}), where))
+                origins.update(dict.fromkeys([*priority, *prefer], where))
                 unknown = sorted(set(table) - {"priority", "prefer"})
                 if unknown:
                     raise PreferencesError(
@@ -73,14 +82,18 @@ class Preferences:
                     )
                 sources.append(str(found))
         if env.get(ENV_PRIORITY, "").strip():
-            priority.update(_priorities(_pairs(env, ENV_PRIORITY, "acme-fp8=100"), ENV_PRIORITY))
+            from_env = _priorities(_pairs(env, ENV_PRIORITY, "acme-fp8=100"), ENV_PRIORITY)
+            priority.update(from_env)
+            origins.update(dict.fromkeys(from_env, ENV_PRIORITY))
             sources.append(ENV_PRIORITY)
         if env.get(ENV_PREFER, "").strip():
-            prefer.update(
-                _preferred(_pairs(env, ENV_PREFER, "transformer-engine=acme-fp8"), ENV_PREFER)
+            preferred = _preferred(
+                _pairs(env, ENV_PREFER, "transformer-engine=acme-fp8"), ENV_PREFER
             )
+            prefer.update(preferred)
+            origins.update(dict.fromkeys(preferred, f"{ENV_PREFER} "))
             sources.append(ENV_PREFER)
-        return cls(priority=priority, prefer=prefer, sources=tuple(sources))
+        return cls(priority=priority, prefer=prefer, sources=tuple(sources), origins=origins)
 
 
 def _nearest_pyproject(start: Path) -> Path | None:
@@ -152,3 +165,85 @@ def _preferred(values: Any, where: str) -> dict[str, str]:
     ):
         raise PreferencesError(f"{where}: 'prefer' must map plugin names to distribution names")
     return {normalize_name(k): normalize_distribution(v) for k, v in values.items()}
+
+
+#: What a priority applies to: a record's one concrete name, or (None) all its names.
+Target = tuple[PluginInfo, str | None]
+
+
+def targets(preferences: Preferences, records: Sequence[PluginInfo]) -> dict[Target, int]:
+    """Each priority key resolved against ``records`` as a lookup resolves a name;
+    a PreferencesError for a key that names none, or a ``prefer`` that cannot hold."""
+    out: dict[Target, int] = {}
+    # Bare keys first: a qualified key for the same plugin is the more precise, and wins.
+    for key in sorted(preferences.priority, key=lambda k: ":" in k):
+        found = _targets_of(key, records)
+        if not found:
+            raise _unknown(key, "priority", preferences, records)
+        for target in found:
+            out[target] = preferences.priority[key]
+    for name, dist in preferences.prefer.items():
+        providers = sorted({r.qualifier for r in records if r.distribution and _answers(r, name)})
+        if not providers:
+            raise _unknown(name, "prefer", preferences, records)
+        if dist not in providers:
+            raise PreferencesError(
+                f"{_origin(preferences, name)}: prefer {name!r} from {dist!r}, which does not "
+                f"provide it; it is provided by {', '.join(providers)}"
+            )
+    return out
+
+
+def _answers(record: PluginInfo, name: str) -> bool:
+    spelled = {normalize_name(s) for s in (record.name, *record.aliases)}
+    return name in spelled or name in record.names()
+
+
+def _targets_of(key: str, records: Sequence[PluginInfo]) -> list[Target]:
+    dist, _, bare = key.rpartition(":")
+    found: list[Target] = []
+    for record in records:
+        if dist and record.qualifier != dist:
+            continue
+        if bare in {normalize_name(s) for s in (record.name, *record.aliases)} and (
+            bare not in record.names() or not _concrete(record, bare)
+        ):
+            found.append((record, None))  # the record's own name, or an alias of all of it
+            continue
+        concrete = _concrete(record, bare)
+        if concrete is not None:
+            found.append((record, concrete or None))
+    return found
+
+
+def _concrete(record: PluginInfo, name: str) -> str | None:
+    """The concrete name ``name`` (a name or alias of ``record``) selects; '' when it
+    selects no parameter (an alias of the whole record); None when it is not one."""
+    for exp in record.expansions():
+        if exp.name != name:
+            continue
+        if not exp.parameters:
+            return "" if record.name_parameters else normalize_name(record.name)
+        return next(
+            e.name
+            for e in record.expansions(aliases=False)
+            if dict(e.parameters) == dict(exp.parameters)
+        )
+    return None
+
+
+def _origin(preferences: Preferences, key: str) -> str:
+    return preferences.origins.get(key, "preferences").strip()
+
+
+def _unknown(
+    key: str, table: str, preferences: Preferences, records: Sequence[PluginInfo]
+) -> PreferencesError:
+    bare = key.rpartition(":")[2]
+    names = {n for r in records for n in (*r.names(), normalize_name(r.name))}
+    close = suggestions(bare, names)
+    hint = f"; did you mean {join([repr(c) for c in close], 'or')}?" if close else ""
+    return PreferencesError(
+        f"{_origin(preferences, key)}: {table} key {key!r} names no installed plugin{hint} "
+        "(keys are plugin names, aliases or dist:name; 'plugin-registry list' shows them)"
+    )

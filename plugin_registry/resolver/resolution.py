@@ -40,6 +40,23 @@ class _Pick:
         return self.record.provider if self.record is not None else "<instance>"
 
 
+def _variant(record: PluginInfo | None, name: str) -> int:
+    """0 for the name a parametrised record means by default (its ``parameters`` where
+    they are among the choices, else the first choices), else 1 + its declared place."""
+    if record is None or not record.name_parameters:
+        return 0
+    default = {
+        field: str(record.parameters[field])
+        if str(record.parameters.get(field)) in choices
+        else choices[0]
+        for field, choices in record.name_parameters.items()
+    }
+    for place, exp in enumerate(record.expansions(aliases=False)):
+        if exp.name == name:
+            return 0 if dict(exp.parameters) == default else place + 1
+    return 0
+
+
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class Candidate(_Pick):
     """One concrete plugin name considered for a slot, with the verdict and its reasons."""
@@ -51,10 +68,19 @@ class Candidate(_Pick):
     specificity: int = 0
 
     @property
-    def rank_key(self) -> tuple[int, int, int, str, str]:
-        """Explicit first, then priority, specificity, name, provider: deterministic."""
+    def rank_key(self) -> tuple[int, int, int, int, str, str]:
+        """Explicit first, then priority, specificity, the record's default name before its
+        other names (``zstd-{level}`` with ``level=3``: ``zstd-3``, then the rest in the
+        order declared), name, provider: deterministic."""
         dist = (self.record.distribution or "") if self.record is not None else ""
-        return (0 if self.explicit else 1, -self.priority, -self.specificity, self.name, dist)
+        return (
+            0 if self.explicit else 1,
+            -self.priority,
+            -self.specificity,
+            _variant(self.record, self.name),
+            self.name,
+            dist,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

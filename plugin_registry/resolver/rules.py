@@ -50,7 +50,7 @@ from plugin_registry.resolver.hardware import Hardware, detect_hardware
 from plugin_registry.resolver.job import Job, settle
 from plugin_registry.resolver.judging import Judge, serves, specificity, unmet_on
 from plugin_registry.resolver.lock import Lock
-from plugin_registry.resolver.preferences import Preferences
+from plugin_registry.resolver.preferences import Preferences, targets
 from plugin_registry.resolver.resolution import Candidate, Choice, Resolution
 from plugin_registry.resolver.settings import InvalidSettingError, Settings, parse_settings
 
@@ -127,6 +127,7 @@ class Resolver:
             else list(records)
         )
         self.prefer = dict(preferences.prefer)
+        self.priorities = targets(preferences, self.records)
         # Pins keep their kind: a pin of 'precision/torch' says nothing of the
         # checkpoint IO named torch.
         self.pins = dict(registry.control.pins)
@@ -511,13 +512,12 @@ class Resolver:
         )
 
     def _priority(self, record: PluginInfo, name: str) -> int:
-        return self.preferences.priority_of(
-            normalize_name(name),
-            record.distribution,
-            self.preferences.priority_of(
-                normalize_name(record.name), record.distribution, record.priority
-            ),
-        )
+        """The user's priority for this name of the record, else for the whole record,
+        else the record's own."""
+        found = self.priorities.get((record, normalize_name(name)))
+        if found is None:
+            found = self.priorities.get((record, None))
+        return record.priority if found is None else found
 
 
 def _concrete_name(record: PluginInfo, parameters: Mapping[str, str]) -> str:
