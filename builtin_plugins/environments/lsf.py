@@ -22,7 +22,9 @@ class LSFEnvironment(ClusterEnvironment):
     and the main port ``MASTER_PORT`` or 10000 plus the job id modulo 1000.
 
     As Lightning's, it reads the rank file, the port and this host's node rank when
-    it is built, so a job started outside ``jsrun`` fails at once (ValueError).
+    it is built, so a job started outside ``jsrun`` fails at once; as Lightning's, a
+    variable that is not set is a ValueError (InvalidVariableError), here and in
+    ``world_size``, ``global_rank`` and ``local_rank``.
     """
 
     def __init__(self) -> None:
@@ -66,26 +68,26 @@ class LSFEnvironment(ClusterEnvironment):
     def _port() -> int:
         if "MASTER_PORT" in os.environ:
             return get_int("MASTER_PORT", "set it to a free port, or unset it")
-        return get_int("LSB_JOBID", _WHO) % 1000 + 10000
+        return get_int("LSB_JOBID", _WHO, missing=InvalidVariableError) % 1000 + 10000
 
     @staticmethod
     def detect() -> bool:
         return all(name in os.environ for name in _REQUIRED)
 
     def world_size(self) -> int:
-        return get_int("JSM_NAMESPACE_SIZE", _WHO)
+        return get_int("JSM_NAMESPACE_SIZE", _WHO, missing=InvalidVariableError)
 
     def set_world_size(self, size: int) -> None:
         pass  # fixed by jsrun
 
     def global_rank(self) -> int:
-        return get_int("JSM_NAMESPACE_RANK", _WHO)
+        return get_int("JSM_NAMESPACE_RANK", _WHO, missing=InvalidVariableError)
 
     def set_global_rank(self, rank: int) -> None:
         pass  # fixed by jsrun
 
     def local_rank(self) -> int:
-        return get_int("JSM_NAMESPACE_LOCAL_RANK", _WHO)
+        return get_int("JSM_NAMESPACE_LOCAL_RANK", _WHO, missing=InvalidVariableError)
 
     def node_rank(self) -> int:
         return self._node_rank

@@ -66,13 +66,23 @@ def get(name: str, launcher: str) -> str:
     return value
 
 
-def get_int(name: str, launcher: str, default: int | None = None) -> int:
-    """``name`` as an integer in its range (``default`` when unset and a default is given)."""
+def get_int(
+    name: str,
+    launcher: str,
+    default: int | None = None,
+    missing: type[Exception] = MissingVariableError,
+) -> int:
+    """``name`` as an integer in its range (``default`` when unset and a default is given).
+
+    An unset variable raises ``missing``: MissingVariableError (a KeyError, where
+    Lightning reads ``os.environ[name]``), or InvalidVariableError (a ValueError) for
+    the launchers whose Lightning class checks and raises ValueError itself (LSF).
+    """
     value = os.environ.get(name)
     if value is None:
         if default is not None:
             return default
-        raise MissingVariableError(f"{name} is not set; {launcher}")
+        raise missing(f"{name} is not set; {launcher}")
     number = parse_count(value)
     low, high = _range(name)
     if number is None:

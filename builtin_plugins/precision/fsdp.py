@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from builtin_plugins.precision.formats import check_precision, convert_floating, default_dtype
@@ -50,8 +52,20 @@ class FSDPPrecision(LossScaling):
 
     @property
     def mixed_precision_config(self) -> Any:
-        """``torch.distributed.fsdp.MixedPrecision`` for this precision value."""
+        """``torch.distributed.fsdp.MixedPrecision`` for this precision value.
+
+        As Lightning's, it warns (on rank 0) that ``16-true``/``bf16-true`` compute in
+        the lower precision while FSDP keeps a full-precision copy for sharding.
+        """
         from torch.distributed.fsdp import MixedPrecision as FSDPMixedPrecision
+
+        if self.precision in ("16-true", "bf16-true") and _rank() == 0:
+            warnings.warn(
+                f"FSDP with {self.precision!r} enables computation in lower precision. FSDP "
+                "will always retain a full-precision copy of the model parameters for sharding.",
+                UserWarning,
+                stacklevel=2,
+            )
 
         return FSDPMixedPrecision(
             param_dtype=self._low, reduce_dtype=self._low, buffer_dtype=self._low
@@ -82,3 +96,16 @@ class FSDPPrecision(LossScaling):
         import torch
 
         return convert_floating(data, torch.get_default_dtype())
+
+
+def _rank() -> int:
+    """This process's global rank: the process group's, else the launcher's variables."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    for name in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "LOCAL_RANK"):
+        value = os.environ.get(name, "")
+        if value.isascii() and value.isdigit():
+            return int(value)
+    return 0
