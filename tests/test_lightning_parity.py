@@ -208,3 +208,39 @@ def test_fsdp_mixed_precision_config_warns_as_lightnings(
     assert bool(theirs) == bool(ours) == bool(adapted) == lower
     monkeypatch.setenv("RANK", "1")  # rank 0 only, as Lightning's rank_zero_warn
     assert warned(lambda: pr.load(f"fsdp-{value}")) == []
+
+
+def test_the_cluster_environment_in_use_is_one_call_away_on_one_device_and_under_ddp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lightning as L
+
+    from plugin_registry.lightning import (
+        Fabric,
+        RegistryEnvironment,
+        Trainer,
+        cluster_environment,
+        registry_plugins,
+    )
+
+    for variable in ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "LSB_JOBID"):
+        monkeypatch.delenv(variable, raising=False)
+    trainer = Trainer(accelerator="cpu", devices=1, logger=False, plugins=["lightning"])
+    assert not hasattr(trainer.strategy, "cluster_environment")  # why this exists
+    assert isinstance(trainer.cluster_environment, RegistryEnvironment)
+    assert trainer.cluster_environment.plugin.__class__.__name__ == "LightningEnvironment"
+    fabric = Fabric(accelerator="cpu", devices=1, plugins=["lightning"])
+    assert isinstance(fabric.cluster_environment, RegistryEnvironment)
+    ddp = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        logger=False,
+        plugins=registry_plugins(["lightning"]),
+    )
+    assert cluster_environment(ddp) is ddp.strategy.cluster_environment
+    assert isinstance(cluster_environment(ddp), RegistryEnvironment)
+    plain = L.Fabric(accelerator="cpu", devices=1)
+    assert type(cluster_environment(plain)).__name__ == "LightningEnvironment"  # Lightning's own
+    with pytest.raises(TypeError, match="takes a Lightning Trainer or Fabric"):
+        cluster_environment(object())

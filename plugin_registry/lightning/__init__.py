@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from plugin_registry.lightning.checkpoint_io import RegistryCheckpointIO
 from plugin_registry.lightning.convert import registry_plugins, resolution_plugins, to_lightning
-from plugin_registry.lightning.environment import RegistryEnvironment
+from plugin_registry.lightning.environment import RegistryEnvironment, cluster_environment
 from plugin_registry.lightning.fabric import Fabric
 from plugin_registry.lightning.precision import (
     RegistryDeepSpeedPrecision,
@@ -49,6 +49,7 @@ __all__ = [
     "RegistryPrecision",
     "RegistryXLAPrecision",
     "Trainer",
+    "cluster_environment",
     "registry_plugins",
     "resolution_plugins",
     "to_lightning",

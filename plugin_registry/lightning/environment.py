@@ -6,11 +6,34 @@ not Lightning's default ``LightningEnvironment`` while SLURM is in use.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightning.fabric.plugins import ClusterEnvironment as _LightningEnvironment
 
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
-__all__ = ["RegistryEnvironment"]
+__all__ = ["RegistryEnvironment", "cluster_environment"]
+
+
+def cluster_environment(trainer: Any) -> Any:
+    """The cluster environment a Lightning ``Trainer`` or ``Fabric`` (ours or Lightning's)
+    uses, on one device as under DDP: a :class:`RegistryEnvironment` (``.plugin`` is the
+    registry plugin) or one of Lightning's own.
+
+    ``trainer.strategy.cluster_environment`` exists only for the strategies that form a
+    process group (a single-device strategy has none); Lightning keeps the one it chose
+    in its private connector, read here so user code need not.
+    """
+    chosen = getattr(getattr(trainer, "strategy", None), "cluster_environment", None)
+    if chosen is not None:
+        return chosen
+    for attribute in ("_accelerator_connector", "_connector"):  # Trainer, Fabric
+        connector = getattr(trainer, attribute, None)
+        if connector is not None and getattr(connector, "cluster_environment", None) is not None:
+            return connector.cluster_environment
+    raise TypeError(
+        f"cluster_environment() takes a Lightning Trainer or Fabric, got {type(trainer).__name__}"
+    )
 
 
 class RegistryEnvironment(_LightningEnvironment):

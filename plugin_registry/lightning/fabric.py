@@ -61,3 +61,11 @@ class Fabric(_LightningFabric):
             callbacks=callbacks,
             loggers=loggers,
         )
+
+    @property
+    def cluster_environment(self) -> Any:
+        """The cluster environment in use, on one device too (see
+        :func:`plugin_registry.lightning.cluster_environment`)."""
+        from plugin_registry.lightning.environment import cluster_environment
+
+        return cluster_environment(self)

@@ -48,3 +48,11 @@ class Trainer(_LightningTrainer):
         )
         self.resolution = prepared.resolution
         super().__init__(precision=prepared.precision, plugins=prepared.plugins, **kwargs)
+
+    @property
+    def cluster_environment(self) -> Any:
+        """The cluster environment in use, on one device too (see
+        :func:`plugin_registry.lightning.cluster_environment`)."""
+        from plugin_registry.lightning.environment import cluster_environment
+
+        return cluster_environment(self)
