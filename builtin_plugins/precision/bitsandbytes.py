@@ -71,6 +71,14 @@ class QuantizedLinear4bit(bnb.nn.Linear4bit):  # type: ignore[misc]
     """Linear4bit that quantizes a full-precision weight it is loaded with, and takes
     back its own quantized state dict (which bitsandbytes' own layer refuses)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # On a CPU with AVX512-BF16, bitsandbytes' eval-mode forward rewrites the weight
+        # in place into a CPU-only packed layout: the state dict then changes with a
+        # validation pass and holds what no other machine reads, and a layer with fewer
+        # than 64 inputs fails outright. The portable layout is kept.
+        self.support_avx512bf16_for_cpu = False
+
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         entries = _take(state_dict, prefix + "weight")
         handled = [prefix + "weight"] if entries else []
@@ -100,7 +108,27 @@ class QuantizedLinear4bit(bnb.nn.Linear4bit):  # type: ignore[misc]
 
 
 class QuantizedLinear8bit(bnb.nn.Linear8bitLt):  # type: ignore[misc]
-    """Linear8bitLt that quantizes a full-precision weight it is loaded with."""
+    """Linear8bitLt that quantizes a full-precision weight it is loaded with, and, when
+    its weight trains (``int8-training``), from the current weight at every forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.state.has_fp16_weights:
+            out: torch.Tensor = super().forward(x)
+            return out
+        # bitsandbytes re-quantizes a trainable weight only while its .grad is None; a
+        # loop that zeroes gradients after the forward pass (Lightning's closure) would
+        # have every forward use the int8 copy made at the first step.
+        self.state.reset_grads()
+        if x.device.type not in ("cpu", "xpu") or self.training:
+            out = super().forward(x)
+            return out
+        # Its eval path for a trainable weight needs a kernel CPUs lack
+        # (int8_double_quant); its training path computes the same product here.
+        if self.bias is not None and self.bias.dtype != x.dtype:
+            self.bias.data = self.bias.data.to(x.dtype)
+        self.state.is_training = True
+        out = bnb.matmul(x, self.weight, bias=self.bias, state=self.state)
+        return out
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         key = prefix + "weight"
@@ -227,6 +255,11 @@ class BitsandbytesPrecision(Precision):
             )
         self._replace(module, "")
         return module
+
+    def prepare_for_load(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Quantized layers in place of the Linear ones, so that a quantized state dict
+        (packed weights, absmax, quant_map, SCB) loads as it is; converted layers stay."""
+        return self.convert_module(module)
 
     def tensor_init_context(self) -> contextlib.AbstractContextManager[Any]:
         return default_dtype(self.dtype)

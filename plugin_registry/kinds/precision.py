@@ -86,6 +86,20 @@ class Precision:
         """Called once on the model: may cast its parameters and buffers (in place)."""
         return module
 
+    def prepare_for_load(self, module: Module) -> Module:
+        """Make ``module`` able to take a state dict saved from a module this plugin
+        converted; called before a checkpoint is loaded into a module that may not be
+        converted yet (Lightning's Trainer restores ``ckpt_path`` before it converts).
+
+        The default does nothing: a state dict of cast parameters loads into uncast
+        ones. A plugin whose conversion changes the state dict's keys or shapes
+        (quantized weights with their scales, packed layouts) converts the module here,
+        as :meth:`convert_module` would, so every saved tensor has a place to go; the
+        loaded values then replace what conversion computed, bit for bit. It must leave
+        a module it already converted as it is: :meth:`convert_module` may follow.
+        """
+        return module
+
     def tensor_init_context(self) -> contextlib.AbstractContextManager[Any]:
         """Around creating tensors: may set the default dtype (restored on exit)."""
         return contextlib.nullcontext()

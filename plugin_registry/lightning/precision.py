@@ -62,6 +62,9 @@ class _Delegate:
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return self.plugin.convert_module(module)
 
+    def prepare_for_load(self, module: torch.nn.Module) -> torch.nn.Module:
+        return self.plugin.prepare_for_load(module)
+
     def tensor_init_context(self) -> contextlib.AbstractContextManager[Any]:
         return self.plugin.tensor_init_context()
 

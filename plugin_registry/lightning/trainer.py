@@ -48,6 +48,7 @@ class Trainer(_LightningTrainer):
         )
         self.resolution = prepared.resolution
         super().__init__(precision=prepared.precision, plugins=prepared.plugins, **kwargs)
+        _prepare_before_restoring(self.strategy)
 
     @property
     def cluster_environment(self) -> Any:
@@ -56,3 +57,20 @@ class Trainer(_LightningTrainer):
         from plugin_registry.lightning.environment import cluster_environment
 
         return cluster_environment(self)
+
+
+def _prepare_before_restoring(strategy: Any) -> None:
+    """Lightning restores ``ckpt_path`` into the model before the strategy converts it
+    (except under FSDP and DeepSpeed): a checkpoint saved from a quantized model then
+    meets unquantized layers. The precision plugin prepares the model first
+    (:meth:`~plugin_registry.kinds.precision.Precision.prepare_for_load`)."""
+    load = strategy.load_model_state_dict
+
+    def load_model_state_dict(checkpoint: Any, strict: bool = True) -> Any:
+        prepare = getattr(strategy.precision_plugin, "prepare_for_load", None)
+        module = strategy.lightning_module
+        if prepare is not None and module is not None:
+            prepare(module)
+        return load(checkpoint, strict=strict)
+
+    strategy.load_model_state_dict = load_model_state_dict
