@@ -24,11 +24,9 @@ import importlib_metadata
 import pluggy
 
 from plugin_registry import _capture, _distributions, _files, _inflight, hookspecs
-from plugin_registry._text import describe, printable
+from plugin_registry._text import describe, join, printable
 from plugin_registry.errors import InvalidRecordError
-from plugin_registry.names import (
-    did_you_mean,
-)
+from plugin_registry.names import did_you_mean, suggestions
 from plugin_registry.records import (
     KINDS,
     MAX_NAME_LENGTH,
@@ -199,6 +197,44 @@ def _collect(
     return Collected(_dedupe(ref, records, problem), problems, deps, started, hooks)
 
 
+#: The words a misspelt entry point's problem ends with (the doctor shows them as the fix).
+ENTRY_POINT_FIX = (
+    "correct the entry point under [project.entry-points.plugin_registry] in the "
+    "package's pyproject.toml, and reinstall it"
+)
+
+
+def _missing_own_module(ref: EntryPointRef, exc: BaseException) -> str:
+    """Where the entry point names a module that does not exist (not a module it
+    imports): say so, with the package's modules of that name's shape."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    module = ref.value.split(":", 1)[0].strip()
+    if not missing or not (module == missing or module.startswith(missing + ".")):
+        return ""
+    import importlib.util
+    import pkgutil
+
+    parent = missing.rpartition(".")[0]
+
+    try:
+        if parent:
+            spec = importlib.util.find_spec(parent)
+            path = list(spec.submodule_search_locations or []) if spec else []
+            known = [m.name for m in pkgutil.iter_modules(path)]
+        else:  # the modules beside the package's metadata
+            where = importlib_metadata.distribution(ref.distribution).locate_file("")
+            known = [m.name for m in pkgutil.iter_modules([str(where)])]
+    except Exception:  # noqa: BLE001 - a broken package's parent may fail to import too
+        known = []
+    prefix = f"{parent}." if parent else ""
+    close = suggestions(missing.rpartition(".")[2], [k for k in known if k.isidentifier()])
+    hint = f". Did you mean {join([repr(prefix + c) for c in close], 'or')}?" if close else ""
+    return (
+        f"entry point {ref.name} = {ref.value!r} names module {missing!r}, which does not "
+        f"exist ({describe(exc)}){hint or '.'} Fix: {ENTRY_POINT_FIX}"
+    )
+
+
 #: The heavy modules each registration module imported when it was first imported
 #: in this process, by entry point value.
 _HEAVY_IMPORTS: dict[str, list[str]] = {}
@@ -219,7 +255,11 @@ def _import(ref: EntryPointRef, deps: dict[str, int | None], problem: Any) -> ob
             name=ref.name, value=ref.value, group=hookspecs.ENTRY_POINT_GROUP
         ).load()
     except BaseException as exc:  # noqa: BLE001 - a third party's import, isolated
-        problem(f"entry point {ref.name} = {ref.value!r} failed to load: {describe(exc)}", exc)
+        misspelt = _missing_own_module(ref, exc)
+        problem(
+            misspelt or f"entry point {ref.name} = {ref.value!r} failed to load: {describe(exc)}",
+            exc,
+        )
         return None
     finally:
         _track_modules(ref, before, deps)

@@ -1134,3 +1134,62 @@ def test_an_unknown_name_is_not_blamed_on_an_unrelated_broken_package(
             assert info.value.suggestions[0] == "bf16-mixed"
             with pytest.raises(BrokenPluginError):  # its own name is still its to answer for
                 registry.get("wrecked-env")
+
+
+@pytest.mark.parametrize("typo", ["registratoin", "top-level"])
+def test_a_misspelt_entry_point_module_is_named_with_the_close_match_and_where_to_fix_it(
+    site: SiteDir, typo: str
+) -> None:
+    from plugin_registry.cli import doctor
+
+    mod = unique("speller_plugins")
+    record = f'PluginInfo(name="speller", kind="cluster_environment", target="{mod}.env:Env")'
+    value = f"{mod}.registratoin" if typo == "registratoin" else f"{mod[:-1]}.registration"
+    site.install(
+        "speller-plugins",
+        {
+            f"{mod}/__init__.py": "",
+            f"{mod}/env.py": env_class_module(),
+            f"{mod}/registration.py": registration("cluster_environment", record),
+        },
+        value,
+    )
+    registry = Registry(cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pr.PluginWarning)
+        (problem,) = [p for p in registry.problems() if p.distribution == "speller-plugins"]
+    wanted = f"{mod}.registration" if typo == "registratoin" else mod
+    assert "which does not exist (ModuleNotFoundError: No module named" in problem.reason
+    assert f"). Did you mean {wanted!r}?" in problem.reason
+    (finding,) = [
+        f for f in doctor._problem_findings(registry) if f.subject.startswith("speller-plugins")
+    ]
+    assert (
+        "[project.entry-points.plugin_registry]" in finding.fix and "pyproject.toml" in finding.fix
+    )
+    assert "Fix:" not in finding.message and "uninstall" not in finding.fix
+
+
+def test_doctor_checks_one_package_and_names_a_misspelt_one(site: SiteDir) -> None:
+    from plugin_registry.cli import doctor
+
+    install_env_package(site, "wrecked-plugins", "wrecked", preamble="import no_such_module_xyz")
+    install_env_package(site, "fine-plugins", "fine")
+    registry = Registry(cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pr.PluginWarning)
+        everything = doctor.run(registry)
+        only_fine = doctor.run(registry, ["Fine_Plugins"])
+        with pytest.raises(PluginNotFoundError, match="did you mean 'fine-plugins'") as info:
+            doctor.run(registry, ["fine-plugin"])
+    assert info.value.suggestions == ["fine-plugins"] or info.value.suggestions == ("fine-plugins",)
+    assert not everything.ok and only_fine.ok
+    assert set(only_fine.import_times) == {"fine-plugins:plugins"}
+    assert all(
+        "wrecked" not in f.subject and "plugin-registry" not in f.subject
+        for f in only_fine.findings
+    )
+    # A built-in whose optional library is absent is a note: a fresh install's normal state.
+    builtin = doctor.run(registry, ["plugin-registry"])
+    unavailable = [f for f in builtin.findings if f.message.startswith("unavailable:")]
+    assert unavailable and {f.severity for f in unavailable} == {"info"}

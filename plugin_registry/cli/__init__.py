@@ -142,7 +142,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from plugin_registry.cli import doctor
 
     registry = _registry(args)
-    report = doctor.run(registry)
+    report = doctor.run(registry, args.packages)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.ok else 1
@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("doctor", help="import everything and report problems")
+    p.add_argument(
+        "packages", nargs="*", metavar="PACKAGE", help="check only these plugin packages"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("cache", help="inspect or clear the record cache")

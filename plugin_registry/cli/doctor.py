@@ -9,14 +9,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from plugin_registry.discovery import HEAVY_MODULES
-from plugin_registry.errors import PluginLoadError
+from plugin_registry.discovery import ENTRY_POINT_FIX, HEAVY_MODULES
+from plugin_registry.errors import PluginLoadError, PluginNotFoundError
 from plugin_registry.names import normalize_distribution
 from plugin_registry.records import PluginInfo
 from plugin_registry.registry import Registry
@@ -124,10 +125,20 @@ def probe_registration(value: str, watch: Iterable[str]) -> dict[str, Any]:
     return result
 
 
-def run(registry: Registry) -> Report:
-    """Every check, in the order the report shows them."""
-    records = registry.list_plugins(include_hidden=True)
-    probed, times = _registration_findings(registry, records)
+#: The distribution of the built-in plugins: a library they need being absent is a
+#: normal state of a fresh install (a note), not a fault (a warning).
+BUILTIN_DISTRIBUTION = "plugin-registry"
+
+
+def run(registry: Registry, packages: Iterable[str] = ()) -> Report:
+    """Every check, in the order the report shows them; only ``packages`` when given."""
+    wanted = _wanted(registry, packages)
+    records = [
+        r
+        for r in registry.list_plugins(include_hidden=True)
+        if wanted is None or _dist(r.distribution) in wanted
+    ]
+    probed, times = _registration_findings(registry, records, wanted)
     findings = [
         *_problem_findings(registry),
         *probed,
@@ -135,26 +146,68 @@ def run(registry: Registry) -> Report:
         *_target_findings(registry, records),
         *_shadowed_distributions(registry),
     ]
+    if wanted is not None:
+        findings = [f for f in findings if _concerns(f, wanted)]
     return Report(findings, times)
+
+
+def _concerns(finding: Finding, wanted: set[str]) -> bool:
+    """Whether a finding is about one of the ``wanted`` packages (a name conflict is
+    about each package that claims the name)."""
+    subject = finding.subject.split("/")[-1].split(":")[0]
+    if subject == "registry":
+        return any(re.search(rf"\b{re.escape(w)}\b", finding.message) for w in wanted)
+    return _dist(subject) in wanted
+
+
+def _dist(name: str | None) -> str:
+    return normalize_distribution(name) if name else ""
+
+
+def _wanted(registry: Registry, packages: Iterable[str]) -> set[str] | None:
+    """The normalised names asked for (None: all); PluginNotFoundError for one not there."""
+    asked = [p for p in packages if p.strip()]
+    if not asked:
+        return None
+    known = {_dist(ref.distribution) for ref in registry.entry_points()}
+    for package in asked:
+        if _dist(package) not in known:
+            from plugin_registry.names import suggestions
+
+            close = suggestions(package, sorted(known))
+            raise PluginNotFoundError(
+                f"no installed plugin package is named {package!r}"
+                + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ".")
+                + " 'plugin-registry list' shows each plugin's package",
+                name=package,
+                suggestions=close,
+            )
+    return {_dist(p) for p in asked}
 
 
 def _problem_findings(registry: Registry) -> list[Finding]:
     """What discovery met: broken packages and name conflicts."""
-    return [
-        Finding(
-            problem.severity,
-            f"{problem.distribution or 'registry'}:{problem.entry_point}",
-            problem.reason,
-            "fix or uninstall the package: pip uninstall " + (problem.distribution or "<package>")
-            if problem.severity == "error"
-            else "",
+    findings = []
+    for problem in registry.problems():
+        message, own_fix = problem.reason, ""
+        if f" Fix: {ENTRY_POINT_FIX}" in message:  # a misspelt entry point: its own way out
+            message, _, own_fix = message.partition(" Fix: ")
+        generic = "fix or uninstall the package: pip uninstall " + (
+            problem.distribution or "<package>"
         )
-        for problem in registry.problems()
-    ]
+        findings.append(
+            Finding(
+                problem.severity,
+                f"{problem.distribution or 'registry'}:{problem.entry_point}",
+                message,
+                own_fix or (generic if problem.severity == "error" else ""),
+            )
+        )
+    return findings
 
 
 def _registration_findings(
-    registry: Registry, records: list[PluginInfo]
+    registry: Registry, records: list[PluginInfo], wanted: set[str] | None = None
 ) -> tuple[list[Finding], dict[str, float]]:
     """Each registration module imported in a fresh interpreter: its time and heavy imports."""
     from packaging.requirements import InvalidRequirement, Requirement
@@ -163,6 +216,8 @@ def _registration_findings(
     times: dict[str, float] = {}
     skipped = registry.skipped()
     for ref in registry.entry_points():
+        if wanted is not None and _dist(ref.distribution) not in wanted:
+            continue
         if ref.key in skipped:
             findings.append(Finding("info", ref.key, f"not loaded: {skipped[ref.key]}"))
             continue
@@ -222,8 +277,16 @@ def _target_findings(registry: Registry, records: list[PluginInfo]) -> list[Find
             from plugin_registry.cli.listing import requirements_of
 
             unmet = requirements_of(record)
+            optional = _dist(record.distribution) == BUILTIN_DISTRIBUTION and all(
+                reason.endswith(" is not installed") for reason in unmet.reasons
+            )
             findings.append(
-                Finding("warning", subject, f"unavailable: {'; '.join(unmet.reasons)}", unmet.fix)
+                Finding(
+                    "info" if optional else "warning",
+                    subject,
+                    f"unavailable: {'; '.join(unmet.reasons)}",
+                    unmet.fix,
+                )
             )
             continue
         try:
