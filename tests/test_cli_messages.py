@@ -243,8 +243,14 @@ def test_an_override_may_not_contradict_the_name(
 
 
 def test_unavailable_names_what_was_asked() -> None:
-    with pytest.raises(pr.PluginUnavailableError, match="plugin 'xla-bf16-true' from"):
+    with pytest.raises(
+        pr.PluginUnavailableError, match=r"plugin 'xla-bf16-true' \('xla-\{precision\}'\) from"
+    ):
         pr.load("xla-bf16-true")
+    with pytest.raises(
+        pr.PluginUnavailableError, match=r"plugin 'precision/xla' \('xla-\{precision\}'\)"
+    ):
+        pr.load("precision/xla")  # an alias: what was asked, then the record
 
 
 def test_a_misspelt_target_says_what_does_not_exist(

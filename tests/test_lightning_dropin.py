@@ -287,7 +287,11 @@ def test_lightning_cli_names_a_misspelt_plugin_with_did_you_mean(tmp_path: Path)
         tmp_path, "trainer:\n  accelerator: cpu\n  max_steps: 1\n  plugins: [bitsandbytes-nf5]\n"
     )
     assert proc.returncode != 0
-    assert "no plugin named 'bitsandbytes-nf5'. Did you mean 'bitsandbytes-nf4'" in proc.stderr
+    assert (
+        "no plugin named 'bitsandbytes-nf5': 'bitsandbytes-{mode}' takes mode one of 'nf4', "
+        "'nf4-dq', 'fp4', 'fp4-dq', 'int8' or 'int8-training', not 'nf5'. Did you mean "
+        "'bitsandbytes-nf4'"
+    ) in proc.stderr
 
 
 # -- every strategy: Lightning's FSDP, DeepSpeed and XLA take our adapters -----------------
