@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugin_registry._files import atomic_write_text
 from plugin_registry._schema import Checker, read_json
@@ -24,9 +24,6 @@ from plugin_registry.errors import LockMismatchError as LockMismatchError
 from plugin_registry.names import Spec
 from plugin_registry.records import KINDS
 from plugin_registry.resolver.settings import Settings
-
-if TYPE_CHECKING:
-    from plugin_registry.resolver.resolution import Resolution
 
 FORMAT = 1
 
@@ -54,37 +51,6 @@ class Lock:
     settings: Settings
     plugins: tuple[LockedPlugin, ...]
     libraries: Mapping[str, str | None]
-
-    @classmethod
-    def from_resolution(cls, resolution: Resolution) -> Lock:
-        from plugin_registry.names import normalize_distribution
-        from plugin_registry.requirements import requirement_name
-
-        plugins: list[LockedPlugin] = []
-        libraries: dict[str, str | None] = {"torch": resolution.hardware.version("torch")}
-        for choice in resolution.choices:
-            record = choice.record
-            if record is None:
-                cls_ = type(choice.instance)
-                target = f"{cls_.__module__}:{cls_.__qualname__}"
-                plugins.append(
-                    LockedPlugin(choice.kind, choice.name, None, None, target, {}, instance=True)
-                )
-                continue
-            plugins.append(
-                LockedPlugin(
-                    choice.kind,
-                    choice.name,
-                    record.distribution,
-                    record.version,
-                    record.target,
-                    dict(choice.parameters),
-                )
-            )
-            for text in record.requires:
-                name = normalize_distribution(requirement_name(text))
-                libraries[name] = resolution.hardware.version(name)
-        return cls(resolution.settings, tuple(plugins), libraries)
 
     def plugin(self, kind: str) -> LockedPlugin:
         return next(p for p in self.plugins if p.kind == kind)

@@ -19,12 +19,28 @@ from typing import TYPE_CHECKING, Any
 
 from plugin_registry.errors import LockMismatchError, PluginRegistryError
 from plugin_registry.resolver.lock import Lock
-from plugin_registry.resolver.rules import resolve, resolve_locked
+from plugin_registry.resolver.rules import Resolver, resolve
 
 __all__ = ["resolve_locked", "resolve_on_all_ranks"]
 
 if TYPE_CHECKING:
+    import os
+
+    from plugin_registry.registry import Registry
+    from plugin_registry.resolver.hardware import Hardware
+    from plugin_registry.resolver.preferences import Preferences
     from plugin_registry.resolver.resolution import Resolution
+
+
+def resolve_locked(
+    lock: Lock | str | os.PathLike[str],
+    *,
+    hardware: Hardware | str | os.PathLike[str] | None = None,
+    registry: Registry | None = None,
+    preferences: Preferences | None = None,
+) -> Resolution:
+    """Resolve exactly the locked plugins and settings; raise if anything differs."""
+    return Resolver.on(registry, hardware, preferences).resolve_locked(lock)
 
 
 def resolve_on_all_ranks(group: Any = None, **settings: Any) -> Resolution:

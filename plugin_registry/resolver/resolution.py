@@ -15,11 +15,11 @@ from plugin_registry.kinds import KINDS, SPECS, Kind
 from plugin_registry.machine import Hardware
 from plugin_registry.names import Spec
 from plugin_registry.records import PluginInfo
+from plugin_registry.resolver.lock import Lock, LockedPlugin
 from plugin_registry.resolver.settings import Settings
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
-    from plugin_registry.resolver.lock import Lock
 
 SLOT_TITLES = {s.name: s.slot for s in SPECS}
 
@@ -164,9 +164,34 @@ class Resolution:
 
     def lock(self) -> Lock:
         """The names, providers, versions and parameters to write down (see lock.py)."""
-        from plugin_registry.resolver.lock import Lock
+        from plugin_registry.names import normalize_distribution
+        from plugin_registry.requirements import requirement_name
 
-        return Lock.from_resolution(self)
+        plugins: list[LockedPlugin] = []
+        libraries: dict[str, str | None] = {"torch": self.hardware.version("torch")}
+        for choice in self.choices:
+            record = choice.record
+            if record is None:
+                cls_ = type(choice.instance)
+                target = f"{cls_.__module__}:{cls_.__qualname__}"
+                plugins.append(
+                    LockedPlugin(choice.kind, choice.name, None, None, target, {}, instance=True)
+                )
+                continue
+            plugins.append(
+                LockedPlugin(
+                    choice.kind,
+                    choice.name,
+                    record.distribution,
+                    record.version,
+                    record.target,
+                    dict(choice.parameters),
+                )
+            )
+            for text in record.requires:
+                name = normalize_distribution(requirement_name(text))
+                libraries[name] = self.hardware.version(name)
+        return Lock(self.settings, tuple(plugins), libraries)
 
     def to_dict(self) -> dict[str, Any]:
         return {

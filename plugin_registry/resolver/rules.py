@@ -90,17 +90,6 @@ def resolve(
     return resolver.resolve(settings)
 
 
-def resolve_locked(
-    lock: Lock | str | os.PathLike[str],
-    *,
-    hardware: Hardware | str | os.PathLike[str] | None = None,
-    registry: Registry | None = None,
-    preferences: Preferences | None = None,
-) -> Resolution:
-    """Resolve exactly the locked plugins and settings; raise if anything differs."""
-    return Resolver.on(registry, hardware, preferences).resolve_locked(lock)
-
-
 class Resolver:
     """The rules of the module docstring over a fixed list of records."""
 
