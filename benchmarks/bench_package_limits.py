@@ -2,7 +2,7 @@
 
 Side by side, in fresh interpreters, alternating: a warm ``pr.get("torch")`` (the
 call timed, after ``import plugin_registry``) with and without the package of
-tests/limits_package.py installed (1,000 records, 4,096 names, 20,000 parameter
+tests/_support/limits_package.py installed (1,000 records, 4,096 names, 20,000 parameter
 values, 1 MiB of records), and a cold ``plugin-registry list --json`` end to end
 (with its output size). Target (issue 28, item 13): the warm lookup at most 10x
 the one without the package; tests/test_package_limits.py holds the memory bound.
@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests import limits_package  # noqa: E402
+from tests._support import limits_package  # noqa: E402
 
 _WARM = """
 import time

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import packages
-from tests.support import REPO, Venv, build_project_wheel, missing_library
+from tests._support import packages
+from tests._support.support import REPO, Venv, build_project_wheel, missing_library
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pytest
 import plugin_registry as pr
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 from plugin_registry.registry import Registry
-from tests.sitedir import StubEnvironment
+from tests._support.sitedir import StubEnvironment
 
 
 def test_the_three_jobs_need_nothing_else() -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.support import Venv
+from tests._support.support import Venv
 
 PROBLEMS = """
 import json, warnings, plugin_registry as pr

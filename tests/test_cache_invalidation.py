@@ -6,9 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from tests import packages
+from tests._support import packages
+from tests._support.support import Venv
 from tests.conftest import wheel
-from tests.support import Venv
 
 STATE = """
 import json, plugin_registry as pr

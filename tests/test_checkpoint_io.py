@@ -21,7 +21,7 @@ import plugin_registry as pr
 from builtin_plugins.checkpoint_io.async_io import AsyncCheckpointIO
 from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
 from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointIO
-from tests.support import REPO
+from tests._support.support import REPO
 
 
 def state(seed: int = 0) -> dict[str, Any]:
@@ -217,7 +217,7 @@ def test_the_zip_crc32_is_skipped_unless_asked_for(tmp_path: Path) -> None:
 
 def test_sigkill_at_random_moments_leaves_old_or_new(tmp_path: Path) -> None:
     rounds = int(os.environ.get("CHECKPOINT_KILL_ROUNDS", "20"))
-    script = REPO / "tests" / "kill_during_save.py"
+    script = REPO / "tests" / "workers" / "kill_during_save.py"
     run = subprocess.run(
         [sys.executable, str(script), str(tmp_path), str(rounds), "1234"],
         capture_output=True,
@@ -233,7 +233,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new(tmp_path: Path) -> None:
 
 
 def test_the_kill_harness_catches_torn_writes_of_plain_torch_save(tmp_path: Path) -> None:
-    script = REPO / "tests" / "kill_during_save.py"
+    script = REPO / "tests" / "workers" / "kill_during_save.py"
     run = subprocess.run(
         [sys.executable, str(script), str(tmp_path), "20", "1234", "--plain"],
         capture_output=True,
@@ -618,7 +618,7 @@ def test_load_errors_are_also_the_type_lightning_raises(case: str, tmp_path: Pat
 def test_a_fifo_at_the_checkpoint_path_is_refused_not_waited_on(tmp_path: Path) -> None:
     """A FIFO where the checkpoint file should be hung the load forever (open() waits
     for a writer): only regular files are read."""
-    from tests.support import raises_within
+    from tests._support.support import raises_within
 
     fifo = tmp_path / "model.pt"
     os.mkfifo(fifo)

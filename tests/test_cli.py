@@ -4,7 +4,7 @@ import json
 import re
 import subprocess
 
-from tests.support import Venv, script
+from tests._support.support import Venv, script
 
 
 def test_list_table_groups_by_kind(good_venv: Venv) -> None:
@@ -77,7 +77,7 @@ def test_console_script_is_installed() -> None:
 
 
 def test_doctor_reports_which_copy_shadows_which(tmp_path, wheelhouse) -> None:
-    from tests import packages
+    from tests._support import packages
 
     venv = Venv(tmp_path / "venv")
     venv.install(packages.build(tmp_path / "w1", "multi-kind", "1.0"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from plugin_registry import cli
-from tests.sitedir import SiteDir, install_env_package
+from tests._support.sitedir import SiteDir, install_env_package
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from plugin_registry import cli
 from plugin_registry.resolver import resolve
 from plugin_registry.resolver.preferences import Preferences
 from plugin_registry.resolver.settings import InvalidSettingError
-from tests.resolver_cases import CPU
-from tests.sitedir import SiteDir, env_class_module, registration, unique
-from tests.support import missing_library
+from tests._support.resolver_cases import CPU
+from tests._support.sitedir import SiteDir, env_class_module, registration, unique
+from tests._support.support import missing_library
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
@@ -379,7 +379,7 @@ def test_torchs_numpy_notice_stays_out_of_resolve() -> None:
 
 def test_a_single_device_plugin_is_declared_with_its_strategy_family() -> None:
     from plugin_registry.kinds.precision import Precision
-    from tests.resolver_cases import H100x2
+    from tests._support.resolver_cases import H100x2
 
     class Solo(Precision):
         precision = "solo"

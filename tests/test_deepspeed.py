@@ -24,9 +24,9 @@ pytest.importorskip(
     "(DS_BUILD_OPS=0 pip install --no-build-isolation deepspeed)",
 )
 
-from tests.support import REPO, free_port
+from tests._support.support import REPO, free_port
 
-WORKER = str(REPO / "tests" / "deepspeed_worker.py")
+WORKER = str(REPO / "tests" / "workers" / "deepspeed_worker.py")
 
 
 def run(tmp_path: Path, precision: str, stage: int, processes: int = 1) -> dict[str, Any]:

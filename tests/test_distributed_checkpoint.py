@@ -38,8 +38,8 @@ from plugin_registry.errors import (
     UnreadableCheckpointError,
     WeightsOnlyRefusedError,
 )
-from tests.dcp_worker import digest
-from tests.support import REPO, free_port
+from tests._support.support import REPO, free_port
+from tests.workers.dcp_worker import digest
 
 
 @pytest.fixture
@@ -422,7 +422,7 @@ def test_a_fifo_in_a_sharded_checkpoint_is_refused_not_waited_on(
     io: DistributedCheckpointIO, tmp_path: Path, planted: str
 ) -> None:
     """A FIFO as the marker, DCP's metadata or a shard hung the load forever."""
-    from tests.support import raises_within
+    from tests._support.support import raises_within
 
     path = tmp_path / "ck"
     io.save_checkpoint({"w": torch.zeros(2)}, path)
@@ -616,7 +616,7 @@ def _torchrun(nproc: int, *args: str) -> tuple[int, list[dict[str, Any]], str]:
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
          "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
-         str(REPO / "tests" / "dcp_worker.py"), *args],
+         str(REPO / "tests" / "workers" / "dcp_worker.py"), *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]

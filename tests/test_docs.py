@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.support import REPO, Venv
+from tests._support.support import REPO, Venv
 
 PAGES = (
     "quickstart.md",

@@ -18,7 +18,7 @@ from builtin_plugins.environments.lsf import LSFEnvironment
 from builtin_plugins.environments.mpi import MPIEnvironment
 from builtin_plugins.environments.slurm import SLURMEnvironment
 from plugin_registry.kinds.cluster_environment import ClusterEnvironmentError
-from tests.sitedir import StubEnvironment
+from tests._support.sitedir import StubEnvironment
 
 lightning_envs = pytest.importorskip(
     "lightning.fabric.plugins.environments",

@@ -16,10 +16,10 @@ from plugin_registry.resolver.hardware import (
     HardwareFileError,
     detect_hardware,
 )
+from tests._support.packages import ACCELERATOR
+from tests._support.resolver_cases import machine
+from tests._support.support import Venv
 from tests.conftest import wheel
-from tests.packages import ACCELERATOR
-from tests.resolver_cases import machine
-from tests.support import Venv
 
 
 def _installed(dist: str) -> str | None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.support import Venv
+from tests._support.support import Venv
 
 LIST_JSON = """
 import json, sys, plugin_registry as pr

@@ -57,7 +57,7 @@ def test_layer_contracts_hold(capsys: pytest.CaptureFixture[str]) -> None:
     """core < resolver < adapters, and nothing in plugin_registry imports the built-ins."""
     from importlinter.cli import lint_imports
 
-    from tests.support import REPO
+    from tests._support.support import REPO
 
     code = lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True, no_logo=True)
     out = capsys.readouterr().out
@@ -71,7 +71,7 @@ def _contracts() -> list[dict[str, object]]:
     except ImportError:  # Python 3.10
         import tomli as tomllib
 
-    from tests.support import REPO
+    from tests._support.support import REPO
 
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     contracts: list[dict[str, object]] = config["tool"]["importlinter"]["contracts"]
@@ -85,7 +85,7 @@ ABOVE_THE_CORE = {"resolver", "cli", "lightning", "scaffold", "testing"}
 def test_the_core_contract_names_every_core_module() -> None:
     """A module added to the core later cannot slip out of the core's contract: the list
     is checked against the package's contents (the root package is the facade, above)."""
-    from tests.support import REPO
+    from tests._support.support import REPO
 
     (contract,) = [c for c in _contracts() if str(c["name"]).startswith("The core imports")]
     core = {
@@ -99,7 +99,7 @@ def test_the_core_contract_names_every_core_module() -> None:
 
 def test_the_builtins_contract_forbids_every_private_module() -> None:
     """A private module added later cannot slip out of the public-API-only contract."""
-    from tests.support import REPO
+    from tests._support.support import REPO
 
     (contract,) = [c for c in _contracts() if c.get("source_modules") == ["builtin_plugins"]]
     private = {

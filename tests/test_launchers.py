@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from tests.launchers.clusters import GridEngine, Slurm, Unavailable, clean_env
-from tests.support import REPO, TORCHRUN, free_port
+from tests._support.clusters import GridEngine, Slurm, Unavailable, clean_env
+from tests._support.support import REPO, TORCHRUN, free_port
 
 pytestmark = pytest.mark.launcher
 
-WORKER = str(REPO / "tests" / "launchers" / "worker.py")
+WORKER = str(REPO / "tests" / "workers" / "launcher_worker.py")
 
 
 def results(out: Path, world: int) -> list[dict[str, Any]]:

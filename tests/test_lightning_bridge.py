@@ -24,7 +24,7 @@ from plugin_registry.lightning import (
 from plugin_registry.resolver import resolve
 from plugin_registry.resolver.preferences import Preferences
 from plugin_registry.testing.reference_loop import make_data, make_model
-from tests.support import Venv, free_port, skip_unless_installed
+from tests._support.support import Venv, free_port, skip_unless_installed
 
 SLURM_ONE_TASK = {
     "SLURM_NTASKS": "1",

@@ -31,7 +31,7 @@ from plugin_registry.lightning import (
     registry_plugins,
 )
 from plugin_registry.testing.reference_loop import make_data, make_model
-from tests.support import free_port, skip_unless_installed
+from tests._support.support import free_port, skip_unless_installed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,7 +185,7 @@ def test_precision_may_name_a_registry_plugin_and_a_misspelling_gets_did_you_mea
 @pytest.mark.parametrize("mode", ["trainer", "fabric"])
 def test_ddp_with_two_processes_fits_and_resumes(mode: str, tmp_path: Path) -> None:
     """Lightning's own launcher starts the second process (this script, run again)."""
-    worker = REPO / "tests" / "lightning_ddp_worker.py"
+    worker = REPO / "tests" / "workers" / "lightning_ddp_worker.py"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def run(steps: int, *ckpt: str) -> dict[str, Any]:

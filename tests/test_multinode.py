@@ -1,6 +1,6 @@
 """Jobs across several hosts, for real: network namespaces are the nodes.
 
-Each node (tests/launchers/nodes.py) has its own network stack, address and host
+Each node (tests/_support/nodes.py) has its own network stack, address and host
 name; the file system is shared. torchrun (c10d rendezvous), SLURM (one slurmd
 per node), Open MPI (``plm_rsh_agent`` into the other namespace) start the
 processes; LSF and Kubeflow, which have no daemons here, get their variables and
@@ -26,19 +26,19 @@ from typing import Any
 
 import pytest
 
-from tests.launchers import nodes as nodes_module
-from tests.launchers.clusters import SlurmOnNodes, Unavailable, clean_env
-from tests.launchers.elastic_worker import reference
-from tests.launchers.nodes import Nodes
-from tests.support import REPO, TORCHRUN, free_port, require_script
+from tests._support import nodes as nodes_module
+from tests._support.clusters import SlurmOnNodes, Unavailable, clean_env
+from tests._support.nodes import Nodes
+from tests._support.support import REPO, TORCHRUN, free_port, require_script
 from tests.test_launchers import WORKER, check_group, results
+from tests.workers.elastic_worker import reference
 
 pytestmark = [pytest.mark.launcher, pytest.mark.slow]
 
-LAUNCHERS = REPO / "tests" / "launchers"
+LAUNCHERS = REPO / "tests" / "workers"
 ELASTIC = str(LAUNCHERS / "elastic_worker.py")
 AGREE = str(LAUNCHERS / "agree_worker.py")
-DCP = str(REPO / "tests" / "dcp_worker.py")
+DCP = str(REPO / "tests" / "workers" / "dcp_worker.py")
 RAY_DRIVER = str(LAUNCHERS / "ray_nodes_driver.py")
 
 
@@ -205,8 +205,8 @@ def test_multinode_without_root_or_net_admin_the_nodes_skip_with_the_reason(
     # Root without CAP_NET_ADMIN / CAP_SYS_ADMIN (as in a locked-down container).
     code = (
         "import sys; from pathlib import Path\n"
-        "from tests.launchers.nodes import Nodes\n"
-        "from tests.launchers.clusters import Unavailable\n"
+        "from tests._support.nodes import Nodes\n"
+        "from tests._support.clusters import Unavailable\n"
         "n = Nodes(2, Path(sys.argv[1]))\n"
         "try:\n"
         "    n.start()\n"
@@ -230,7 +230,7 @@ def test_multinode_namespaces_of_a_killed_run_are_removed_by_the_next(tmp_path: 
     # A run killed with SIGKILL cannot clean up: its namespaces carry its PID, and the
     # next start removes those whose process is gone.
     code = (
-        "import sys, time; from pathlib import Path; from tests.launchers.nodes import Nodes\n"
+        "import sys, time; from pathlib import Path; from tests._support.nodes import Nodes\n"
         "n = Nodes(2, Path(sys.argv[1])); n.start(); print(n.tag, flush=True); time.sleep(600)\n"
     )
     proc = subprocess.Popen(

@@ -24,7 +24,7 @@ import s3fs
 
 import plugin_registry as pr
 from plugin_registry.errors import CheckpointError, CheckpointNotFoundError
-from tests.objectstore import Proxy, S3Server
+from tests._support.objectstore import Proxy, S3Server
 
 IOS = ("torch", "async-torch", "distributed", "async-distributed")
 

@@ -26,8 +26,8 @@ from plugin_registry.records import (
     MAX_RECORDS_PER_PACKAGE,
 )
 from plugin_registry.registry import Registry
-from tests import limits_package
-from tests.support import REPO
+from tests._support import limits_package
+from tests._support.support import REPO
 
 _PEAK = """
 import json, sys, tracemalloc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.support import REPO, Venv, build_project_wheel
+from tests._support.support import REPO, Venv, build_project_wheel
 
 
 def test_wheel_installs_and_lists(tmp_path: Path) -> None:

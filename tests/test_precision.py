@@ -19,7 +19,7 @@ from builtin_plugins.precision.half import HalfPrecision
 from builtin_plugins.precision.mixed import MixedPrecision
 from plugin_registry.kinds.precision import Precision
 from plugin_registry.testing.reference_loop import train
-from tests.support import REPO
+from tests._support.support import REPO
 
 # name -> (class, params, grads, activations)
 PROMISES = {
@@ -243,7 +243,7 @@ def test_fsdp_accepts_a_user_scaler_where_lightning_refuses() -> None:
 @pytest.mark.slow  # two processes training under FSDP: the inner loop skips it
 def test_real_fsdp_on_cpu_with_gloo_two_processes(tmp_path: Path) -> None:
     out = tmp_path / "fsdp.json"
-    script = REPO / "tests" / "fsdp_worker.py"
+    script = REPO / "tests" / "workers" / "fsdp_worker.py"
     subprocess.run(
         [sys.executable, str(script), str(out)], check=True, timeout=600, capture_output=True
     )

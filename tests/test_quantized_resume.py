@@ -22,7 +22,7 @@ import lightning as L
 import plugin_registry as pr
 from plugin_registry import Registry
 from plugin_registry.lightning import Fabric, Trainer
-from tests.sitedir import SiteDir, registration
+from tests._support.sitedir import SiteDir, registration
 
 pytestmark = [pytest.mark.needs("bitsandbytes"), pytest.mark.usefixtures("no_launcher_env")]
 

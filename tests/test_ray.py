@@ -1,7 +1,7 @@
 """The `ray` cluster environment: a real local Ray cluster, a TorchTrainer with 2 CPU workers.
 
 The fixture starts `ray start --head --block` on loopback with 2 CPUs and stops it by
-its PID (the blocking head stops the processes it started). tests/ray_driver.py runs
+its PID (the blocking head stops the processes it started). tests/workers/ray_driver.py runs
 the trainers; this file checks what every worker wrote.
 """
 
@@ -23,7 +23,7 @@ import pytest
 import plugin_registry as pr
 from plugin_registry.errors import ClusterEnvironmentError
 from plugin_registry.requirements import check
-from tests.support import REPO, free_port, require_script
+from tests._support.support import REPO, free_port, require_script
 
 
 def test_detection_imports_no_ray_outside_ray() -> None:
@@ -99,7 +99,7 @@ def trained(ray_cluster: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     env = {**os.environ, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(REPO),
            "RAY_AUTH_MODE": "disabled"}  # fmt: skip
     run = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ray_driver.py"), str(out)],
+        [sys.executable, str(REPO / "tests" / "workers" / "ray_driver.py"), str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

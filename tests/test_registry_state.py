@@ -35,7 +35,7 @@ from plugin_registry.errors import (
     PluginWarning,
 )
 from plugin_registry.registry import Registry
-from tests.sitedir import SiteDir, StubEnvironment, env_class_module, registration
+from tests._support.sitedir import SiteDir, StubEnvironment, env_class_module, registration
 
 DISTS = ("pkg-a", "pkg-b", "pkg-c")
 NAMES = ("alpha", "beta", "gamma", "slurm")

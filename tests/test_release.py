@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from plugin_registry.scaffold import create
-from tests.support import PIP_ENV, REPO, build_project_wheel, free_port, wait_for_http
+from tests._support.support import PIP_ENV, REPO, build_project_wheel, free_port, wait_for_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs("pypiserver", "twine")]
 

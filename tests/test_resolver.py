@@ -22,8 +22,8 @@ from plugin_registry.resolver.hardware import Hardware
 from plugin_registry.resolver.lock import Lock, LockFileError, LockMismatchError
 from plugin_registry.resolver.preferences import Preferences, PreferencesError
 from plugin_registry.resolver.settings import InvalidSettingError
-from tests.resolver_cases import CASES, CPU, Case, H100x2, machine
-from tests.support import REPO, free_port
+from tests._support.resolver_cases import CASES, CPU, Case, H100x2, machine
+from tests._support.support import REPO, free_port
 
 # Each case sets exactly the launcher variables it is about.
 pytestmark = pytest.mark.usefixtures("no_launcher_env")
@@ -110,7 +110,7 @@ def test_rejections_give_every_reason() -> None:
 
 
 def test_environment_explanation_names_the_winner(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.resolver_cases import SLURM_ENV, TORCHRUN_ENV
+    from tests._support.resolver_cases import SLURM_ENV, TORCHRUN_ENV
 
     for key, value in {**SLURM_ENV, **TORCHRUN_ENV}.items():
         monkeypatch.setenv(key, value)
@@ -410,7 +410,7 @@ def test_cli_hardware_json_round_trips(tmp_path: Path) -> None:
 
 def _two_ranks(tmp_path: Path, rank1_bitsandbytes: str | None) -> list[dict[str, Any]]:
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
-    worker = str(Path(__file__).with_name("ranks_worker.py"))
+    worker = str(Path(__file__).with_name("workers") / "ranks_worker.py")
     procs = []
     for rank in (0, 1):
         extra = [rank1_bitsandbytes] if rank == 1 and rank1_bitsandbytes else []
@@ -435,7 +435,7 @@ def test_a_rank_that_is_gone_is_named_by_the_others(tmp_path: Path) -> None:
         "WORLD": "3",
         "DIE_RANK": "2",
     }
-    worker = str(Path(__file__).with_name("ranks_worker.py"))
+    worker = str(Path(__file__).with_name("workers") / "ranks_worker.py")
     procs = [
         subprocess.Popen([sys.executable, worker, str(rank), str(tmp_path)], env=env, cwd=REPO)
         for rank in range(3)

@@ -19,7 +19,7 @@ from plugin_registry.resolver.hardware import Hardware
 from plugin_registry.resolver.preferences import Preferences
 from plugin_registry.resolver.resolution import Resolution
 from plugin_registry.resolver.settings import PRECISIONS, SHORT_PRECISIONS
-from tests.resolver_cases import ALL_LIBRARIES, GPUS, machine
+from tests._support.resolver_cases import ALL_LIBRARIES, GPUS, machine
 
 _PRECISIONS = [
     None,

@@ -21,7 +21,7 @@ from plugin_registry.errors import (
     CheckpointNotFoundError,
     UnreadableCheckpointError,
 )
-from tests.support import REPO
+from tests._support.support import REPO
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new(tmp_path: Path) -> None:
     run = subprocess.run(
         [
             sys.executable,
-            str(REPO / "tests" / "kill_during_save.py"),
+            str(REPO / "tests" / "workers" / "kill_during_save.py"),
             str(tmp_path),
             str(rounds),
             "4321",

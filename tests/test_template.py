@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from plugin_registry.scaffold import ScaffoldError, create
-from tests.support import REPO, Venv, build_project_wheel
+from tests._support.support import REPO, Venv, build_project_wheel
 from tests.test_checkpoint_io import check_full_disk
 
 
@@ -47,7 +47,7 @@ def check_template_io_under_faults(venv: Venv, tmp_path: Path) -> None:
     run = subprocess.run(
         [
             venv.python,
-            str(REPO / "tests" / "kill_during_save.py"),
+            str(REPO / "tests" / "workers" / "kill_during_save.py"),
             str(kills),
             "20",
             "99",
@@ -138,7 +138,7 @@ def test_check_package_names_what_it_could_not_import(
     """A target whose library is missing is never imported: said, never silently passed."""
     from plugin_registry.errors import SkippedPluginWarning
     from plugin_registry.testing import assert_valid_package, check_package
-    from tests.sitedir import SiteDir, install_env_package
+    from tests._support.sitedir import SiteDir, install_env_package
 
     site = SiteDir(tmp_path / "site")
     monkeypatch.syspath_prepend(str(site.path))

@@ -17,7 +17,7 @@ import torch
 from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
 from plugin_registry._files import _HOST
 from plugin_registry.kinds.checkpoint_io import CheckpointError
-from tests.support import REPO
+from tests._support.support import REPO
 
 
 def run_script(code: str, tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

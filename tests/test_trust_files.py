@@ -21,7 +21,7 @@ from plugin_registry.resolver import resolve
 from plugin_registry.resolver.hardware import Hardware, HardwareFileError
 from plugin_registry.resolver.lock import Lock, LockFileError, LockMismatchError
 from plugin_registry.resolver.preferences import Preferences, PreferencesError
-from tests.support import REPO
+from tests._support.support import REPO
 
 pytestmark = pytest.mark.usefixtures("no_launcher_env")
 

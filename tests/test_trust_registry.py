@@ -1,7 +1,7 @@
 """A hostile or broken plugin package, a planted cache, a bad variable (issue 13).
 
 Every test here failed on the main of the day the issue was filed. Packages are
-written straight into a directory on ``sys.path`` (tests/sitedir.py).
+written straight into a directory on ``sys.path`` (tests/_support/sitedir.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from plugin_registry.errors import (
     PluginNotFoundError,
 )
 from plugin_registry.registry import Registry
-from tests.sitedir import (
+from tests._support.sitedir import (
     SiteDir,
     StubEnvironment,
     env_class_module,
@@ -38,7 +38,7 @@ from tests.sitedir import (
     registration,
     unique,
 )
-from tests.support import REPO
+from tests._support.support import REPO
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.launchers.clusters import Unavailable
+from tests._support.clusters import Unavailable
 
 PREFIX = "prtest"
 NETNS_ETC = Path("/etc/netns")

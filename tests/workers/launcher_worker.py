@@ -1,6 +1,6 @@
 """One training process under a real launcher: detect, form a gloo group, all_reduce.
 
-    python tests/launchers/worker.py OUT_DIR [ENV_NAME [JSON_KWARGS]]
+    python tests/workers/launcher_worker.py OUT_DIR [ENV_NAME [JSON_KWARGS]]
 
 Without ENV_NAME the environment is detected. Writes OUT_DIR/rank-<rank>.json.
 """

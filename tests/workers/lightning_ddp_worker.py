@@ -1,6 +1,6 @@
 """Our Trainer and Fabric under Lightning's own DDP launcher: 2 CPU processes, gloo.
 
-    python tests/lightning_ddp_worker.py {trainer,fabric} DIR STEPS [CKPT]
+    python tests/workers/lightning_ddp_worker.py {trainer,fabric} DIR STEPS [CKPT]
 
 Lightning starts the second process by running this script again; rank 0 writes
 DIR/result-<mode>-<steps>.json: the world size, the adapters in use, the global

@@ -6,7 +6,7 @@ the server in the middle of an upload talks to it through :func:`proxy`, run as 
 own process: it forwards bytes and SIGKILLs itself once ``die_after`` bytes went
 up, so the upload is cut at a known point while moto (and what it stores) lives on.
 
-    python -m tests.objectstore proxy LISTEN_PORT TARGET_PORT [DIE_AFTER_BYTES]
+    python -m tests._support.objectstore proxy LISTEN_PORT TARGET_PORT [DIE_AFTER_BYTES]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.support import REPO, free_port, script, wait_for_http
+from tests._support.support import REPO, free_port, script, wait_for_http
 
 
 class S3Server:
@@ -55,7 +55,7 @@ class Proxy:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.objectstore", "proxy", str(self.port),
+            [sys.executable, "-m", "tests._support.objectstore", "proxy", str(self.port),
              str(target_port), str(die_after)],
             cwd=REPO,
         )  # fmt: skip

@@ -1,6 +1,6 @@
 """Ray Train driver for tests/test_ray.py: two TorchTrainer runs of 2 CPU workers.
 
-    RAY_ADDRESS=127.0.0.1:PORT python tests/ray_driver.py OUT_DIR
+    RAY_ADDRESS=127.0.0.1:PORT python tests/workers/ray_driver.py OUT_DIR
 
 Run 1, in each worker: the `ray` environment loaded by name and found by
 detect_environment, its answers beside Ray's own context, the resolver's choice,

@@ -1,6 +1,6 @@
 """One rank of a 2-process gloo job that resolves its plugins and compares them.
 
-``python tests/ranks_worker.py RANK OUT [BITSANDBYTES_VERSION]``: with a version,
+``python tests/workers/ranks_worker.py RANK OUT [BITSANDBYTES_VERSION]``: with a version,
 this rank sees that version of bitsandbytes (its metadata first on sys.path),
 as a node with another install would. ``WORLD`` (default 2) is the number of
 ranks; the rank named by ``DIE_RANK`` ends (status 7) before it resolves.

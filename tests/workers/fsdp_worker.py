@@ -1,6 +1,6 @@
 """Real FSDP on the CPU: 2 processes, gloo, the reference loop driven by FSDPPrecision.
 
-    python tests/fsdp_worker.py OUT.json
+    python tests/workers/fsdp_worker.py OUT.json
 
 Rank 0 writes, per precision value, the losses, the dtypes seen and whether the
 parameters were really sharded (each rank holds half of the flat parameter).

@@ -71,7 +71,7 @@ def unique(prefix: str) -> str:
 
 def env_class_module() -> str:
     """Source of a module with ``Env``, a minimal cluster environment (indented; dedent it)."""
-    from tests.packages import _ENV_CLASS
+    from tests._support.packages import _ENV_CLASS
 
     return _ENV_CLASS.format(cls="Env")
 

@@ -1,7 +1,7 @@
 """One DeepSpeed training run of the reference model, driven by DeepSpeedPrecision.
 
-    python tests/deepspeed_worker.py OUT.json PRECISION ZERO_STAGE          # 1 process
-    torchrun --nproc-per-node 2 tests/deepspeed_worker.py OUT.json ...      # 2 processes
+    python tests/workers/deepspeed_worker.py OUT.json PRECISION ZERO_STAGE          # 1 process
+    torchrun --nproc-per-node 2 tests/workers/deepspeed_worker.py OUT.json ...      # 2 processes
 
 Rank 0 writes the losses, the dtypes seen and the world size.
 """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support import write_wheel
+from tests._support.support import write_wheel
 
 _ENV_CLASS = """
     import os

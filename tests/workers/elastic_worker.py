@@ -1,6 +1,6 @@
 """Data-parallel training under torchrun that resumes from its last checkpoint.
 
-    torchrun ... tests/launchers/elastic_worker.py ROOT --steps S --every K --timeout T
+    torchrun ... tests/workers/elastic_worker.py ROOT --steps S --every K --timeout T
 
 The group is formed from the ``torchelastic`` environment's answers (gloo, a
 collective timeout of T seconds). Each rank takes its slice of a fixed global

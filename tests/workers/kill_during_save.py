@@ -2,7 +2,7 @@
 
 Run as a script (it forks, so it keeps torch single-threaded and away from pytest):
 
-    python tests/kill_during_save.py DIR ROUNDS SEED [--plain] [--io NAME] [--set KEY=VALUE]
+    python tests/workers/kill_during_save.py DIR ROUNDS SEED [--plain] [--io NAME] [--set KEY=VALUE]
 
 Each round forks a child that saves two alternating states to DIR/ckpt.pt in a
 loop (each state a few MB, so a save takes milliseconds and a kill often lands

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tests.launchers.nodes import Nodes
+    from tests._support.nodes import Nodes
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -165,7 +165,7 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 
 
 class SlurmOnNodes(Slurm):
-    """SLURM across test nodes (:class:`~tests.launchers.nodes.Nodes`): slurmctld on the
+    """SLURM across test nodes (:class:`~tests._support.nodes.Nodes`): slurmctld on the
     first, one slurmd on each (``NodeName=`` with its address), commands run on the first.
 
     munged runs on this host: its socket is a file, which every namespace shares.

@@ -1,6 +1,6 @@
 """FSDP2 training with sharded checkpoints, under torchrun (gloo, CPU).
 
-    torchrun --nproc-per-node N tests/dcp_worker.py ROOT --io NAME --steps S --every K
+    torchrun --nproc-per-node N tests/workers/dcp_worker.py ROOT --io NAME --steps S --every K
         [--resume] [--kill-at STEP] [--fail-at STEP] [--no-wait]
 
 Trains a small model sharded with ``fully_shard`` on a fixed global batch of 12

@@ -1,6 +1,6 @@
 """``resolve_on_all_ranks()`` in one process of a job, under whatever launcher started it.
 
-    python tests/launchers/agree_worker.py OUT_DIR
+    python tests/workers/agree_worker.py OUT_DIR
 
 The group is formed from the detected environment's answers (gloo); the
 resolution asks for ``bitsandbytes-nf4``, whose record requires bitsandbytes.
@@ -21,7 +21,7 @@ def main() -> None:
     import plugin_registry as pr
     from plugin_registry.resolver import LockMismatchError, resolve_on_all_ranks
     from plugin_registry.resolver.preferences import Preferences
-    from tests.launchers.worker import form_group
+    from tests.workers.launcher_worker import form_group
 
     out = sys.argv[1]
     env = pr.load(f"cluster_environment/{pr.detect_environment().name}")

@@ -1,6 +1,6 @@
 """A Ray Train job across two Ray nodes: one TorchTrainer worker on each.
 
-    RAY_ADDRESS=node1:PORT python tests/launchers/ray_nodes_driver.py OUT_DIR
+    RAY_ADDRESS=node1:PORT python tests/workers/ray_nodes_driver.py OUT_DIR
 
 Each node offers one ``node-slot`` resource and each worker asks for one, so Ray
 places one worker per node. Every worker writes OUT_DIR/rank-<R>.json: the `ray`

@@ -1,0 +1,1 @@
+"""What the tests share: helpers, fixtures' building blocks, launcher daemons."""

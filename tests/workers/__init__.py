@@ -1,0 +1,1 @@
+"""Programs the tests start in other processes (under torchrun, srun, mpirun, Ray, fork)."""
