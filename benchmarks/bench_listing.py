@@ -1,6 +1,6 @@
 """Listing speed against a bare entry-point scan, on synthetic installs.
 
-For 100, 300 and 1,000 installed distributions (1 in 100 a plugin package,
+For 100, 1,000 and 3,000 installed distributions (1 in 100 a plugin package,
 half with console scripts, as a real site-packages), each measurement runs in
 a fresh interpreter, timed inside it around the one call:
 
@@ -11,10 +11,13 @@ a fresh interpreter, timed inside it around the one call:
 * ``cold+imp``  the same, counting the import of pluggy, importlib-metadata and
                 packaging that a cold listing triggers (``scan`` pre-imports
                 importlib-metadata, ``cold`` pre-imports the same set)
-* ``warm``      Registry().list_plugins() with the cache in place
+* ``warm``      ``pr.list_plugins()`` with the cache in place, after ``import
+                plugin_registry as pr``: what a program that lists plugins pays, the
+                registry's own modules (imported by the first call) included
 * ``stevedore`` stevedore's warm entry-point cache, where stevedore is installed
 
-Targets (issue 3): at 1,000 distributions cold <= 1.2x scan, warm >= 10x faster.
+Targets (issue 32): cold <= 1.2x scan at 1,000 distributions; warm >= 20x faster than
+the scan at 1,000 and >= 40x at 3,000.
 Run: ``python benchmarks/bench_listing.py [--repeat 9] [--check]``.
 """
 
@@ -31,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SIZES = (100, 300, 1000)
+SIZES = (100, 1000, 3000)
 PLUGIN_EVERY = 100
 
 _SNIPPETS = {
@@ -53,10 +56,7 @@ _SNIPPETS = {
         "import plugin_registry; from plugin_registry.registry import Registry",
         "Registry().list_plugins()",
     ),
-    "warm": (
-        "import plugin_registry; from plugin_registry.registry import Registry",
-        "Registry().list_plugins()",
-    ),
+    "warm": ("import plugin_registry as pr", "pr.list_plugins()"),
     # For reference: stevedore's warm cache stats every dist-info's entry_points.txt.
     "stevedore": (
         "import stevedore._cache as c",
@@ -191,6 +191,7 @@ def main() -> int:
         f" {'scan/stevedore':>15}"
     )
     ok = True
+    targets = {1000: 20.0, 3000: 40.0}
     for n, r in results.items():
         cold_ratio = r["cold"] / r["scan"]
         cold_imp_ratio = r["cold+imp"] / r["scan"]
@@ -202,9 +203,14 @@ def main() -> int:
             f" {cold_ratio:10.2f} {cold_imp_ratio:14.2f} {warm_speedup:10.1f}"
             f" {r['scan'] / stevedore:15.1f}"
         )
-        if n == 1000:
-            ok = cold_ratio <= 1.2 and warm_speedup >= 10
-    print(f"targets at 1,000 (cold/scan <= 1.2, scan/warm >= 10): {'met' if ok else 'MISSED'}")
+        if n == 1000 and cold_ratio > 1.2:
+            ok = False
+        if n in targets and warm_speedup < targets[n]:
+            ok = False
+    print(
+        "targets (cold/scan <= 1.2 at 1,000; scan/warm >= 20 at 1,000, >= 40 at 3,000): "
+        + ("met" if ok else "MISSED")
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({str(n): r for n, r in results.items()}, indent=2))

@@ -124,9 +124,7 @@ def _results(
 ) -> tuple[dict[str, Collected], dict[str, str], Any, list[Problem]]:
     """Each package's records: reused from the cache where valid, else collected;
     and the packages whose import ended an earlier run, checked before the first
-    import (and only then: a warm start imports no plugin code)."""
-    from plugin_registry.requirements import with_availability
-
+    import (and only then: a warm start imports no plugin code, nor the requirement checks)."""
     manager: Any = None
     results: dict[str, Collected] = {}
     skipped: dict[str, str] = {}
@@ -138,6 +136,8 @@ def _results(
         reused = cached.reusable(ref) if cached is not None else None
         if reused is not None:
             if stats.scanned:  # what else is installed may have changed
+                from plugin_registry.requirements import with_availability
+
                 reused.records = with_availability(reused.records)
             results[ref.key] = reused
             stats.reused += 1
@@ -147,6 +147,8 @@ def _results(
             if ended is None:
                 ended = ended_last_run(cache_dir)
             manager = manager or new_manager()
+            from plugin_registry.requirements import with_availability
+
             collected = collect(ref, manager, cache_dir)
             collected.records = with_availability(collected.records)
             results[ref.key] = collected

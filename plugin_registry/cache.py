@@ -36,7 +36,6 @@ Reading the cache needs no importlib-metadata, pluggy or plugin import.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -60,11 +59,34 @@ ENV_DISABLE = "PLUGIN_REGISTRY_NO_CACHE"
 _warned: set[str] = set()
 
 
+try:  # CPython's built-in BLAKE2: hashlib would load OpenSSL (4 ms) on every warm listing
+    from _blake2 import blake2b as _blake2b
+except ImportError:  # pragma: no cover - other Pythons
+    from hashlib import blake2b as _blake2b
+
+
+def _digest(text: str, size: int) -> str:
+    return _blake2b(text.encode("utf-8", "surrogateescape"), digest_size=size).hexdigest()
+
+
 def default_dir() -> Path:
-    """``$PLUGIN_REGISTRY_CACHE_DIR`` or the platform's user cache directory."""
+    """``$PLUGIN_REGISTRY_CACHE_DIR`` or the platform's user cache directory.
+
+    On Linux and macOS the same directory platformdirs gives (``$XDG_CACHE_HOME`` or
+    ``~/.cache``, ``~/Library/Caches``), computed here: importing platformdirs costs a
+    warm listing 8 ms, more than the listing itself (tests/test_cache_invalidation.py
+    checks the two agree).
+    """
     override = os.environ.get(ENV_DIR)
     if override:
         return Path(override)
+    if sys.platform == "darwin":
+        return Path(os.path.expanduser("~/Library/Caches/plugin-registry"))
+    if sys.platform.startswith("linux"):
+        base = os.environ.get("XDG_CACHE_HOME", "")
+        if not base.strip() or not os.path.isabs(base):  # XDG: a relative path is ignored
+            base = os.path.expanduser("~/.cache")
+        return Path(base) / "plugin-registry"
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("plugin-registry", appauthor=False))
@@ -108,8 +130,7 @@ def _dist_entries(path: str) -> tuple[str | None, dict[str, int | None]]:
         return "file", {}
     except OSError:
         return (None if not os.path.exists(path) else "unlistable"), {}
-    digest = hashlib.sha1("\n".join(sorted(parts)).encode("utf-8", "surrogateescape"))
-    return digest.hexdigest(), eggs
+    return _digest("\n".join(sorted(parts)), 20), eggs
 
 
 def path_snapshot(paths: list[str], taken_at: float) -> list[list[Any]]:
@@ -175,7 +196,7 @@ class RecordCache:
                 _finders(),
             ]
         )
-        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        digest = _digest(key, 16)
         self.path = directory / f"{digest}.json"
 
     def _directory_problem(self) -> str:

@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tests._support import packages
 from tests._support.support import Venv
 from tests.conftest import wheel
@@ -141,3 +143,22 @@ def test_unwritable_cache_dir_warns_and_still_lists(fresh_venv: Venv, wheelhouse
     assert "cannot write the plugin record cache" in proc.stderr
     assert "PLUGIN_REGISTRY_CACHE_DIR" in proc.stderr
     assert "acme-plugins:acme-scheduler" in proc.stdout
+
+
+@pytest.mark.parametrize("xdg", [None, "", "  ", "/srv/cache", "relative/cache"])
+def test_the_default_cache_directory_is_platformdirs_without_importing_it(
+    xdg: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Computed by hand on Linux and macOS (platformdirs costs a warm listing 8 ms): the
+    same directory platformdirs gives."""
+    import platformdirs
+
+    from plugin_registry import cache
+
+    monkeypatch.delenv("PLUGIN_REGISTRY_CACHE_DIR", raising=False)
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    expected = platformdirs.user_cache_dir("plugin-registry", appauthor=False)
+    assert str(cache.default_dir()) == str(Path(expected))

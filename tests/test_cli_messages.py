@@ -106,9 +106,11 @@ def test_list_fits_a_terminal_and_never_breaks_a_name(columns: int) -> None:
     out = in_pty(columns, "list")
     assert _widest(out) <= columns
     _names_intact(out)
-    # Install hints left the rows: a short status and a footnote under the table.
-    assert "missing [1]" in out
-    footnote = r"^\[\d\] transformer_engine is not installed\. To fix: pip install"
+    # Install hints left the rows: a footnote number after the name, the footnote under
+    # the table; a plugin whose requirements are met has no mark at all.
+    assert re.search(r"^transformer-engine \[1\] ", out, re.M)
+    assert not re.search(r"\bmet\b", out)
+    footnote = r"^\[\d\] unavailable: transformer_engine is not installed\. To fix: pip install"
     assert re.search(footnote, out, re.M)
     assert "mode: nf4," in out  # the choices of a parametrised name, in its summary
     if columns == 200:
@@ -297,18 +299,23 @@ def test_a_misspelt_target_says_what_does_not_exist(
     errors = out[out.index("Errors (3)") : out.index("Warnings")]
     assert errors.count("    fix: ") == 3  # each problem with its own fix
     assert "fix: correct it in typo-plugins registration" in " ".join(errors.split())
-    assert re.search(r"^3 errors, \d+ warnings, 0 notes; exit 1: something is broken", out, re.M)
+    assert re.search(
+        r"^3 errors, \d+ warnings?, \d+ notes?; exit 1: something is broken", out, re.M
+    )
 
 
-def test_doctor_says_each_warning_with_its_fix(capfd: pytest.CaptureFixture[str]) -> None:
+def test_doctor_says_each_note_with_its_fix(capfd: pytest.CaptureFixture[str]) -> None:
+    """A built-in whose optional library is absent is a note (a fresh install's normal
+    state), each with the command that installs it."""
     assert cli.main(["--no-cache", "doctor"]) == 0
     out = capfd.readouterr().out
     assert "Errors" not in out and "No problems found" not in out
-    warnings = out[out.index("Warnings (") :]
-    n = int(re.search(r"Warnings \((\d+)\)", out)[1])  # type: ignore[index]
-    assert warnings.count("\n    fix: ") == n
-    assert warnings.count("    fix: pip install 'plugin-registry[xla]'") == 4
-    assert re.search(rf"^0 errors, {n} warnings?, 0 notes; exit 0: nothing is broken", out, re.M)
+    notes = out[out.index("Notes (") :]
+    n = int(re.search(r"Notes \((\d+)\)", out)[1])  # type: ignore[index]
+    assert notes.count("\n    fix: ") == n
+    assert notes.count("    fix: pip install 'plugin-registry[xla]'") == 4
+    assert "torch_xla is not installed" not in out[: out.index("Notes (")]  # not a warning
+    assert re.search(rf"^0 errors, \d+ warnings?, {n} notes?; exit 0: nothing is broken", out, re.M)
     # Wrapped at 80, except a word (a path) longer than a line.
     assert all(len(line) <= 80 or " " not in line.strip() for line in out.splitlines())
 

@@ -27,50 +27,86 @@ def requirements_of(record: PluginInfo) -> Unmet:
     return found if found.reasons else Unmet((record.unavailable_reason,), ("unavailable",))
 
 
-def _summary_cell(record: PluginInfo) -> str:
-    lines = [
-        escape(f"{key}: {', '.join(values)}") for key, values in record.name_parameters.items()
-    ]
+def _summary_cell(record: PluginInfo, width: int) -> str:
+    """At most two lines of ``width``: the choices of a parametrised name and the aliases,
+    then the summary, each cut with ``…`` where the two do not fit (``plugin-registry show
+    NAME`` has the whole of them)."""
+    import textwrap
+
+    parts = [f"{key}: {', '.join(values)}" for key, values in record.name_parameters.items()]
     if record.aliases:
-        lines.append(escape(f"also: {', '.join(record.aliases)}"))
-    if record.summary:
-        lines.append(escape(record.summary))
-    return "\n".join(lines)
+        parts.append(f"also: {', '.join(record.aliases)}")
+    head, summary = "; ".join(parts), record.summary
+    joined = f"{head}. {summary}" if head and summary else head or summary
+    lines = textwrap.wrap(joined, width, break_on_hyphens=False)
+    if len(lines) <= 2:
+        return "\n".join(lines)
+    if head and summary:  # one line each
+        return "\n".join(_one_line(text, width) for text in (head, summary))
+    return f"{lines[0]}\n{_one_line(' '.join(lines[1:]), width)}"
+
+
+def _one_line(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1].rsplit(" ", 1)[0] if " " in text[: width - 1] else text[: width - 1]
+    return cut.rstrip(",;.") + "…"
 
 
 def list_tables(console: Any, records: Sequence[PluginInfo], problems: Sequence[Problem]) -> None:
-    """One table per kind, then the problems; each table fits ``console.width``."""
+    """One table per kind, then the problems; each fits ``console.width``.
+
+    Laid out for reading at 80 columns, as ``pip list`` and ``gh`` are: one or two
+    lines a plugin, the summary given the width. The provider is named once, in the
+    title, when one package provides every plugin of the kind, and in a column only
+    when it varies; a plugin whose requirements are met shows nothing more, one that
+    lacks them a footnote number after its name, the footnote the reason and the fix.
+    """
     from rich.table import Table
 
     for kind in KINDS:
         of_kind = [r for r in records if r.kind == kind]
         if not of_kind:
             continue
-        table = Table(title=spec(kind).title, title_justify="left", show_edge=False, expand=False)
-        table.add_column("name", no_wrap=True)
-        table.add_column("provider", no_wrap=True)
-        table.add_column("requires", no_wrap=True)
-        table.add_column("summary", ratio=1, min_width=16)
-        # One footnote per distinct reason and fix (the XLA plugins share theirs).
+        providers = sorted({r.provider for r in of_kind})
+        title = spec(kind).title + (f" (from {providers[0]})" if len(providers) == 1 else "")
+        # One footnote per distinct reason and fix (the XLA plugins share theirs); the
+        # plugin's name carries its number.
         notes: dict[str, int] = {}
+        names: list[str] = []
+        marked: list[str] = []
         for record in of_kind:
             unmet = requirements_of(record)
             if unmet.reasons:
                 note = "; ".join(unmet.reasons) + (f". To fix: {unmet.fix}" if unmet.fix else "")
                 number = notes.setdefault(note, len(notes) + 1)
-                word = unmet.short[0].partition(":")[0].split()[0]
-                status = f"[yellow]{escape(word)} [{number}][/yellow]"
+                names.append(f"{record.name} [{number}]")
+                marked.append(f"{escape(record.name)} [yellow]\\[{number}][/yellow]")
             else:
-                status = "[green]met[/green]"
-            table.add_row(
-                escape(record.name),
-                escape(record.distribution or "-"),
-                status,
-                _summary_cell(record),
-            )
+                names.append(record.name)
+                marked.append(escape(record.name))
+        columns = [names]
+        if len(providers) > 1:
+            columns.append([r.distribution or "-" for r in of_kind])
+        widths = [max(len(v) for v in values) for values in columns]
+        summary_width = max(16, console.width - sum(widths) - 2 * len(columns))
+        table = Table(
+            title=escape(title),
+            title_justify="left",
+            box=None,
+            show_header=False,
+            pad_edge=False,
+            padding=(0, 2, 0, 0),
+        )
+        for width in widths:
+            table.add_column(no_wrap=True, min_width=width)
+        table.add_column(width=summary_width)
+        for i, record in enumerate(of_kind):
+            cells = [marked[i], *(escape(values[i]) for values in columns[1:])]
+            table.add_row(*cells, escape(_summary_cell(record, summary_width)))
         console.print(table)
         for note, number in notes.items():
-            console.print(escape(f"[{number}] {note}"))
+            console.print(escape(f"[{number}] unavailable: {note}"))
         console.print()
     if not records:
         console.print("No plugins found: install a plugin package, or see 'plugin-registry doctor'")
@@ -91,9 +127,8 @@ def list_tables(console: Any, records: Sequence[PluginInfo], problems: Sequence[
         console.print(table)
     console.print(
         escape(
-            "requires: 'met' means the libraries a plugin declares are installed; "
-            "'plugin-registry doctor' imports each plugin, 'plugin-registry show NAME' "
-            "tells how to use one."
+            "A plugin without a [note] has the libraries it declares; 'plugin-registry show NAME' "
+            "tells all of it and how to use it, 'plugin-registry doctor' imports each plugin."
         ),
         style="dim",
     )

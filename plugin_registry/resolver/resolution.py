@@ -224,27 +224,60 @@ class Resolution:
         for note in self.notes:
             console.print(escape(f"Note: {note}"))
         for choice in self.choices:
+            rows = self._rows(choice)
+            providers = sorted({provider for _, _, provider, _, _ in rows})
+            title = f"{SLOT_TITLES[choice.kind]}: {choice.name} ({choice.reason})"
             table = Table(
-                title=escape(f"{SLOT_TITLES[choice.kind]}: {choice.name} ({choice.reason})"),
+                title=escape(title + (f", all from {providers[0]}" if len(providers) == 1 else "")),
                 title_justify="left",
                 show_lines=False,
                 show_edge=False,
             )
-            # Names never break; the reasons take what width is left.
+            # Names never break; the reasons take what width is left. The provider is a
+            # column only where it varies; the priority is in the reasons where it counts.
             table.add_column("#", justify="right", no_wrap=True)
             table.add_column("candidate", no_wrap=True)
-            table.add_column("provider", no_wrap=True)
-            table.add_column("prio", justify="right", no_wrap=True)
+            if len(providers) > 1:
+                table.add_column("provider", no_wrap=True)
             table.add_column("verdict", no_wrap=True)
             table.add_column("reasons", ratio=1, min_width=16, overflow="fold")
-            for rank, cand in enumerate(self.candidates.get(choice.kind, ()), start=1):
-                chosen = cand.name == choice.name and cand.record == choice.record
-                verdict = "chosen" if chosen else ("accepted" if cand.accepted else "rejected")
-                dist = cand.record.distribution if cand.record is not None else None
-                cells = (cand.name, dist or cand.provider, str(cand.priority), verdict)
-                table.add_row(str(rank), *map(escape, cells), escape("; ".join(cand.reasons)))
+            for rank, name, provider, verdict, reasons in rows:
+                cells = [rank, name, *([provider] if len(providers) > 1 else []), verdict]
+                table.add_row(*map(escape, cells), escape(reasons))
             console.print(table)
         return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+
+    def _rows(self, choice: Choice) -> list[tuple[str, str, str, str, str]]:
+        """``(rank, candidate, provider, verdict, reasons)``, ranked; the names of one
+        parametrised record that share a verdict and its reasons are one row (the best of
+        them, "and 21 more"), so 22 compression levels do not take 22 lines."""
+        rows: list[tuple[str, str, str, str, str]] = []
+        seen: dict[tuple[int, str, tuple[str, ...]], int] = {}
+        grouped: dict[int, list[str]] = {}
+        for rank, cand in enumerate(self.candidates.get(choice.kind, ()), start=1):
+            chosen = cand.name == choice.name and cand.record == choice.record
+            verdict = "chosen" if chosen else ("accepted" if cand.accepted else "rejected")
+            if cand.record is not None and cand.record.name_parameters and not chosen:
+                key = (id(cand.record), verdict, cand.reasons)
+                if key in seen:
+                    grouped.setdefault(seen[key], []).append(cand.name)
+                    continue
+                seen[key] = len(rows)
+            dist = cand.record.distribution if cand.record is not None else None
+            rows.append(
+                (str(rank), cand.name, dist or cand.provider, verdict, "; ".join(cand.reasons))
+            )
+        for index, more in grouped.items():
+            place, name, provider, verdict, reasons = rows[index]
+            shown = ", ".join(more[:3]) + (", ..." if len(more) > 3 else "")
+            rows[index] = (
+                place,
+                name,
+                provider,
+                verdict,
+                f"{reasons}; and {len(more)} more like it ({shown})",
+            )
+        return rows
 
     def __str__(self) -> str:
         return self.explain()
