@@ -69,6 +69,10 @@ def _digest(text: str, size: int) -> str:
     return _blake2b(text.encode("utf-8", "surrogateescape"), digest_size=size).hexdigest()
 
 
+#: The digest of a directory that holds no distribution.
+NO_DISTRIBUTIONS = _digest("", 20)
+
+
 def default_dir() -> Path:
     """``$PLUGIN_REGISTRY_CACHE_DIR`` or the platform's user cache directory.
 
@@ -145,12 +149,23 @@ def path_snapshot(paths: list[str], taken_at: float) -> list[list[Any]]:
 
 
 def paths_unchanged(snapshot: list[list[Any]], paths: list[str]) -> bool:
-    """No distribution was added, removed or edited in place on ``paths``."""
-    if [item[0] for item in snapshot] != paths:
+    """No distribution was added, removed or edited in place on ``paths``.
+
+    The first entry is the running program's own directory (the script's, the
+    command's ``bin``, the current one for ``python -c``), which the cache key leaves
+    out so that ``plugin-registry list`` warms the cache for a script: another
+    program's first entry stands for this one where neither holds a distribution.
+    """
+    recorded = [item[0] for item in snapshot]
+    if len(recorded) != len(paths) or recorded[1:] != paths[1:]:
         return False
-    for path, mtime, digest, trusted, eggs in snapshot:
+    for index, (path, mtime, digest, trusted, eggs) in enumerate(snapshot):
         if not deps_unchanged(eggs):
             return False
+        if index == 0 and path != paths[0]:
+            if digest != NO_DISTRIBUTIONS or _dist_entries(paths[0])[0] != NO_DISTRIBUTIONS:
+                return False
+            continue
         if trusted and _files.mtime_ns(path) == mtime:
             continue
         if digest in (None, "file", "unlistable") or _dist_entries(path)[0] != digest:
@@ -192,7 +207,7 @@ class RecordCache:
                 group,
                 sys.executable,
                 sys.version,
-                search_path(),
+                search_path()[1:],  # the program's own directory: see paths_unchanged
                 _finders(),
             ]
         )

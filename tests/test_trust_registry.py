@@ -16,6 +16,7 @@ import textwrap
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1193,3 +1194,46 @@ def test_doctor_checks_one_package_and_names_a_misspelt_one(site: SiteDir) -> No
     builtin = doctor.run(registry, ["plugin-registry"])
     unavailable = [f for f in builtin.findings if f.message.startswith("unavailable:")]
     assert unavailable and {f.severity for f in unavailable} == {"info"}
+
+
+def test_the_cache_warmed_by_one_program_serves_another_from_another_directory(
+    site: SiteDir, tmp_path: Path
+) -> None:
+    """``plugin-registry list`` (sys.path[0]: the command's bin), ``python -c`` (the current
+    directory) and ``python script.py`` (the script's) share one cache: a script's first
+    listing imports no registration module after the CLI listed. A first entry that holds
+    a distribution is not shared."""
+    mod = install_env_package(site, "shared-plugins", "shared")
+    for path in (site.path, *site.path.rglob("*")):
+        os.utime(path, (time.time() - 3600, time.time() - 3600))  # settled, so trusted
+    cache_dir = tmp_path / "cache"
+    probe = (
+        "import json, sys, plugin_registry as pr; r = pr.Registry(); "
+        "names = [p.name for p in r.list_plugins()]; "
+        f"print(json.dumps([r.stats.scanned, r.stats.collected, {mod!r}.split('.')[0] + "
+        "'.registration' in sys.modules, 'shared' in names]))"
+    )
+    env = {
+        **os.environ,
+        "PLUGIN_REGISTRY_CACHE_DIR": str(cache_dir),
+        "PYTHONPATH": os.pathsep.join([str(site.path), str(REPO)]),
+    }
+
+    def run(*args: str, cwd: Path) -> list[Any]:
+        out = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, env=env, cwd=cwd, check=True
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first, second, third = (tmp_path / d for d in ("first", "second", "third"))
+    for d in (first, second, third):
+        d.mkdir()
+    (second / "script.py").write_text(probe)
+    cold = run("-c", probe, cwd=first)
+    assert cold[1] >= 1 and cold[2] and cold[3]  # collected: the registration module ran
+    warm = run(str(second / "script.py"), cwd=third)
+    assert warm == [False, 0, False, True], warm  # nothing scanned, collected or imported
+    (third / "other_dist-1.0.dist-info").mkdir()  # a distribution in the first entry
+    (third / "script.py").write_text(probe)
+    rescanned = run(str(third / "script.py"), cwd=first)
+    assert rescanned[0] is True and rescanned[3]
