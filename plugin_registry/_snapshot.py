@@ -77,6 +77,8 @@ class Snapshot:
     #: Records of packages the policy keeps out, where the cache knows them.
     withheld: tuple[PluginInfo, ...] = ()
     manager: Any = None
+    #: ``kind/name`` -> the package that alone provided a name now provided by several.
+    former: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def discover(
@@ -94,11 +96,15 @@ def discover(
     cached = cache_mod.Cached.parse(store.read()) if store else None
     refs, paths = _entry_points(group, cached, stats)
     results, skipped, manager, ended = _results(refs, cached, stats, control, cache_dir)
+    former = dict(cached.former) if cached is not None else {}
     if store and (stats.scanned or stats.collected):
-        store.write(cache_mod.Cached.dump(paths, refs, results))
+        former = cache_mod.former_providers(cached, results)
+        store.write(cache_mod.Cached.dump(paths, refs, results, former))
         stats.cache_written = True
     stats.seconds = time.perf_counter() - started
-    return Snapshot.build(refs, results, skipped, manager, ended), stats
+    snapshot = Snapshot.build(refs, results, skipped, manager, ended)
+    snapshot.former = former
+    return snapshot, stats
 
 
 def _entry_points(

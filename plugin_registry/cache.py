@@ -35,6 +35,7 @@ Reading the cache needs no importlib-metadata, pluggy or plugin import.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -303,6 +304,9 @@ class Cached:
     paths: list[list[Any]]
     refs: list[EntryPointRef]
     results: Mapping[str, Any]
+    #: ``kind/name`` -> the one package that served the name before another one came to
+    #: provide it too (carried while the conflict lasts; see :func:`former_providers`).
+    former: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def parse(cls, data: object) -> Cached | None:
@@ -333,7 +337,24 @@ class Cached:
             ):
                 return None
             parsed.append(EntryPointRef.from_list(item))
-        return cls(paths, parsed, results)
+        former = data.get("former", {})
+        if not (
+            isinstance(former, dict)
+            and len(former) <= MAX_FORMER
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in former.items())
+        ):
+            return None
+        return cls(paths, parsed, results, former)
+
+    def providers(self) -> dict[str, set[str]]:
+        """``kind/name`` -> the packages whose cached records answer to it."""
+        out: dict[str, set[str]] = {}
+        for entry in self.results.values():
+            with contextlib.suppress(Exception):  # a malformed entry says nothing
+                for record in Collected.from_dict(entry).records:
+                    for name in record.names():
+                        out.setdefault(f"{record.kind}/{name}", set()).add(record.qualifier)
+        return out
 
     def reusable(self, ref: EntryPointRef) -> Collected | None:
         """The cached result of ``ref`` when it is still valid and well formed, else None."""
@@ -385,10 +406,14 @@ class Cached:
 
     @staticmethod
     def dump(
-        paths: list[list[Any]], refs: list[EntryPointRef], results: Mapping[str, Collected]
+        paths: list[list[Any]],
+        refs: list[EntryPointRef],
+        results: Mapping[str, Collected],
+        former: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """The JSON-ready content for :meth:`RecordCache.write`."""
         return {
+            "former": dict(former or {}),
             "paths": paths,
             "entry_points": [ref.to_list() for ref in refs],
             "results": {
@@ -401,6 +426,31 @@ class Cached:
                 if ref.key in results
             },
         }
+
+
+#: At most this many remembered providers (one per conflicting name) are kept.
+MAX_FORMER = 10_000
+
+
+def former_providers(before: Cached | None, results: Mapping[str, Collected]) -> dict[str, str]:
+    """For each name that several packages provide now, the one package that provided it
+    alone in the listing before (or, while the conflict lasts, the one remembered then):
+    what a bare lookup meant before an upgrade made it ambiguous."""
+    if before is None:
+        return {}
+    now: dict[str, set[str]] = {}
+    for collected in results.values():
+        for record in collected.records:
+            for name in record.names():
+                now.setdefault(f"{record.kind}/{name}", set()).add(record.qualifier)
+    conflicting = {key for key, who in now.items() if len(who) > 1}
+    if not conflicting:
+        return {}
+    former = {k: v for k, v in before.former.items() if k in conflicting}
+    for key, who in before.providers().items():
+        if key in conflicting and key not in former and len(who) == 1:
+            former[key] = next(iter(who))
+    return dict(sorted(former.items())[:MAX_FORMER])
 
 
 def clear(directory: Path | None = None) -> int:

@@ -203,7 +203,9 @@ class Registry:
                         f"{kind} name {name!r} is registered by {join(sorted(providers))}; "
                         f"a bare lookup fails until one is chosen: use "
                         f"{join(sorted(f'{p}:{name}' for p in providers), 'or')}, "
-                        f"or pin one with PLUGIN_REGISTRY_PIN={name}=<distribution>"
+                        f"or pin one with PLUGIN_REGISTRY_PIN={name}=<distribution>."
+                        + self._former(kind, name)
+                        + _builtin_advice(name, providers)
                     ),
                     severity="warning",
                     names=(name,),
@@ -256,7 +258,9 @@ class Registry:
             if pinned is None:
                 raise PluginConflictError(
                     f"{kind_found} plugin {spec.name!r} is provided by "
-                    f"{join(providers)}; none is chosen. Use a qualified name ("
+                    f"{join(providers)}; none is chosen."
+                    + self._former(kind_found, spec.name)
+                    + " Use a qualified name ("
                     + join([f"'{p}:{spec.name}'" for p in providers], "or")
                     + f") or pin one: PLUGIN_REGISTRY_PIN={spec.name}=<distribution> or "
                     "Registry(pins={...})",
@@ -267,6 +271,16 @@ class Registry:
                 )
             return pinned
         return visible[0]
+
+    def _former(self, kind: str, name: str) -> str:
+        """What the name meant before it became ambiguous, where the cache remembers."""
+        before = self._snapshot().former.get(f"{kind}/{name}")
+        if before is None:
+            return ""
+        return (
+            f" Until another package came to provide it too, {name!r} was {before}'s: "
+            f"'{before}:{name}' (or PLUGIN_REGISTRY_PIN={name}={before}) keeps that."
+        )
 
     def get(self, name: str, kind: str | None = None) -> PluginInfo:
         """The record a name stands for; nothing is imported."""
@@ -460,6 +474,22 @@ class Registry:
     def output(self) -> dict[str, str]:
         """What each registration module wrote to stdout/stderr while it was collected."""
         return dict(self._snapshot().output)
+
+
+#: The distribution of the built-in plugins.
+BUILTIN = "plugin-registry"
+
+
+def _builtin_advice(name: str, providers: Iterable[str]) -> str:
+    """A third party's name that the core also ships: the package should rename."""
+    others = sorted(p for p in providers if p not in (BUILTIN, IN_PROCESS))
+    if BUILTIN not in providers or not others:
+        return ""
+    return (
+        f" {name!r} is a built-in name of plugin-registry: {join(others)} should give its "
+        "plugin a name of its own (its package's prefix, e.g. 'acme-"
+        f"{name}'; see docs/plugin-authors.md, 'Names')"
+    )
 
 
 def _request_for(record: PluginInfo) -> str:

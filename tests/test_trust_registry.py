@@ -1237,3 +1237,33 @@ def test_the_cache_warmed_by_one_program_serves_another_from_another_directory(
     (third / "script.py").write_text(probe)
     rescanned = run(str(third / "script.py"), cwd=first)
     assert rescanned[0] is True and rescanned[3]
+
+
+def test_a_name_that_becomes_ambiguous_says_what_it_meant_before(
+    site: SiteDir, tmp_path: Path
+) -> None:
+    """A package that comes to provide a name another package served alone (a core
+    upgrade that ships a third party's name as a built-in, say) makes bare lookups
+    ambiguous: refused still, but the error says which package the name meant until then
+    (the record cache remembers), and the doctor tells the third party to rename."""
+    cache_dir = tmp_path / "cache"
+    install_env_package(site, "first-plugins", "shared-env")
+    assert Registry(cache_dir=cache_dir).get("shared-env").distribution == "first-plugins"
+    install_env_package(site, "second-plugins", "shared-env")
+    for attempt in range(2):  # the listing that saw the change, and a later one
+        registry = Registry(cache_dir=cache_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pr.PluginWarning)
+            with pytest.raises(pr.PluginConflictError) as info:
+                registry.get("shared-env")
+        message = str(info.value)
+        assert "was first-plugins's: 'first-plugins:shared-env'" in message, attempt
+        assert "(or PLUGIN_REGISTRY_PIN=shared-env=first-plugins) keeps that" in message
+    install_env_package(site, "mine-plugins", "slurm")  # a built-in's name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pr.PluginWarning)
+        problems = Registry(cache=False).problems()
+    (clash,) = [p for p in problems if "'slurm'" in p.reason and "mine-plugins" in p.reason]
+    assert "is a built-in name of plugin-registry: mine-plugins should give its plugin a name" in (
+        clash.reason
+    )
