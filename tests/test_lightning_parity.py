@@ -244,3 +244,76 @@ def test_the_cluster_environment_in_use_is_one_call_away_on_one_device_and_under
     assert type(cluster_environment(plain)).__name__ == "LightningEnvironment"  # Lightning's own
     with pytest.raises(TypeError, match="takes a Lightning Trainer or Fabric"):
         cluster_environment(object())
+
+
+# -- checkpoint IO, where Lightning's own checkpoint tests look ---------------------
+
+
+def _boring_model() -> Any:
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    return BoringModel()
+
+
+def _trainer(tmp_path: Path, plugin: Any, **kwargs: Any) -> Any:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from plugin_registry.lightning import Trainer
+
+    return Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        plugins=[plugin],
+        callbacks=ModelCheckpoint(dirpath=tmp_path, **kwargs),
+        limit_train_batches=1,
+        limit_val_batches=0,
+        limit_test_batches=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+
+
+def test_the_checkpoint_adapter_passes_lightnings_calls_on_as_they_were_made(
+    tmp_path: Path,
+) -> None:
+    """A plugin watched by a mock sees the very calls Lightning makes to its own IO:
+    ``load_checkpoint(path, weights_only=None)``, not arguments the adapter added."""
+    from unittest.mock import MagicMock
+
+    from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
+
+    watched = MagicMock(wraps=TorchCheckpointIO(), spec=TorchCheckpointIO)
+    trainer = _trainer(tmp_path, watched, save_last=True)
+    trainer.fit_loop.max_epochs = 2
+    trainer.fit(_boring_model())
+    assert {p.name for p in tmp_path.glob("*.ckpt")} == {"epoch=1-step=2.ckpt", "last.ckpt"}
+    assert watched.save_checkpoint.call_count == 4
+    assert watched.remove_checkpoint.call_count == 1
+    trainer.test(_boring_model(), ckpt_path=str(tmp_path / "last.ckpt"), verbose=False)
+    watched.load_checkpoint.assert_called_once_with(str(tmp_path / "last.ckpt"), weights_only=None)
+
+
+def test_an_async_plugin_shows_lightning_the_attributes_lightnings_has(tmp_path: Path) -> None:
+    from unittest.mock import Mock
+
+    from builtin_plugins.checkpoint_io.async_io import AsyncCheckpointIO
+    from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
+
+    nested = AsyncCheckpointIO(AsyncCheckpointIO(TorchCheckpointIO()))
+    assert nested._base_checkpoint_io_configured is True
+    assert nested.checkpoint_io._base_checkpoint_io_configured is True  # type: ignore[attr-defined]
+    plugin = AsyncCheckpointIO()
+    plugin.save_checkpoint = Mock(wraps=plugin.save_checkpoint)  # type: ignore[method-assign]
+    trainer = _trainer(tmp_path, plugin, save_top_k=2, monitor="step", mode="max")
+    trainer.fit_loop.max_epochs = 3
+    base = trainer.strategy.checkpoint_io.checkpoint_io  # through the adapter, as Lightning's
+    assert isinstance(base, TorchCheckpointIO)
+    base.save_checkpoint = Mock(wraps=base.save_checkpoint)
+    base.remove_checkpoint = Mock(wraps=base.remove_checkpoint)
+    trainer.fit(_boring_model())
+    plugin.wait()
+    assert plugin.save_checkpoint.call_count == 3
+    assert base.save_checkpoint.call_count == 3
+    assert base.remove_checkpoint.call_count == 1
+    plugin.teardown()

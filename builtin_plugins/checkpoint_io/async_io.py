@@ -197,6 +197,9 @@ class AsyncCheckpointIO(CheckpointIO):
 
     #: The plugin that writes each checkpoint.
     checkpoint_io: CheckpointIO
+    #: Lightning's AsyncCheckpointIO attribute: whether the wrapped plugin is set. Here it
+    #: always is (None means ``"torch"``), so Lightning never replaces it.
+    _base_checkpoint_io_configured = True
 
     def __init__(
         self, checkpoint_io: CheckpointIO | str | None = None, max_pending: int = 2
