@@ -55,9 +55,9 @@ if TYPE_CHECKING:
     from plugin_registry.kinds.cluster_environment import ClusterEnvironment
     from plugin_registry.kinds.precision import Precision
     from plugin_registry.registry import Registry
+    from plugin_registry.resolver.choosing import resolve
     from plugin_registry.resolver.detection import detect_environment, detection_order
     from plugin_registry.resolver.resolution import Resolution
-    from plugin_registry.resolver.rules import resolve
 
     __version__: str
 
@@ -172,7 +172,7 @@ def __getattr__(name: str) -> Any:
 
         return Registry
     if name == "resolve":
-        from plugin_registry.resolver.rules import resolve
+        from plugin_registry.resolver.choosing import resolve
 
         return resolve
     if name == "Resolution":

@@ -26,7 +26,7 @@ from builtin_plugins.checkpoint_io.distributed_io import DistributedCheckpointIO
 from plugin_registry.cache import Cached, RecordCache
 from plugin_registry.errors import CheckpointError, UserFileError
 from plugin_registry.resolver.hardware import Hardware
-from plugin_registry.resolver.lock import Lock
+from plugin_registry.resolver.lockfile import Lock
 
 EXAMPLES = int(os.environ.get("PLUGIN_REGISTRY_FUZZ_EXAMPLES", "25"))
 #: One read of a file of at most a few KiB: far more than enough, and a hang fails.

@@ -151,15 +151,15 @@ def test_lightnings_vocabulary_is_declared_once() -> None:
     """Settings, the resolver and the built-ins read the one declaration beside Precision."""
     from builtin_plugins.precision import deepspeed, fsdp, xla
     from plugin_registry.kinds import precision
-    from plugin_registry.resolver import judging, settings
+    from plugin_registry.resolver import settings, verdicts
 
     assert settings.PRECISIONS is precision.PRECISIONS
     assert settings.SHORT_PRECISIONS is precision.SHORT_PRECISIONS
-    assert judging.PRECISION_DTYPE is precision.PRECISION_DTYPE
+    assert verdicts.PRECISION_DTYPE is precision.PRECISION_DTYPE
     assert fsdp.FSDP_PRECISIONS is precision.FAMILY_PRECISIONS["fsdp"]
     assert deepspeed.DEEPSPEED_PRECISIONS is precision.FAMILY_PRECISIONS["deepspeed"]
     assert xla.XLA_PRECISIONS is precision.FAMILY_PRECISIONS["xla"]
-    source = "".join((CORE / "resolver" / m).read_text() for m in ("rules.py", "judging.py"))
+    source = "".join((CORE / "resolver" / m).read_text() for m in ("choosing.py", "verdicts.py"))
     for name in ("FSDPPrecision", "DeepSpeedPrecision", "XLAPrecision", "XLAEnvironment"):
         assert f'"{name}"' not in source, f"the resolver names {name}; read it from the records"
 

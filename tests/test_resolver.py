@@ -19,7 +19,7 @@ from plugin_registry.errors import UserFileError
 from plugin_registry.registry import Registry
 from plugin_registry.resolver import ResolutionError, ResolutionWarning, resolve
 from plugin_registry.resolver.hardware import Hardware
-from plugin_registry.resolver.lock import Lock, LockFileError, LockMismatchError
+from plugin_registry.resolver.lockfile import Lock, LockFileError, LockMismatchError
 from plugin_registry.resolver.preferences import Preferences, PreferencesError
 from plugin_registry.resolver.settings import InvalidSettingError
 from tests._support.resolver_cases import CASES, CPU, Case, H100x2, machine
@@ -501,7 +501,7 @@ def test_an_environment_whose_detect_raises_is_passed_over() -> None:
 def test_disagreements_name_each_host_and_group_its_ranks() -> None:
     import copy
 
-    from plugin_registry.resolver.locking import _disagreements
+    from plugin_registry.resolver.agreement import _disagreements
 
     lock = resolve(preferences=Preferences()).lock().to_dict()
     other = copy.deepcopy(lock)

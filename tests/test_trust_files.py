@@ -19,7 +19,7 @@ from plugin_registry import cli
 from plugin_registry.kinds.cluster_environment import ClusterEnvironmentError
 from plugin_registry.resolver import resolve
 from plugin_registry.resolver.hardware import Hardware, HardwareFileError
-from plugin_registry.resolver.lock import Lock, LockFileError, LockMismatchError
+from plugin_registry.resolver.lockfile import Lock, LockFileError, LockMismatchError
 from plugin_registry.resolver.preferences import Preferences, PreferencesError
 from tests._support.support import REPO
 

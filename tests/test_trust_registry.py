@@ -687,11 +687,11 @@ def test_every_error_and_warning_is_declared_in_errors() -> None:
 
     from plugin_registry import errors, resolver, scaffold
     from plugin_registry.kinds import checkpoint_io, cluster_environment
-    from plugin_registry.resolver import hardware, lock, preferences, settings
+    from plugin_registry.resolver import hardware, lockfile, preferences, settings
 
     for module in (
         hardware,
-        lock,
+        lockfile,
         preferences,
         resolver,
         scaffold,

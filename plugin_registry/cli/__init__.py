@@ -250,7 +250,7 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 
 def cmd_resolve(args: argparse.Namespace) -> int:
     from plugin_registry.errors import ResolutionWarning
-    from plugin_registry.resolver.rules import resolve
+    from plugin_registry.resolver.choosing import resolve
 
     with warnings.catch_warnings():
         # Each such warning is also a note of the resolution, printed with it: once.

@@ -15,7 +15,7 @@ from plugin_registry.kinds import KINDS, SPECS, Kind
 from plugin_registry.machine import Hardware
 from plugin_registry.names import Spec
 from plugin_registry.records import PluginInfo
-from plugin_registry.resolver.lock import Lock, LockedPlugin
+from plugin_registry.resolver.lockfile import Lock, LockedPlugin
 from plugin_registry.resolver.settings import Settings
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class Resolution:
         return [choice.load(registry) for choice in self.choices]
 
     def lock(self) -> Lock:
-        """The names, providers, versions and parameters to write down (see lock.py)."""
+        """The names, providers, versions and parameters to write down (see lockfile.py)."""
         from plugin_registry.names import normalize_distribution
         from plugin_registry.requirements import requirement_name
 

@@ -1,7 +1,7 @@
-"""Rule 2 of :mod:`~plugin_registry.resolver.rules`: why a candidate cannot serve a job.
+"""Rule 2 of :mod:`~plugin_registry.resolver.choosing`: why a candidate cannot serve a job.
 
 A :class:`Judge` looks at one candidate and one settled
-:class:`~plugin_registry.resolver.job.Job` and returns the candidate accepted, or
+:class:`~plugin_registry.resolver.settled_job.Job` and returns the candidate accepted, or
 rejected with every reason that applies (not just the first: the explanation
 shows them all).
 """
@@ -17,9 +17,9 @@ from plugin_registry.kinds.precision import PRECISION_DTYPE, PRECISIONS
 from plugin_registry.machine import Device, Hardware
 from plugin_registry.names import normalize_name
 from plugin_registry.records import PluginInfo
-from plugin_registry.resolver.job import Job
 from plugin_registry.resolver.resolution import Candidate
 from plugin_registry.resolver.settings import OWN_PRECISION_FAMILIES
+from plugin_registry.resolver.settled_job import Job
 
 if TYPE_CHECKING:
     from plugin_registry.requirements import Unmet
@@ -47,7 +47,7 @@ class Judge:
         self.preferred = preferred
         self.planned = planned
 
-    def __call__(self, cand: Candidate, job: Job) -> Candidate:
+    def verdict(self, cand: Candidate, job: Job) -> Candidate:
         record = cand.record
         assert record is not None
         reasons: list[str] = []

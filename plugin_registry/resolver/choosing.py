@@ -47,12 +47,12 @@ from plugin_registry.names import Spec, normalize_name
 from plugin_registry.records import KINDS, Kind, PluginInfo
 from plugin_registry.resolver.detection import launched_by
 from plugin_registry.resolver.hardware import Hardware, detect_hardware
-from plugin_registry.resolver.job import Job, settle
-from plugin_registry.resolver.judging import Judge, serves, specificity, unmet_on
-from plugin_registry.resolver.lock import Lock
+from plugin_registry.resolver.lockfile import Lock
 from plugin_registry.resolver.preferences import Preferences, targets
 from plugin_registry.resolver.resolution import Candidate, Choice, Resolution
 from plugin_registry.resolver.settings import InvalidSettingError, Settings, parse_settings
+from plugin_registry.resolver.settled_job import Job, settle
+from plugin_registry.resolver.verdicts import Judge, serves, specificity, unmet_on
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
@@ -354,7 +354,7 @@ class Resolver:
         self, kind: Kind, job: Job, explicit: Candidate | None
     ) -> tuple[Choice, tuple[Candidate, ...]]:
         if explicit is not None:
-            judged = self.judge(explicit, job) if explicit.record is not None else explicit
+            judged = self.judge.verdict(explicit, job) if explicit.record is not None else explicit
             if not judged.accepted:
                 raise ResolutionError(
                     f"{kind} plugin {explicit.name!r} ({explicit.provider}) was explicitly "
@@ -364,7 +364,7 @@ class Resolver:
             judged = dataclasses.replace(judged, reasons=("explicitly requested",))
             return judged.choose("explicitly requested"), (judged,)
         candidates = sorted(
-            (self.judge(c, job) for c in self._candidates(kind, job)),
+            (self.judge.verdict(c, job) for c in self._candidates(kind, job)),
             key=lambda c: (not c.accepted, c.rank_key),
         )
         if kind == "cluster_environment":
@@ -483,7 +483,8 @@ class Resolver:
     def _what_would_work(self, kind: Kind, job: Job) -> str:
         if kind != "precision":
             judged = sorted(
-                (self.judge(c, job) for c in self._candidates(kind, job)), key=lambda c: c.rank_key
+                (self.judge.verdict(c, job) for c in self._candidates(kind, job)),
+                key=lambda c: c.rank_key,
             )
             works = [c.name for c in judged if c.accepted]
             return f"\nWhat would work here: {', '.join(map(repr, works))}" if works else ""
@@ -491,7 +492,7 @@ class Resolver:
         for value in PRECISIONS:
             trial = dataclasses.replace(job, precision=value)
             if value != job.precision and any(
-                self.judge(c, trial).accepted for c in self._candidates(kind, trial)
+                self.judge.verdict(c, trial).accepted for c in self._candidates(kind, trial)
             ):
                 works.append(value)
         if not works:

@@ -1,10 +1,11 @@
 """Resolving against a lock, and across the ranks of a job.
 
-:func:`resolve_locked` reloads exactly the plugins a :class:`~plugin_registry.resolver.lock.Lock`
-names and raises :class:`LockMismatchError` saying what differs;
+:func:`resolve_locked` reloads exactly the plugins a
+:class:`~plugin_registry.resolver.lockfile.Lock` names and raises
+:class:`LockMismatchError` saying what differs;
 :func:`resolve_on_all_ranks` compares the resolution of every rank of a
 ``torch.distributed`` job, so one rank missing a library is an error on all of
-them instead of a hang or a silent difference. :mod:`~plugin_registry.resolver.lock`
+them instead of a hang or a silent difference. :mod:`~plugin_registry.resolver.lockfile`
 itself is data only.
 """
 
@@ -18,8 +19,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from plugin_registry.errors import LockMismatchError, PluginRegistryError
-from plugin_registry.resolver.lock import Lock
-from plugin_registry.resolver.rules import Resolver, resolve
+from plugin_registry.resolver.choosing import Resolver, resolve
+from plugin_registry.resolver.lockfile import Lock
 
 __all__ = ["resolve_locked", "resolve_on_all_ranks"]
 
