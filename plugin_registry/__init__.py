@@ -23,18 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from plugin_registry._default import default_registry, set_default_registry
 from plugin_registry.errors import (
-    AmbiguousPluginError,
-    BrokenPluginError,
-    CacheWarning,
     CheckpointError,
     ClusterEnvironmentError,
-    InvalidEnvironmentError,
-    InvalidNameError,
-    InvalidRecordError,
-    InvalidSettingError,
-    LockMismatchError,
-    ParameterConflictError,
-    PluginBlockedError,
     PluginConflictError,
     PluginLoadError,
     PluginNotFoundError,
@@ -43,9 +33,6 @@ from plugin_registry.errors import (
     PluginUnavailableError,
     PluginWarning,
     ResolutionError,
-    ResolutionWarning,
-    SkippedPluginWarning,
-    UserFileError,
 )
 from plugin_registry.records import KINDS, Kind, PluginInfo, Problem
 
@@ -63,19 +50,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KINDS",
-    "AmbiguousPluginError",
-    "BrokenPluginError",
-    "CacheWarning",
     "CheckpointError",
     "ClusterEnvironmentError",
-    "InvalidEnvironmentError",
-    "InvalidNameError",
-    "InvalidRecordError",
-    "InvalidSettingError",
-    "LockMismatchError",
-    "ParameterConflictError",
     "Kind",
-    "PluginBlockedError",
     "PluginConflictError",
     "PluginInfo",
     "PluginLoadError",
@@ -87,9 +64,6 @@ __all__ = [
     "Problem",
     "Registry",
     "ResolutionError",
-    "ResolutionWarning",
-    "SkippedPluginWarning",
-    "UserFileError",
     "default_registry",
     "detect_environment",
     "detection_order",

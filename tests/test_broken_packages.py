@@ -120,11 +120,12 @@ def test_chained_error_is_recovered_when_listing_came_from_the_cache(broken_venv
     data = broken_venv.json(
         """
         import json, plugin_registry as pr
+        from plugin_registry.errors import BrokenPluginError
         reg = pr.Registry()
         reg.list_plugins()
         try:
             reg.load("broken-import")
-        except pr.BrokenPluginError as exc:
+        except BrokenPluginError as exc:
             print(json.dumps([reg.stats.scanned, reg.stats.collected, repr(exc.__cause__)]))
         """,
         PYTHONWARNINGS="ignore",

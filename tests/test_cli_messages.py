@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import plugin_registry as pr
-from plugin_registry import cli
+from plugin_registry import cli, errors
 from plugin_registry.resolver import resolve
 from plugin_registry.resolver.preferences import Preferences
 from plugin_registry.resolver.settings import InvalidSettingError
@@ -208,7 +208,7 @@ def test_ambiguous_name_on_the_cli_names_the_flag(capfd: pytest.CaptureFixture[s
     assert cli.main(["--no-cache", "show", "xla"]) == 2
     err = capfd.readouterr().err
     assert "(or add --kind KIND)" in err and "kind=..." not in err
-    with pytest.raises(pr.AmbiguousPluginError, match=r"pass kind=\.\.\."):
+    with pytest.raises(errors.AmbiguousPluginError, match=r"pass kind=\.\.\."):
         pr.get("xla")
 
 
@@ -235,7 +235,7 @@ def test_install_hints_name_no_repository_path() -> None:
 def test_an_override_may_not_contradict_the_name(
     name: str, override: dict[str, str], instead: str
 ) -> None:
-    with pytest.raises(pr.ParameterConflictError, match=f"load {instead!r} instead") as info:
+    with pytest.raises(errors.ParameterConflictError, match=f"load {instead!r} instead") as info:
         pr.load(name, **override)
     assert isinstance(info.value, ValueError)
     key, value = next(iter(override.items()))

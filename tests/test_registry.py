@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import plugin_registry as pr
-from plugin_registry import PluginInfo, Registry
+from plugin_registry import PluginInfo, Registry, errors
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 
@@ -176,9 +176,9 @@ def test_module_level_functions_use_the_default_registry(registry: Registry) -> 
 
 def test_bad_control_input_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLUGIN_REGISTRY_PIN", "no-equals-sign")
-    with pytest.raises(pr.InvalidNameError, match="is not name=distribution"):
+    with pytest.raises(errors.InvalidNameError, match="is not name=distribution"):
         Registry()
-    with pytest.raises(pr.InvalidNameError, match="unknown plugin kind"):
+    with pytest.raises(errors.InvalidNameError, match="unknown plugin kind"):
         Registry(pins={"precison/xla": "acme"})
 
 

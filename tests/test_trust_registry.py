@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import plugin_registry as pr
-from plugin_registry import _capture, cli
+from plugin_registry import _capture, cli, errors
 from plugin_registry.errors import (
     BrokenPluginError,
     CacheWarning,
@@ -674,7 +674,7 @@ def test_lookup_errors_carry_structured_fields() -> None:
     with pytest.raises(PluginNotFoundError) as info:
         registry.get("bitsandbytes-nf5")
     assert info.value.name == "bitsandbytes-nf5" and "bitsandbytes-nf4" in info.value.suggestions
-    with pytest.raises(pr.AmbiguousPluginError) as ambiguous:
+    with pytest.raises(errors.AmbiguousPluginError) as ambiguous:
         registry.get("xla")
     assert "checkpoint_io/xla" in ambiguous.value.suggestions
     with pytest.raises(pr.PluginLoadError) as load:
