@@ -207,8 +207,8 @@ def stale_temporaries(path: str) -> list[str]:
     return found
 
 
-def fsync_directory(directory: str) -> None:
-    """Make a rename in ``directory`` durable."""
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Make a rename or a new file in ``directory`` survive a power loss."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -235,7 +235,8 @@ def atomic_write(
     mode: int | None = None,
     make_parents: bool = True,
 ) -> None:
-    """Replace ``path`` with what ``write`` writes, all or nothing.
+    """Replace ``path`` with what ``write(fh)`` writes to the binary file ``fh``, all or
+    nothing.
 
     On any error the temporary is removed and ``path`` is left as it was. The new
     file gets ``mode``, or the mode of the file it replaces, or what ``open()``

@@ -26,14 +26,13 @@ errors (:class:`~plugin_registry.errors.CheckpointNotFoundError`, ...) on top.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import BinaryIO
 
 from plugin_registry._files import UnreadableFileError as UnreadableFileError
-from plugin_registry._files import atomic_write as _atomic_write
-from plugin_registry._files import fsync_directory as _fsync_directory
+from plugin_registry._files import atomic_write as atomic_write
+from plugin_registry._files import atomic_write_text as atomic_write_text
+from plugin_registry._files import fsync_directory as fsync_directory
 from plugin_registry._files import read_regular as _read_regular
-from plugin_registry._files import read_text as _read_text
+from plugin_registry._files import read_text as read_text
 
 __all__ = [
     "UnreadableFileError",
@@ -46,25 +45,6 @@ __all__ = [
 ]
 
 
-def atomic_write(
-    path: str | os.PathLike[str],
-    write: Callable[[BinaryIO], object],
-    *,
-    durable: bool = True,
-    mode: int | None = None,
-    make_parents: bool = True,
-) -> None:
-    """Replace ``path`` with what ``write(fh)`` writes to the binary file ``fh``, all or
-    nothing.
-
-    ``durable=False`` skips the two fsyncs: still atomic against a crash of the
-    process, not against a power loss. ``mode`` fixes the new file's permission
-    bits. ``make_parents`` creates missing parent directories. Whatever ``write``
-    raises propagates after the temporary is removed; ``path`` is then untouched.
-    """
-    _atomic_write(path, write, durable=durable, mode=mode, make_parents=make_parents)
-
-
 def atomic_write_bytes(
     path: str | os.PathLike[str],
     data: bytes | bytearray | memoryview,
@@ -74,28 +54,9 @@ def atomic_write_bytes(
     make_parents: bool = True,
 ) -> None:
     """:func:`atomic_write` of ``data``."""
-    _atomic_write(
+    atomic_write(
         path, lambda fh: fh.write(data), durable=durable, mode=mode, make_parents=make_parents
     )
-
-
-def atomic_write_text(
-    path: str | os.PathLike[str],
-    text: str,
-    *,
-    durable: bool = True,
-    mode: int | None = None,
-    make_parents: bool = True,
-) -> None:
-    """:func:`atomic_write` of ``text`` as UTF-8."""
-    atomic_write_bytes(
-        path, text.encode("utf-8"), durable=durable, mode=mode, make_parents=make_parents
-    )
-
-
-def fsync_directory(directory: str | os.PathLike[str]) -> None:
-    """Make a rename or a new file in ``directory`` survive a power loss."""
-    _fsync_directory(os.fspath(directory))
 
 
 def read_bytes(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
@@ -105,8 +66,3 @@ def read_bytes(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
     directory, FIFO, device or socket, a larger file, or one that cannot be opened.
     """
     return _read_regular(path, max_bytes=max_bytes)
-
-
-def read_text(path: str | os.PathLike[str], *, max_bytes: int) -> str:
-    """:func:`read_bytes` decoded as UTF-8 (:class:`UnreadableFileError` otherwise)."""
-    return _read_text(path, max_bytes=max_bytes)
