@@ -112,9 +112,20 @@ def make_tree(root: Path, n: int) -> Path:
     return tree
 
 
+def _env() -> dict[str, str]:
+    """The environment of every measured interpreter: bytecode read and written, as an
+    install leaves it (pip compiles it; PYTHONDONTWRITEBYTECODE, set on some machines,
+    would have every run compile plugin_registry from source: 5-15 ms of each "warm")."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PLUGIN_REGISTRY_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
+
+
 def measure(mode: str, tree: Path, cache_dir: Path) -> float:
     setup, call = _SNIPPETS[mode]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGIN_REGISTRY_")}
+    env = _env()
     env["PYTHONPATH"] = str(tree)
     env["PLUGIN_REGISTRY_CACHE_DIR"] = str(cache_dir)
     env["XDG_CACHE_HOME"] = str(cache_dir)  # stevedore's
@@ -138,7 +149,7 @@ def populate(tree: Path, cache_dir: Path) -> None:
     probe = "from plugin_registry.registry import Registry; r = Registry(); r.list_plugins()"
     for _ in range(5):
         measure_code = f"{probe}; print(r.stats.scanned)"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGIN_REGISTRY_")}
+        env = _env()
         env.update(PYTHONPATH=str(tree), PLUGIN_REGISTRY_CACHE_DIR=str(cache_dir))
         out = subprocess.run(
             [sys.executable, "-c", measure_code],
