@@ -212,28 +212,34 @@ def _outside_choices(spec: Spec, records: Iterable[PluginInfo]) -> str:
         if spec.distribution not in (None, record.qualifier):
             continue
         for spelled in (record.name, *record.aliases):
-            fields = template_fields(spelled)
-            if not fields:
-                continue
-            pattern = "".join(
-                f"(?P<{part[1:-1]}>.+)" if part[1:-1] in fields else re.escape(part)
-                for part in re.split(r"(\{[^{}]*\})", normalize_name(spelled))
-                if part
-            )
-            try:
-                found = re.fullmatch(pattern, spec.name)
-            except re.error:  # a field named twice in one name
-                continue
-            if found is None:
-                continue
-            for field in sorted(fields):
+            found = _fields_of(spelled, spec.name)
+            for field, value in found.items():
                 choices = record.name_parameters.get(field, ())
-                if found[field] not in {normalize_name(c) for c in choices}:
+                if value not in {normalize_name(c) for c in choices}:
                     return (
-                        f"{record.name!r} takes {field} "
-                        f"{describe_choices(choices)}, not {found[field]!r}"
+                        f"{record.name!r} takes {field} {describe_choices(choices)}, not {value!r}"
                     )
     return ""
+
+
+def _fields_of(spelled: str, name: str) -> dict[str, str]:
+    """The value of each ``{field}`` of the template ``spelled`` in the normalised
+    ``name``, or {} where ``name`` does not have the template's shape."""
+    fields: list[str] = []
+    pattern = ""
+    for part in re.split(r"(\{[^{}]*\})", spelled):
+        if part[1:-1] in template_fields(part):
+            fields.append(part[1:-1])
+            pattern += "(.+)"
+        else:
+            pattern += re.escape(normalize_name(part)) if part.strip() else re.escape(part)
+    found = re.fullmatch(pattern, name) if fields else None
+    if found is None:
+        return {}
+    values: dict[str, str] = {}
+    for field, value in zip(fields, found.groups(), strict=True):
+        values.setdefault(field, value)
+    return values
 
 
 def describe_choices(choices: Sequence[str]) -> str:

@@ -231,6 +231,14 @@ def test_a_parametrised_name_out_of_range_states_the_range(zstd: Registry, asked
 
 
 def test_a_parametrised_name_outside_its_choices_lists_them(zstd: Registry) -> None:
+    zstd.register(
+        StaticEnvironment,
+        name="bits-{bits_per}-x",  # a field whose name normalising would change
+        kind="cluster_environment",
+        name_parameters={"bits_per": ["2", "4"]},
+    )
+    with pytest.raises(pr.PluginNotFoundError, match="'bits-{bits_per}-x' takes bits_per one of"):
+        zstd.get("bits-3-x")
     with pytest.raises(pr.PluginNotFoundError) as info:
         zstd.get("codec-zip")
     assert "'codec-{codec}' takes codec one of 'gzip', 'bz2' or 'lzma', not 'zip'" in str(
