@@ -314,37 +314,14 @@ class Cached:
         if not isinstance(data, dict):
             return None
         paths, refs, results = data.get("paths"), data.get("entry_points"), data.get("results")
+        former = data.get("former", {})
         if not (isinstance(paths, list) and isinstance(refs, list) and isinstance(results, dict)):
             return None
-        for item in paths:
-            if not (
-                isinstance(item, list)
-                and len(item) == 5
-                and isinstance(item[0], str)
-                and _is_mtime(item[1])
-                and (item[2] is None or isinstance(item[2], str))
-                and isinstance(item[3], bool)
-                and _is_deps(item[4])
-            ):
-                return None
-        parsed: list[EntryPointRef] = []
-        for item in refs:
-            if not (
-                isinstance(item, list)
-                and len(item) == 5
-                and all(isinstance(v, str) for v in item[:4])
-                and (item[4] is None or isinstance(item[4], str))
-            ):
-                return None
-            parsed.append(EntryPointRef.from_list(item))
-        former = data.get("former", {})
-        if not (
-            isinstance(former, dict)
-            and len(former) <= MAX_FORMER
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in former.items())
-        ):
+        if not (all(map(_is_path_entry, paths)) and all(map(_is_ref, refs))):
             return None
-        return cls(paths, parsed, results, former)
+        if not _is_former(former):
+            return None
+        return cls(paths, [EntryPointRef.from_list(item) for item in refs], results, former)
 
     def providers(self) -> dict[str, set[str]]:
         """``kind/name`` -> the packages whose cached records answer to it."""
@@ -367,38 +344,7 @@ class Cached:
             return None
         try:
             collected = Collected.from_dict(entry)
-            for record in collected.records:
-                if record.kind not in KINDS or (record.distribution, record.version) != (
-                    ref.distribution,
-                    ref.version,
-                ):
-                    return None
-                validate_record(record, record.kind, parse_constraints=False)
-                if not (
-                    isinstance(record.available, bool)
-                    and isinstance(record.unavailable_reason, str)
-                ):
-                    return None
-            for problem in collected.problems:
-                if not (
-                    problem.severity in ("error", "warning")
-                    and problem.kind in (None, *KINDS)
-                    and all(
-                        isinstance(v, str)
-                        for v in (
-                            problem.entry_point,
-                            problem.reason,
-                            problem.detail,
-                            *problem.names,
-                        )
-                    )
-                ):
-                    return None
-            if not (
-                isinstance(collected.collected_at, (int, float))
-                and all(isinstance(h, str) for h in collected.hooks)
-                and isinstance(collected.output, str)
-            ):
+            if not _well_formed(collected, ref):
                 return None
         except Exception:  # noqa: BLE001 - any malformed entry is a miss, collected afresh
             return None
@@ -426,6 +372,64 @@ class Cached:
                 if ref.key in results
             },
         }
+
+
+def _well_formed(collected: Collected, ref: EntryPointRef) -> bool:
+    """Every record passes the validation a fresh one passes and belongs to ``ref``'s
+    package; every problem and field has its type."""
+    for record in collected.records:
+        if record.kind not in KINDS or (record.distribution, record.version) != (
+            ref.distribution,
+            ref.version,
+        ):
+            return False
+        validate_record(record, record.kind, parse_constraints=False)
+        if not (isinstance(record.available, bool) and isinstance(record.unavailable_reason, str)):
+            return False
+    for problem in collected.problems:
+        texts = (problem.entry_point, problem.reason, problem.detail, *problem.names)
+        if not (
+            problem.severity in ("error", "warning")
+            and problem.kind in (None, *KINDS)
+            and all(isinstance(v, str) for v in texts)
+        ):
+            return False
+    return (
+        isinstance(collected.collected_at, (int, float))
+        and all(isinstance(h, str) for h in collected.hooks)
+        and isinstance(collected.output, str)
+    )
+
+
+def _is_path_entry(item: object) -> bool:
+    """``[path, mtime, digest, trusted, egg-info deps]``, as :func:`path_snapshot` writes."""
+    return (
+        isinstance(item, list)
+        and len(item) == 5
+        and isinstance(item[0], str)
+        and _is_mtime(item[1])
+        and (item[2] is None or isinstance(item[2], str))
+        and isinstance(item[3], bool)
+        and _is_deps(item[4])
+    )
+
+
+def _is_ref(item: object) -> bool:
+    """An entry point as :meth:`EntryPointRef.to_list` writes it."""
+    return (
+        isinstance(item, list)
+        and len(item) == 5
+        and all(isinstance(v, str) for v in item[:4])
+        and (item[4] is None or isinstance(item[4], str))
+    )
+
+
+def _is_former(former: object) -> bool:
+    return (
+        isinstance(former, dict)
+        and len(former) <= MAX_FORMER
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in former.items())
+    )
 
 
 #: At most this many remembered providers (one per conflicting name) are kept.

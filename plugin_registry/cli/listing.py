@@ -53,6 +53,52 @@ def _one_line(text: str, width: int) -> str:
     return cut.rstrip(",;.") + "…"
 
 
+def _kind_table(console: Any, kind: str, of_kind: Sequence[PluginInfo]) -> None:
+    """One kind's table and its footnotes (see :func:`list_tables`)."""
+    from rich.table import Table
+
+    providers = sorted({r.provider for r in of_kind})
+    title = spec(kind).title + (f" (from {providers[0]})" if len(providers) == 1 else "")
+    # One footnote per distinct reason and fix (the XLA plugins share theirs); the
+    # plugin's name carries its number.
+    notes: dict[str, int] = {}
+    names: list[str] = []
+    marked: list[str] = []
+    for record in of_kind:
+        unmet = requirements_of(record)
+        if unmet.reasons:
+            note = "; ".join(unmet.reasons) + (f". To fix: {unmet.fix}" if unmet.fix else "")
+            number = notes.setdefault(note, len(notes) + 1)
+            names.append(f"{record.name} [{number}]")
+            marked.append(f"{escape(record.name)} [yellow]\\[{number}][/yellow]")
+        else:
+            names.append(record.name)
+            marked.append(escape(record.name))
+    columns = [names]
+    if len(providers) > 1:
+        columns.append([r.distribution or "-" for r in of_kind])
+    widths = [max(len(v) for v in values) for values in columns]
+    summary_width = max(16, console.width - sum(widths) - 2 * len(columns))
+    table = Table(
+        title=escape(title),
+        title_justify="left",
+        box=None,
+        show_header=False,
+        pad_edge=False,
+        padding=(0, 2, 0, 0),
+    )
+    for width in widths:
+        table.add_column(no_wrap=True, min_width=width)
+    table.add_column(width=summary_width)
+    for i, record in enumerate(of_kind):
+        cells = [marked[i], *(escape(values[i]) for values in columns[1:])]
+        table.add_row(*cells, escape(_summary_cell(record, summary_width)))
+    console.print(table)
+    for note, number in notes.items():
+        console.print(escape(f"[{number}] unavailable: {note}"))
+    console.print()
+
+
 def list_tables(console: Any, records: Sequence[PluginInfo], problems: Sequence[Problem]) -> None:
     """One table per kind, then the problems; each fits ``console.width``.
 
@@ -62,55 +108,15 @@ def list_tables(console: Any, records: Sequence[PluginInfo], problems: Sequence[
     when it varies; a plugin whose requirements are met shows nothing more, one that
     lacks them a footnote number after its name, the footnote the reason and the fix.
     """
-    from rich.table import Table
-
     for kind in KINDS:
         of_kind = [r for r in records if r.kind == kind]
-        if not of_kind:
-            continue
-        providers = sorted({r.provider for r in of_kind})
-        title = spec(kind).title + (f" (from {providers[0]})" if len(providers) == 1 else "")
-        # One footnote per distinct reason and fix (the XLA plugins share theirs); the
-        # plugin's name carries its number.
-        notes: dict[str, int] = {}
-        names: list[str] = []
-        marked: list[str] = []
-        for record in of_kind:
-            unmet = requirements_of(record)
-            if unmet.reasons:
-                note = "; ".join(unmet.reasons) + (f". To fix: {unmet.fix}" if unmet.fix else "")
-                number = notes.setdefault(note, len(notes) + 1)
-                names.append(f"{record.name} [{number}]")
-                marked.append(f"{escape(record.name)} [yellow]\\[{number}][/yellow]")
-            else:
-                names.append(record.name)
-                marked.append(escape(record.name))
-        columns = [names]
-        if len(providers) > 1:
-            columns.append([r.distribution or "-" for r in of_kind])
-        widths = [max(len(v) for v in values) for values in columns]
-        summary_width = max(16, console.width - sum(widths) - 2 * len(columns))
-        table = Table(
-            title=escape(title),
-            title_justify="left",
-            box=None,
-            show_header=False,
-            pad_edge=False,
-            padding=(0, 2, 0, 0),
-        )
-        for width in widths:
-            table.add_column(no_wrap=True, min_width=width)
-        table.add_column(width=summary_width)
-        for i, record in enumerate(of_kind):
-            cells = [marked[i], *(escape(values[i]) for values in columns[1:])]
-            table.add_row(*cells, escape(_summary_cell(record, summary_width)))
-        console.print(table)
-        for note, number in notes.items():
-            console.print(escape(f"[{number}] unavailable: {note}"))
-        console.print()
+        if of_kind:
+            _kind_table(console, kind, of_kind)
     if not records:
         console.print("No plugins found: install a plugin package, or see 'plugin-registry doctor'")
     if problems:
+        from rich.table import Table
+
         table = Table(title="Problems", title_justify="left")
         table.add_column("severity", no_wrap=True)
         table.add_column("package", no_wrap=True)
@@ -166,6 +172,14 @@ def show_lines(record: PluginInfo, requested: str, parameters: Mapping[str, str]
     lines.append(f'  and any keyword argument of {target}: pr.load("{requested}", name=value)')
     if len(record.names()) > 1:
         lines += ["", f"Other names: {', '.join(n for n in record.names() if n != requested)}"]
+    lines += _where_it_runs(record)
+    lines += _status(record)
+    lines.append(f"  target: {record.target}")
+    return lines
+
+
+def _where_it_runs(record: PluginInfo) -> list[str]:
+    lines: list[str] = []
     lines += ["", "Where it runs"]
     lines.append(f"  accelerators: {', '.join(record.accelerators)}")
     if record.strategies:
@@ -177,6 +191,11 @@ def show_lines(record: PluginInfo, requested: str, parameters: Mapping[str, str]
     if record.provides:
         lines.append(f"  provides: {', '.join(record.provides)}")
     lines.append(f"  priority: {record.priority}")
+    return lines
+
+
+def _status(record: PluginInfo) -> list[str]:
+    lines: list[str] = []
     unmet = requirements_of(record)
     lines += ["", "Status"]
     if record.requires:
@@ -190,5 +209,4 @@ def show_lines(record: PluginInfo, requested: str, parameters: Mapping[str, str]
             "  available: its requirements are met (the code is imported on load; "
             "'plugin-registry doctor' imports every plugin to check)"
         )
-    lines.append(f"  target: {record.target}")
     return lines
