@@ -27,7 +27,7 @@ def requirements_of(record: PluginInfo) -> Unmet:
     return found if found.reasons else Unmet((record.unavailable_reason,), ("unavailable",))
 
 
-def _summary_cell(record: PluginInfo, width: int) -> str:
+def _summary_cell(record: PluginInfo, width: int, ellipsis: str = "…") -> str:
     """At most two lines of ``width``: the choices of a parametrised name and the aliases,
     then the summary, each cut with ``…`` where the two do not fit (``plugin-registry show
     NAME`` has the whole of them)."""
@@ -42,15 +42,16 @@ def _summary_cell(record: PluginInfo, width: int) -> str:
     if len(lines) <= 2:
         return "\n".join(lines)
     if head and summary:  # one line each
-        return "\n".join(_one_line(text, width) for text in (head, summary))
-    return f"{lines[0]}\n{_one_line(' '.join(lines[1:]), width)}"
+        return "\n".join(_one_line(text, width, ellipsis) for text in (head, summary))
+    return f"{lines[0]}\n{_one_line(' '.join(lines[1:]), width, ellipsis)}"
 
 
-def _one_line(text: str, width: int) -> str:
+def _one_line(text: str, width: int, ellipsis: str) -> str:
     if len(text) <= width:
         return text
-    cut = text[: width - 1].rsplit(" ", 1)[0] if " " in text[: width - 1] else text[: width - 1]
-    return cut.rstrip(",;.") + "…"
+    room = width - len(ellipsis)
+    cut = text[:room].rsplit(" ", 1)[0] if " " in text[:room] else text[:room]
+    return cut.rstrip(",;.") + ellipsis
 
 
 def _kind_table(console: Any, kind: str, of_kind: Sequence[PluginInfo]) -> None:
@@ -90,9 +91,13 @@ def _kind_table(console: Any, kind: str, of_kind: Sequence[PluginInfo]) -> None:
     for width in widths:
         table.add_column(no_wrap=True, min_width=width)
     table.add_column(width=summary_width)
+    try:  # "…" where the output can show it (an ASCII terminal gets "...")
+        ellipsis = "…" if "…".encode(console.encoding) else "..."
+    except (UnicodeError, LookupError):
+        ellipsis = "..."
     for i, record in enumerate(of_kind):
         cells = [marked[i], *(escape(values[i]) for values in columns[1:])]
-        table.add_row(*cells, escape(_summary_cell(record, summary_width)))
+        table.add_row(*cells, escape(_summary_cell(record, summary_width, ellipsis)))
     console.print(table)
     for note, number in notes.items():
         console.print(escape(f"[{number}] unavailable: {note}"))
