@@ -85,12 +85,12 @@ ABOVE_THE_CORE = {"resolver", "cli", "lightning", "scaffold", "testing"}
 def test_the_core_contract_names_every_core_module() -> None:
     """A module added to the core later cannot slip out of the core's contract: the list
     is checked against the package's contents (the root package is the facade, above)."""
-    from tests._support.support import REPO
 
     (contract,) = [c for c in _contracts() if str(c["name"]).startswith("The core imports")]
+    package = Path(plugin_registry.__file__).parent  # the installed one, in the release run
     core = {
         f"plugin_registry.{path.stem if path.is_file() else path.name}"
-        for path in (REPO / "plugin_registry").iterdir()
+        for path in package.iterdir()
         if (path.suffix == ".py" and path.stem not in ("__init__", "__main__"))
         or (path.is_dir() and (path / "__init__.py").exists() and path.name not in ABOVE_THE_CORE)
     }
@@ -99,12 +99,12 @@ def test_the_core_contract_names_every_core_module() -> None:
 
 def test_the_builtins_contract_forbids_every_private_module() -> None:
     """A private module added later cannot slip out of the public-API-only contract."""
-    from tests._support.support import REPO
 
     (contract,) = [c for c in _contracts() if c.get("source_modules") == ["builtin_plugins"]]
+    package = Path(plugin_registry.__file__).parent  # the installed one, in the release run
     private = {
-        ".".join(path.relative_to(REPO).with_suffix("").parts)
-        for path in (REPO / "plugin_registry").rglob("_*.py")
+        ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        for path in package.rglob("_*.py")
         if path.stem not in ("__init__", "__main__") and "template" not in path.parts
     }
     assert private and private == set(contract["forbidden_modules"])  # type: ignore[arg-type]
