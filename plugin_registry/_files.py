@@ -60,7 +60,9 @@ def current_umask() -> int:
     """The process umask, read without changing it where the kernel tells it."""
     with (
         contextlib.suppress(OSError, ValueError),
-        open("/proc/self/status", encoding="ascii") as fh,
+        # utf-8, the codec loaded at start-up: a first codec import in an async
+        # IO's saving thread would race the caller's imports.
+        open("/proc/self/status", encoding="utf-8") as fh,
     ):
         for line in fh:
             if line.startswith("Umask:"):

@@ -536,6 +536,36 @@ def test_a_gpu_checkpoint_loads_onto_the_cpu_by_default_as_lightnings(
     plugin.teardown()
 
 
+BACKGROUND_IMPORTS = """
+import importlib.abc, json, sys, threading, torch, plugin_registry as pr
+imported = []
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if threading.current_thread() is not threading.main_thread():
+            imported.append(name)
+io = pr.load(sys.argv[2])
+sys.meta_path.insert(0, Watch())
+io.save_checkpoint({"w": torch.ones(10)}, sys.argv[1])
+io.wait()
+print(json.dumps(imported))
+"""
+
+
+@pytest.mark.parametrize("name", ["async"])
+def test_a_background_save_imports_nothing(tmp_path: Path, name: str) -> None:
+    # A first import in the saving thread races the caller's imports: CPython's
+    # deadlock avoidance then hands one thread a half-initialised module ("partially
+    # initialized module 'fsspec' has no attribute 'core"), seen under Accelerate.
+    run = subprocess.run(
+        [sys.executable, "-c", BACKGROUND_IMPORTS, str(tmp_path / "c.pt"), name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [], run.stdout
+
+
 def test_async_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="max_pending"):
         AsyncCheckpointIO(max_pending=0)

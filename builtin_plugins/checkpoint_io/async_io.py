@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import copy
 import os
 import signal
@@ -225,6 +226,7 @@ class AsyncCheckpointIO(CheckpointIO):
         self._thread: threading.Thread | None = None
         self._running = False
         self._pool: list[Staging] = []  # buffers of finished saves, for the next snapshots
+        self._warm = False
         _live.add(self)
         _install_exit_guards()
 
@@ -268,6 +270,9 @@ class AsyncCheckpointIO(CheckpointIO):
     ) -> None:
         """Snapshot ``checkpoint`` and queue its save; blocks only while all slots are busy."""
         self._raise_errors()
+        if not self._warm:
+            _warm_up(path, storage_options)
+            self._warm = True
         if _exiting:
             # From an exit handler that runs after ours: no thread can start now.
             self._drain()
@@ -436,3 +441,20 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     else:  # the default action: die of SIGTERM, as the sender expects
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _warm_up(path: PathLike, storage_options: Any | None) -> None:
+    """Run in the caller's thread what a first save imports: the path's filesystem
+    (fsspec's chained URLs, s3fs for ``s3://``) and torch's serialization. A first
+    import in the saving thread races the caller's imports, and CPython's deadlock
+    avoidance then hands one of them a half-initialised module."""
+    import io
+
+    import torch
+
+    from builtin_plugins.checkpoint_io.torch_io import filesystem
+
+    torch.save({"warm": torch.zeros(1)}, io.BytesIO())
+    # A bad path is the save's to report, in order, from the caller's next call.
+    with contextlib.suppress(Exception):
+        filesystem(path, storage_options if isinstance(storage_options, dict) else None)

@@ -13,6 +13,12 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
+# Imported with the plugin, not at its first save: that may run in the async IO's
+# thread, where a first import races the caller's (CPython then hands one thread a
+# half-initialised module).
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
 from plugin_registry.errors import (
     CheckpointNotFoundError,
     UnpicklableCheckpointError,
@@ -55,8 +61,6 @@ def without_crc32() -> Iterator[None]:
 
 def filesystem(path: PathLike, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
     """The fsspec filesystem and the path within it; local paths stay local."""
-    import fsspec
-
     fs, fspath = fsspec.core.url_to_fs(os.fspath(path), **(storage_options or {}))
     return fs, fspath
 
@@ -114,8 +118,6 @@ def remote_failure(doing: str, path: PathLike, exc: BaseException) -> str:
 
 
 def is_local(fs: Any) -> bool:
-    from fsspec.implementations.local import LocalFileSystem
-
     return isinstance(fs, LocalFileSystem)
 
 
