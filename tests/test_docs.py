@@ -15,6 +15,7 @@ PAGES = (
     "quickstart.md",
     "safety.md",
     "lightning.md",
+    "accelerate.md",
     "user-guide.md",
     "checkpoint-io.md",
     "environments.md",
@@ -34,7 +35,7 @@ def test_the_guide_has_examples() -> None:
 
 
 #: Optional libraries: a block that names one (a plugin of it, or an import) needs it.
-OPTIONAL = ("bitsandbytes", "deepspeed", "safetensors")
+OPTIONAL = ("bitsandbytes", "deepspeed", "safetensors", "accelerate")
 
 
 @pytest.mark.parametrize(

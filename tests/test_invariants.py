@@ -79,7 +79,7 @@ def _contracts() -> list[dict[str, object]]:
 
 
 #: The layers above the core: everything else directly in plugin_registry is the core.
-ABOVE_THE_CORE = {"resolver", "cli", "lightning", "scaffold", "testing"}
+ABOVE_THE_CORE = {"resolver", "cli", "lightning", "accelerate", "scaffold", "testing"}
 
 
 def test_the_core_contract_names_every_core_module() -> None:

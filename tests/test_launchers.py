@@ -153,6 +153,87 @@ def test_slurm_step_inside_an_interactive_allocation(slurm: Slurm, tmp_path: Pat
     check_group(ranks, "slurm")
 
 
+# -- Accelerate without `accelerate launch`: the environment plugin forms its state --
+
+ACCELERATE_WORKER = str(REPO / "tests" / "workers" / "accelerate_worker.py")
+
+
+@pytest.fixture(scope="module")
+def accelerate_reference(tmp_path_factory: pytest.TempPathFactory) -> list[float]:
+    """The losses of one process training on the whole global batch."""
+    pytest.importorskip("accelerate", reason="accelerate is not installed (the [accelerate] extra)")
+    out = tmp_path_factory.mktemp("accelerate-one-process")
+    subprocess.run(
+        [sys.executable, ACCELERATE_WORKER, str(out)],
+        check=True,
+        env=clean_env(OMP_NUM_THREADS="1"),
+        timeout=180,
+        capture_output=True,
+    )
+    losses: list[float] = json.loads((out / "rank-0.json").read_text())["losses"]
+    return losses
+
+
+def check_accelerate(out: Path, environment: str, reference: list[float]) -> None:
+    ranks = results(out, 2)
+    assert sorted(r["process_index"] for r in ranks) == [0, 1]
+    for r in ranks:
+        assert r["environment"] == environment
+        # Accelerate's state was formed from what the plugin reports.
+        assert r["num_processes"] == r["env_world_size"] == r["dist_world_size"] == 2
+        assert r["process_index"] == r["env_global_rank"]
+        assert r["local_process_index"] == r["env_local_rank"]
+        assert r["distributed_type"] == "DistributedType.MULTI_CPU"
+        assert r["all_reduce_sum"] == 3
+        # DDP through prepare() on 2 x 4 samples trains as one process on 8.
+        assert r["losses"] == pytest.approx(reference, rel=1e-5, abs=1e-7)
+
+
+def test_accelerate_under_torchrun(tmp_path: Path, accelerate_reference: list[float]) -> None:
+    subprocess.run(
+        [*TORCHRUN, "--nproc-per-node", "2", "--standalone", ACCELERATE_WORKER, str(tmp_path)],
+        check=True,
+        env=clean_env(OMP_NUM_THREADS="1"),
+        timeout=180,
+        capture_output=True,
+    )
+    check_accelerate(tmp_path, "TorchElasticEnvironment", accelerate_reference)
+
+
+def test_accelerate_under_mpirun(tmp_path: Path, accelerate_reference: list[float]) -> None:
+    need("mpirun")
+    subprocess.run(
+        [
+            *("mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2"),
+            *("-x", "OMP_NUM_THREADS", sys.executable, ACCELERATE_WORKER, str(tmp_path)),
+        ],
+        check=True,
+        env=clean_env(OMP_NUM_THREADS="1"),
+        timeout=180,
+        capture_output=True,
+    )
+    check_accelerate(tmp_path, "MPIEnvironment", accelerate_reference)
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["detected", "named"])
+def test_accelerate_under_srun(
+    slurm: Slurm, tmp_path: Path, accelerate_reference: list[float], named: bool
+) -> None:
+    script = tmp_path / "job.sh"
+    command = f"srun {sys.executable} {ACCELERATE_WORKER} {tmp_path}" + (" slurm" if named else "")
+    script.write_text(f"#!/bin/sh\nOMP_NUM_THREADS=1 {command}\n")
+    slurm.run(
+        "sbatch",
+        "--wait",
+        "-N1",
+        "--ntasks-per-node=2",
+        "-o",
+        str(tmp_path / "out.txt"),
+        str(script),
+    )
+    check_accelerate(tmp_path, "SLURMEnvironment", accelerate_reference)
+
+
 def _cell_state() -> tuple[object, ...]:
     common = GridEngine.ROOT / "default" / "common"
     files = tuple(

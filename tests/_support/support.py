@@ -76,6 +76,7 @@ INSTALL = {
     "safetensors": "pip install 'plugin-registry[safetensors]'",
     "mpi4py": "apt-get install libopenmpi-dev, then pip install 'plugin-registry[mpi]'",
     "lightning": "pip install 'plugin-registry[lightning]'",
+    "accelerate": "pip install 'plugin-registry[accelerate]'",
     "jsonargparse": "pip install 'plugin-registry[lightning-cli]'",
     "ray": "pip install 'plugin-registry[ray]'",
     "s3fs": "pip install 'plugin-registry[s3]'",

@@ -1,0 +1,137 @@
+"""The whole training state of an Accelerator as one checkpoint of tensors.
+
+Accelerate's ``save_state`` writes one file per object (weights, each optimizer,
+each scheduler, the scaler, one RNG file per process) with a plain ``torch.save``:
+a process killed half-way leaves a folder where new weights sit beside an old
+optimizer. Here the state is one checkpoint handed to the checkpoint IO, so the
+IO's guarantee covers all of it: the ``torch`` IO's atomic, durable write, the
+``async`` IO's background write, or the ``safetensors`` IO's format.
+
+Any IO can hold it because it is only tensors: every tensor of the state under
+its own key, and the rest (optimizer hyper-parameters, step counters, the Python
+and NumPy RNG states) as JSON in one ``uint8`` tensor, the *skeleton*, whose
+``{"__tensor__": key}`` entries say where each tensor goes back. No pickle is
+written, so a load is ``weights_only`` safe with every IO.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from plugin_registry.errors import CheckpointError
+
+__all__ = ["STATE_FILE", "decode", "encode"]
+
+#: The file that holds the state inside ``save_state``'s folder.
+STATE_FILE = "plugin_registry_state.ckpt"
+#: The version of the layout below; a load refuses another.
+FORMAT = 1
+_SKELETON = "skeleton"
+_TENSOR = "__tensor__"
+_TUPLE = "__tuple__"
+_FLOAT = "__float__"
+
+
+def encode(state: Mapping[str, Any], where: str) -> dict[str, torch.Tensor]:
+    """``{key: tensor}``: the tensors of ``state`` and its skeleton.
+
+    A tensor met twice (tied weights) is stored once. A value that is neither a
+    tensor nor plain data (a string, a number, a bool, None, a list, a tuple, a
+    dict with string keys) is refused with its path in ``state``.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    seen: dict[int, str] = {}
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, torch.Tensor):
+            key = seen.get(id(value))
+            if key is None:
+                key = f"t{len(tensors)}"
+                seen[id(value)] = key
+                tensors[key] = value.detach().contiguous()
+            return {_TENSOR: key}
+        if value is None or isinstance(value, (str, bool, int)):
+            return value
+        if isinstance(value, float):
+            # JSON has no inf or nan; the skeleton spells them.
+            return value if math.isfinite(value) else {_FLOAT: repr(value)}
+        if isinstance(value, Mapping):
+            out = {}
+            for key, item in value.items():
+                if isinstance(key, bool) or not isinstance(key, (str, int)):
+                    raise _unsupported(where, path, f"a key of type {type(key).__name__}")
+                # JSON objects have string keys: an int key keeps its type in the name.
+                name = key if isinstance(key, str) else f"__int__{key}"
+                out[name] = walk(item, f"{path}.{key}")
+            return out
+        if isinstance(value, (list, tuple)):
+            items = [walk(item, f"{path}[{i}]") for i, item in enumerate(value)]
+            return {_TUPLE: items} if isinstance(value, tuple) else items
+        if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+            return walk(value.tolist(), path)
+        raise _unsupported(where, path, f"a {type(value).__module__}.{type(value).__name__}")
+
+    skeleton = walk(dict(state), "state")
+    text = json.dumps({"format": FORMAT, "state": skeleton}, allow_nan=False)
+    tensors[_SKELETON] = torch.frombuffer(bytearray(text.encode()), dtype=torch.uint8)
+    return tensors
+
+
+def decode(checkpoint: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The state :func:`encode` made ``checkpoint`` of."""
+    skeleton = checkpoint.get(_SKELETON)
+    if not isinstance(skeleton, torch.Tensor):
+        raise CheckpointError(
+            f"{where} is not a state written by plugin_registry.accelerate (no {_SKELETON!r})",
+            where,
+        )
+    try:
+        data = json.loads(bytes(skeleton.cpu().numpy()).decode())
+    except ValueError as exc:
+        raise CheckpointError(f"{where}: its skeleton is damaged ({exc})", where) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{where} has state format {data.get('format') if isinstance(data, dict) else None!r}"
+            f", which this version does not read (it reads {FORMAT})",
+            where,
+        )
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if _TENSOR in value:
+            try:
+                return checkpoint[value[_TENSOR]]
+            except KeyError:
+                raise CheckpointError(
+                    f"{where} lacks tensor {value[_TENSOR]!r} that its skeleton names", where
+                ) from None
+        if _TUPLE in value:
+            return tuple(walk(item) for item in value[_TUPLE])
+        if _FLOAT in value:
+            return float(value[_FLOAT])
+        return {
+            (int(k[len("__int__") :]) if k.startswith("__int__") else k): walk(v)
+            for k, v in value.items()
+        }
+
+    state = walk(data["state"])
+    assert isinstance(state, dict)
+    return state
+
+
+def _unsupported(where: str, path: str, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"cannot save the state to {where}: {path} is {what}, and the state holds only "
+        "tensors and plain data (numbers, strings, lists, dicts); return that from its "
+        "state_dict(), or leave the checkpoint IO out of plugins=[...] to save with "
+        "Accelerate's own pickle files",
+        where,
+    )
