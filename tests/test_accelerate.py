@@ -8,6 +8,7 @@ checkpoint IO (exact resume, SIGKILL mid-save), names, refusals. The launcher te
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -17,6 +18,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests._support.support import REPO, missing_library
 
@@ -340,10 +343,10 @@ def session(io: str, directory: Path, load: bool, steps: int = 4) -> dict[str, A
     }
 
 
-@pytest.mark.parametrize("io", ["torch", "async", "safetensors"])
+@pytest.mark.parametrize(
+    "io", ["torch", "async", pytest.param("safetensors", marks=pytest.mark.needs("safetensors"))]
+)
 def test_save_state_resumes_exactly_through_the_named_io(io: str, tmp_path: Path) -> None:
-    if io == "safetensors":
-        pytest.importorskip("safetensors")
     first = session(io, tmp_path / "ckpt", load=False)
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert files == ["plugin_registry_state.ckpt"], "one checkpoint: all or nothing"
@@ -364,7 +367,9 @@ def test_the_state_loads_weights_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("io", ["torch", "async"])
+@pytest.mark.parametrize(
+    "io", ["torch", "async", pytest.param("safetensors", marks=pytest.mark.needs("safetensors"))]
+)
 def test_a_kill_mid_save_leaves_the_previous_state(io: str, tmp_path: Path) -> None:
     counts = kill_harness(tmp_path, "--io", io)
     print(f"SIGKILL during Accelerator.save_state ({io}): {counts}")
@@ -463,3 +468,76 @@ def test_without_a_checkpoint_io_save_state_is_accelerates_own(tmp_path: Path) -
     accelerator.prepare(torch.nn.Linear(2, 2))
     accelerator.save_state(str(tmp_path / "own"))
     assert (tmp_path / "own" / "model.safetensors").exists()
+
+
+# -- hostile state files ---------------------------------------------------------
+
+
+def skeleton(text: str | bytes) -> dict[str, torch.Tensor]:
+    raw = text.encode() if isinstance(text, str) else text
+    return {"skeleton": torch.frombuffer(bytearray(raw), dtype=torch.uint8)}
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "says"),
+    [
+        ({"w": torch.ones(2)}, "not a state written by"),
+        (skeleton(b"\xff\xfe not json"), "damaged"),
+        (skeleton("[" * 100_000 + "]" * 100_000), "damaged"),
+        (skeleton('{"format": 2, "state": {}}'), "format 2"),
+        (skeleton('{"format": 1, "state": {"step": 1}}'), "has fields"),
+        (skeleton('{"format": 1, "state": {"__tensor__": "t9"}}'), "lacks tensor 't9'"),
+        (skeleton('{"format": 1, "state": {"__float__": "many"}}'), "damaged"),
+        (skeleton('{"format": 1, "state": {"__int__x": 1}}'), "damaged"),
+    ],
+)
+def test_a_hostile_state_is_refused_by_name(checkpoint: dict[str, Any], says: str) -> None:
+    from plugin_registry.accelerate import state
+
+    with pytest.raises(pr.errors.UnreadableCheckpointError, match=re.escape(says)):
+        state.decode(checkpoint, "/x/plugin_registry_state.ckpt")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["__tensor__", "__tuple__", "__float__", "__int__1", "step", "rng"]),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON)
+def test_any_skeleton_loads_or_is_unreadable(value: Any) -> None:
+    from plugin_registry.accelerate import state
+
+    text = json.dumps({"format": 1, "state": value})
+    try:
+        decoded = state.decode({**skeleton(text), "t0": torch.ones(1)}, "ckpt")
+    except pr.errors.UnreadableCheckpointError:
+        return
+    assert set(decoded) == set(state.FIELDS)
+
+
+def test_encode_refuses_what_is_no_plain_data_and_keeps_what_is() -> None:
+    from plugin_registry.accelerate import state
+
+    w = torch.ones(3)
+    original = {
+        "step": 3,
+        "tied": [w, w],
+        "nested": {"a": (1, 2.5, float("-inf"), None, True), 7: "seven"},
+    }
+    encoded = state.encode(original, "ckpt")
+    assert sum(isinstance(v, torch.Tensor) for v in encoded.values()) == 2  # w once + skeleton
+    back = state.decode(encoded, "ckpt", check=False)
+    assert back["nested"] == original["nested"] and back["step"] == 3
+    assert back["tied"][0] is back["tied"][1]
+    with pytest.raises(CheckpointError, match=r"state\.bad is a builtins\.set"):
+        state.encode({"bad": {1}}, "ckpt")

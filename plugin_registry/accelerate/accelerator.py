@@ -19,7 +19,11 @@ from accelerate.utils import DistributedType
 from plugin_registry.accelerate import state as _state
 from plugin_registry.accelerate.plugins import choose
 from plugin_registry.accelerate.precision import ACCELERATE_WORDS, PluginOptimizer, wrap_forward
-from plugin_registry.errors import CheckpointNotFoundError, ClusterEnvironmentError
+from plugin_registry.errors import (
+    CheckpointNotFoundError,
+    ClusterEnvironmentError,
+    UnreadableCheckpointError,
+)
 
 if TYPE_CHECKING:
     from plugin_registry.kinds.checkpoint_io import CheckpointIO
@@ -374,12 +378,18 @@ class Accelerator(_Accelerator):  # type: ignore[misc]
             self.scaler.load_state_dict(state["scaler"])
         rng = state["rng"].get(self.process_index)
         if rng is not None:
-            random.setstate(rng["python"])
-            kind, keys, *rest = rng["numpy"]
-            np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
-            torch.set_rng_state(rng["torch"])
-            if "cuda" in rng and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+            try:
+                random.setstate(rng["python"])
+                kind, keys, *rest = rng["numpy"]
+                np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+                torch.set_rng_state(rng["torch"])
+                if "cuda" in rng and torch.cuda.is_available():
+                    torch.cuda.set_rng_state_all(rng["cuda"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise UnreadableCheckpointError(
+                    f"the random state of process {self.process_index} in the saved state "
+                    f"cannot be restored: {type(exc).__name__}: {exc}"[:300]
+                ) from None
         self.step = state["step"]
 
 

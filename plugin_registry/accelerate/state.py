@@ -23,14 +23,27 @@ from typing import Any
 
 import torch
 
-from plugin_registry.errors import CheckpointError
+from plugin_registry.errors import CheckpointError, UnreadableCheckpointError
 
-__all__ = ["STATE_FILE", "decode", "encode"]
+__all__ = ["FIELDS", "STATE_FILE", "decode", "encode"]
 
 #: The file that holds the state inside ``save_state``'s folder.
 STATE_FILE = "plugin_registry_state.ckpt"
 #: The version of the layout below; a load refuses another.
 FORMAT = 1
+#: The state's fields, and which of them map an object's index to its state.
+FIELDS = (
+    "step",
+    "models",
+    "optimizers",
+    "schedulers",
+    "dataloaders",
+    "custom",
+    "precision",
+    "scaler",
+    "rng",
+)
+_INDEXED = ("models", "optimizers", "schedulers", "dataloaders", "custom", "rng")
 _SKELETON = "skeleton"
 _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
@@ -82,20 +95,23 @@ def encode(state: Mapping[str, Any], where: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def decode(checkpoint: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """The state :func:`encode` made ``checkpoint`` of."""
-    skeleton = checkpoint.get(_SKELETON)
-    if not isinstance(skeleton, torch.Tensor):
-        raise CheckpointError(
+def decode(checkpoint: Mapping[str, Any], where: str, check: bool = True) -> dict[str, Any]:
+    """The state :func:`encode` made ``checkpoint`` of; ``check``: that it has the
+    fields of an Accelerator's state (:data:`FIELDS`)."""
+    skeleton = checkpoint.get(_SKELETON) if isinstance(checkpoint, Mapping) else None
+    if not isinstance(skeleton, torch.Tensor) or skeleton.dtype != torch.uint8:
+        raise UnreadableCheckpointError(
             f"{where} is not a state written by plugin_registry.accelerate (no {_SKELETON!r})",
             where,
         )
     try:
-        data = json.loads(bytes(skeleton.cpu().numpy()).decode())
-    except ValueError as exc:
-        raise CheckpointError(f"{where}: its skeleton is damaged ({exc})", where) from None
+        data = json.loads(bytes(skeleton.cpu().reshape(-1).numpy()).decode())
+    except (ValueError, RecursionError) as exc:
+        raise UnreadableCheckpointError(
+            f"{where}: its skeleton is damaged ({type(exc).__name__})", where
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(
+        raise UnreadableCheckpointError(
             f"{where} has state format {data.get('format') if isinstance(data, dict) else None!r}"
             f", which this version does not read (it reads {FORMAT})",
             where,
@@ -107,12 +123,12 @@ def decode(checkpoint: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             return value
         if _TENSOR in value:
-            try:
-                return checkpoint[value[_TENSOR]]
-            except KeyError:
-                raise CheckpointError(
+            found = checkpoint.get(value[_TENSOR]) if isinstance(value[_TENSOR], str) else None
+            if not isinstance(found, torch.Tensor):
+                raise UnreadableCheckpointError(
                     f"{where} lacks tensor {value[_TENSOR]!r} that its skeleton names", where
-                ) from None
+                )
+            return found
         if _TUPLE in value:
             return tuple(walk(item) for item in value[_TUPLE])
         if _FLOAT in value:
@@ -122,9 +138,34 @@ def decode(checkpoint: Mapping[str, Any], where: str) -> dict[str, Any]:
             for k, v in value.items()
         }
 
-    state = walk(data["state"])
-    assert isinstance(state, dict)
-    return state
+    try:
+        state = walk(data.get("state"))
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise UnreadableCheckpointError(
+            f"{where}: its skeleton is damaged ({type(exc).__name__}: {exc})"[:300], where
+        ) from None
+    if check:
+        _check_fields(state, where)
+    return state  # type: ignore[no-any-return]
+
+
+def _check_fields(state: Any, where: str) -> None:
+    """Each field of :data:`FIELDS` there, the indexed ones mapping indices to states."""
+    if not isinstance(state, dict) or set(state) != set(FIELDS):
+        got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        raise UnreadableCheckpointError(
+            f"{where}: the state has fields {got}, not {sorted(FIELDS)}", where
+        )
+    if isinstance(state["step"], bool) or not isinstance(state["step"], int):
+        raise UnreadableCheckpointError(f"{where}: field 'step' is not an integer", where)
+    for field in _INDEXED:
+        value = state[field]
+        if not isinstance(value, dict) or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in value
+        ):
+            raise UnreadableCheckpointError(
+                f"{where}: field {field!r} does not map indices to states", where
+            )
 
 
 def _unsupported(where: str, path: str, what: str) -> CheckpointError:
