@@ -80,7 +80,7 @@ def check_fixed(
     """An override may not contradict what the name says: a parameter the name
     fills (``bitsandbytes-{mode}``), or a default whose value is the name itself or
     one it provides (``bf16-mixed`` with ``precision="bf16-mixed"``)."""
-    asked = _concrete(record, from_name)
+    asked = record.concrete_name(from_name) or record.name
     said = {normalize_name(asked), *map(normalize_name, record.provides)}
     fixed = dict(from_name)
     for key, value in record.parameters.items():
@@ -138,14 +138,6 @@ def _import_failure(module_name: str, exc: Exception) -> str:
             "the record's requires)"
         )
     return f"{describe(exc)}. Importing the module failed: reinstall the providing package"
-
-
-def _concrete(record: PluginInfo, parameters: Mapping[str, str]) -> str:
-    """The concrete name of ``record`` that ``parameters`` (from the request) select."""
-    for exp in record.expansions(aliases=False):
-        if dict(exp.parameters) == dict(parameters):
-            return exp.name
-    return record.name
 
 
 def _check_parameters(record: PluginInfo, factory: Any, params: Mapping[str, Any]) -> None:

@@ -33,7 +33,7 @@ from plugin_registry.errors import (
     PluginRegistryError,
 )
 from plugin_registry.kinds import Kind
-from plugin_registry.names import Spec, normalize_name, suggestions, template_fields
+from plugin_registry.names import Spec, meant, normalize_name, suggestions, template_fields
 from plugin_registry.records import KINDS, PluginInfo, Problem
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def diagnose(
     message = (
         _what_is_missing(spec, index, other_kinds)
         + (f": {outside}" if outside else "")
-        + (f". Did you mean {join([repr(c) for c in close], 'or')}?" if close else ".")
+        + meant(close, otherwise=".")
     )
     if failed:
         message += " Plugin packages that failed to load and may provide it: " + join(

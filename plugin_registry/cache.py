@@ -41,7 +41,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -325,13 +325,11 @@ class Cached:
 
     def providers(self) -> dict[str, set[str]]:
         """``kind/name`` -> the packages whose cached records answer to it."""
-        out: dict[str, set[str]] = {}
+        collected = []
         for entry in self.results.values():
             with contextlib.suppress(Exception):  # a malformed entry says nothing
-                for record in Collected.from_dict(entry).records:
-                    for name in record.names():
-                        out.setdefault(f"{record.kind}/{name}", set()).add(record.qualifier)
-        return out
+                collected.append(Collected.from_dict(entry))
+        return providers_of(collected)
 
     def reusable(self, ref: EntryPointRef) -> Collected | None:
         """The cached result of ``ref`` when it is still valid and well formed, else None."""
@@ -436,17 +434,23 @@ def _is_former(former: object) -> bool:
 MAX_FORMER = 10_000
 
 
+def providers_of(results: Iterable[Collected]) -> dict[str, set[str]]:
+    """``kind/name`` -> the packages whose records in ``results`` answer to it."""
+    out: dict[str, set[str]] = {}
+    for collected in results:
+        for record in collected.records:
+            for name in record.names():
+                out.setdefault(f"{record.kind}/{name}", set()).add(record.qualifier)
+    return out
+
+
 def former_providers(before: Cached | None, results: Mapping[str, Collected]) -> dict[str, str]:
     """For each name that several packages provide now, the one package that provided it
     alone in the listing before (or, while the conflict lasts, the one remembered then):
     what a bare lookup meant before an upgrade made it ambiguous."""
     if before is None:
         return {}
-    now: dict[str, set[str]] = {}
-    for collected in results.values():
-        for record in collected.records:
-            for name in record.names():
-                now.setdefault(f"{record.kind}/{name}", set()).add(record.qualifier)
+    now = providers_of(results.values())
     conflicting = {key for key, who in now.items() if len(who) > 1}
     if not conflicting:
         return {}

@@ -14,10 +14,10 @@ import json
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
+from plugin_registry import _schema
 from plugin_registry._files import atomic_write_text
-from plugin_registry._schema import Checker, read_json
 from plugin_registry.errors import HardwareFileError
 from plugin_registry.names import normalize_distribution
 
@@ -35,10 +35,19 @@ class Device:
     """
 
     accelerator: str
-    index: int = 0
+    index: int = dataclasses.field(
+        default=0, metadata=_schema.check_field(lambda i: "must not be negative" if i < 0 else None)
+    )
     name: str = ""
     dtypes: tuple[str, ...] = ("float32",)
-    properties: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    properties: Mapping[str, str] = dataclasses.field(
+        default_factory=dict,
+        # numbers are read too, and kept as strings
+        metadata={"read_as": Mapping[str, str | int | float]},
+    )
+
+    #: How a hardware record refuses a field a device does not have.
+    UNKNOWN_FIELD: ClassVar[str] = "is not a device field: a device entry is malformed"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtypes", tuple(self.dtypes))
@@ -55,20 +64,16 @@ class Device:
         return f"{self.accelerator.upper()} device {self.index}{suffix}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "accelerator": self.accelerator,
-            "index": self.index,
-            "name": self.name,
-            "dtypes": list(self.dtypes),
-            "properties": dict(self.properties),
-        }
+        return _schema.dump(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class Hardware:
     """The machine a job runs on, as the resolver sees it."""
 
-    cpu_cores: int
+    cpu_cores: int = dataclasses.field(
+        metadata=_schema.check_field(lambda n: "must be a positive integer" if n < 1 else None)
+    )
     devices: tuple[Device, ...] = ()
     cpu_dtypes: tuple[str, ...] = _ALL_FLOATS
     cpu_capability: str = ""
@@ -129,75 +134,20 @@ class Hardware:
         return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "cpu_cores": self.cpu_cores,
-            "cpu_dtypes": list(self.cpu_dtypes),
-            "cpu_capability": self.cpu_capability,
-            "devices": [d.to_dict() for d in self.devices],
-            "torch": self.torch,
-            "libraries": dict(self.libraries),
-            "platform": self.platform,
-            "sources": list(self.sources),
-            "problems": list(self.problems),
-        }
+        return {"format": FORMAT, **_schema.dump(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "hardware record") -> Hardware:
         """Inverse of :meth:`to_dict`; raises HardwareFileError naming the bad field."""
-        check = Checker(where, HardwareFileError)
-        if not isinstance(data, Mapping):
+        data = dict(data) if isinstance(data, Mapping) else data
+        found = data.pop("format", FORMAT) if isinstance(data, dict) else FORMAT
+        if found != FORMAT:
             raise HardwareFileError(
-                f"{where}: a hardware record is a JSON object, got {type(data).__name__}"
-            )
-        data = dict(data)
-        if data.get("format", FORMAT) != FORMAT:
-            raise HardwareFileError(
-                f"{where}: format {data.get('format')!r} is not {FORMAT}; write it again "
+                f"{where}: format {found!r} is not {FORMAT}; write it again "
                 "with `plugin-registry hardware --json` from this version"
             )
-        known = {f.name for f in dataclasses.fields(cls)} | {"format"}
-        unknown = sorted(str(k) for k in set(data) - known)
-        if unknown:
-            raise HardwareFileError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
-        cores = check.field(data, "cpu_cores", int)
-        if cores < 1:
-            raise check.fail("cpu_cores", "must be a positive integer")
-        devices = []
-        for index, item in enumerate(check.field(data, "devices", list, default=[])):
-            at = f"devices[{index}]."
-            check.value(item, at.rstrip("."), dict)
-            extra = sorted(set(item) - {"accelerator", "index", "name", "dtypes", "properties"})
-            if extra:
-                raise check.fail(
-                    f"{at}{extra[0]}", "is not a device field: a device entry is malformed"
-                )
-            device_index = check.field(item, "index", int, prefix=at, default=0)
-            if device_index < 0:
-                raise check.fail(f"{at}index", "must not be negative")
-            devices.append(
-                Device(
-                    accelerator=check.field(item, "accelerator", str, prefix=at),
-                    index=device_index,
-                    name=check.field(item, "name", str, prefix=at, default=""),
-                    dtypes=tuple(check.strings(item.get("dtypes", ["float32"]), f"{at}dtypes")),
-                    properties=check.mapping(
-                        item.get("properties", {}), f"{at}properties", str, int, float
-                    ),
-                )
-            )
-        fields: dict[str, Any] = {"cpu_cores": cores}
-        for key in ("cpu_dtypes", "sources", "problems"):
-            if key in data:
-                fields[key] = tuple(check.strings(data[key], key))
-        for key in ("cpu_capability", "platform"):
-            if key in data:
-                fields[key] = check.value(data[key], key, str)
-        if "torch" in data:
-            fields["torch"] = check.value(data["torch"], "torch", str, type(None))
-        if "libraries" in data:
-            fields["libraries"] = check.mapping(data["libraries"], "libraries", str, type(None))
-        return cls(devices=tuple(devices), **fields)
+        hardware: Hardware = _schema.load(cls, data, _schema.Checker(where, HardwareFileError))
+        return hardware
 
     def dump(self, path: str | os.PathLike[str]) -> None:
         """Write the record atomically (the core's one atomic writer)."""
@@ -206,11 +156,11 @@ class Hardware:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Hardware:
         """Read a record written by ``plugin-registry hardware --json``; one-line errors."""
-        shown = os.fspath(path)
-        if not os.path.exists(shown):
-            raise HardwareFileError(
-                f"hardware file {shown!r} does not exist; write one with "
-                "`plugin-registry hardware --json > FILE` on the target machine"
-            )
-        data = read_json(path, "hardware file", HardwareFileError)
-        return cls.from_dict(data, where=f"hardware file {shown!r}")
+        record: Hardware = _schema.read_record(
+            cls,
+            path,
+            "hardware file",
+            HardwareFileError,
+            "write one with `plugin-registry hardware --json > FILE` on the target machine",
+        )
+        return record

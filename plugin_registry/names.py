@@ -178,9 +178,14 @@ def did_you_mean(
     descriptions: Mapping[str, str] | None = None,
 ) -> str:
     """``. Did you mean 'a' or 'b'?`` or an empty string."""
-    close = suggestions(word, candidates, n, descriptions)
-    if not close:
-        return ""
+    return meant(suggestions(word, candidates, n, descriptions))
+
+
+def meant(close: Iterable[str], lead: str = ". Did you mean", otherwise: str = "") -> str:
+    """``lead 'a', 'b' or 'c'?`` for suggestions already computed (a message and an
+    error's ``suggestions`` field share one list); ``otherwise`` when there are none."""
     quoted = [repr(c) for c in close]
+    if not quoted:
+        return otherwise
     joined = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
-    return f". Did you mean {joined}?"
+    return f"{lead} {joined}?"

@@ -217,6 +217,14 @@ class PluginInfo:
         """Every concrete, normalised name the record answers to, in declaration order."""
         return [e.name for e in self.expansions()]
 
+    def concrete_name(self, parameters: Mapping[str, Any]) -> str | None:
+        """The concrete name of ``name`` (not of an alias) whose parameters are all in
+        ``parameters`` (``bitsandbytes-nf4`` for ``mode="nf4"``); None when none is."""
+        for exp in self.expansions(aliases=False):
+            if all(parameters.get(k) == v for k, v in exp.parameters.items()):
+                return exp.name
+        return None
+
     @property
     def qualified_name(self) -> str:
         """``distribution:name``, the spelling that picks this provider."""

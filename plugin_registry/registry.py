@@ -51,6 +51,8 @@ class Match(NamedTuple):
     record: PluginInfo
     parameters: dict[str, str]
     is_alias: bool
+    #: The request as parsed (set by :meth:`Registry.find`).
+    spec: Spec | None = None
 
 
 class Registry:
@@ -237,7 +239,7 @@ class Registry:
             from plugin_registry._lookup_failure import diagnose  # an error path
 
             raise diagnose(spec, index, self._all_records(), self._snapshot())
-        return self._choose(spec, visible)
+        return self._choose(spec, visible)._replace(spec=spec)
 
     def _choose(self, spec: Spec, visible: Sequence[Match]) -> Match:
         """The one match among ``visible``: of one kind, from one provider or a pinned one."""
@@ -315,7 +317,7 @@ class Registry:
         record = match.record
         # Messages name what the caller wrote, then the record when that differs (an
         # alias, a qualified or differently spelt name).
-        same = parse_spec(name, kind).name == normalize_name(record.name)
+        same = match.spec is not None and match.spec.name == normalize_name(record.name)
         shown = repr(name) if same else f"{name!r} ({record.name!r})"
         if not record.available:
             raise PluginUnavailableError(

@@ -289,7 +289,7 @@ def test_resolution_and_lock_settings_are_one_shape(tmp_path: Path) -> None:
         Lock.read(path)
     data["settings"] = {"devices": [0, "1"]}
     path.write_text(json.dumps(data))
-    with pytest.raises(LockFileError, match=r"settings.devices\[\]' must be an integer"):
+    with pytest.raises(LockFileError, match=r"'settings\.devices\[1\]' must be an integer"):
         Lock.read(path)
 
 

@@ -284,12 +284,10 @@ def _hardware(args: argparse.Namespace) -> Any:
 
 
 def _resolve(args: argparse.Namespace, resolve: Any) -> Any:
+    from plugin_registry.resolver.settings import Settings
+
     return resolve(
-        precision=args.precision,
-        accelerator=args.accelerator,
-        strategy=args.strategy,
-        devices=args.devices,
-        num_nodes=args.num_nodes,
+        **{name: getattr(args, name) for name in Settings.FIELDS},
         plugins=args.plugin,
         hardware=_hardware(args),
         registry=_registry(args),

@@ -172,12 +172,12 @@ def _wanted(registry: Registry, packages: Iterable[str]) -> set[str] | None:
     known = {_dist(ref.distribution) for ref in registry.entry_points()}
     for package in asked:
         if _dist(package) not in known:
-            from plugin_registry.names import suggestions
+            from plugin_registry.names import meant, suggestions
 
             close = suggestions(package, sorted(known))
             raise PluginNotFoundError(
                 f"no installed plugin package is named {package!r}"
-                + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ".")
+                + meant(close, "; did you mean", otherwise=".")
                 + " 'plugin-registry list' shows each plugin's package",
                 name=package,
                 suggestions=close,

@@ -160,26 +160,14 @@ class Resolver:
 
     # -- entry ---------------------------------------------------------------
 
-    def settings(
-        self,
-        precision: str | int | None = None,
-        accelerator: str = "auto",
-        strategy: str = "auto",
-        devices: str | int | Sequence[int] = "auto",
-        num_nodes: int = 1,
-        plugins: Iterable[Any] | None = None,
-    ) -> Settings:
-        """The settings checked, with precision plugins and third-party accelerators
-        known to this resolver accepted."""
+    def settings(self, *args: Any, **given: Any) -> Settings:
+        """:func:`parse_settings` of these arguments, with the precision plugins and
+        third-party accelerators known to this resolver accepted."""
         summaries = {n: r.summary for r in self.records if r.kind == "precision" for n in r.names()}
         extra = {a for r in self.records for a in r.accelerators} | set(self.hardware.accelerators)
         return parse_settings(
-            precision,
-            accelerator,
-            strategy,
-            devices,
-            num_nodes,
-            plugins,
+            *args,
+            **given,
             plugin_names=summaries,
             plugin_summaries=summaries,
             extra_accelerators=sorted(extra - {"cpu", "cuda", "mps", "xla", "any"}),
@@ -222,14 +210,9 @@ class Resolver:
                 )
         if given is not None:
             self._check_against_lock(given, locked, where)
-        saved = locked.settings
-        settings = self.settings(
-            accelerator=saved.accelerator,
-            strategy=saved.strategy,
-            devices=saved.devices,
-            num_nodes=saved.num_nodes,
-            plugins=[p.spec for p in locked.plugins],
-        )
+        # The lock's settings, its precision named by the locked plugin instead.
+        saved = {k: v for k, v in locked.settings.to_dict().items() if k != "precision"}
+        settings = self.settings(**saved, plugins=[p.spec for p in locked.plugins])
         resolution = self.resolve(settings)
         # The settled precision is the plugin's name on both sides once it is named.
         diffs = [
@@ -345,7 +328,7 @@ class Resolver:
             ),
             match.record,
         )
-        name = _concrete_name(record, match.parameters)
+        name = record.concrete_name(match.parameters) or record.expansions(aliases=False)[0].name
         return self._candidate(record, name, match.parameters, explicit=True)
 
     # -- slots ---------------------------------------------------------------------
@@ -508,11 +491,3 @@ class Resolver:
         if found is None:
             found = self.priorities.get((record, None))
         return record.priority if found is None else found
-
-
-def _concrete_name(record: PluginInfo, parameters: Mapping[str, str]) -> str:
-    expansions = record.expansions(aliases=False)
-    for exp in expansions:
-        if all(parameters.get(k) == v for k, v in exp.parameters.items()):
-            return exp.name
-    return expansions[0].name

@@ -15,10 +15,10 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
+from plugin_registry import _schema
 from plugin_registry._files import atomic_write_text
-from plugin_registry._schema import Checker, read_json
 from plugin_registry.errors import LockFileError as LockFileError
 from plugin_registry.errors import LockMismatchError as LockMismatchError
 from plugin_registry.names import Spec
@@ -35,12 +35,21 @@ class LockedPlugin:
     distribution: str | None
     version: str | None
     target: str
-    parameters: Mapping[str, Any]
+    parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     instance: bool = False
+
+    UNKNOWN_FIELD: ClassVar[str] = "is not a field of a locked plugin"
 
     @property
     def spec(self) -> str:
         return str(Spec(self.kind, self.distribution, self.name))
+
+
+def _one_of_each_kind(plugins: tuple[LockedPlugin, ...]) -> str | None:
+    kinds = [p.kind for p in plugins]
+    if sorted(kinds) != sorted(KINDS):
+        return f"must name one plugin of each kind {list(KINDS)}, got {kinds}"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,34 +58,24 @@ class Lock:
 
     #: The settled settings the plugins were chosen for.
     settings: Settings
-    plugins: tuple[LockedPlugin, ...]
-    libraries: Mapping[str, str | None]
+    #: One per kind; in the file, an object keyed by kind.
+    plugins: tuple[LockedPlugin, ...] = dataclasses.field(
+        metadata={"keyed_by": "kind", **_schema.check_field(_one_of_each_kind)}
+    )
+    libraries: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
 
     def plugin(self, kind: str) -> LockedPlugin:
         return next(p for p in self.plugins if p.kind == kind)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "settings": self.settings.to_dict(),
-            "plugins": {
-                p.kind: {
-                    "name": p.name,
-                    "distribution": p.distribution,
-                    "version": p.version,
-                    "target": p.target,
-                    "parameters": dict(p.parameters),
-                    "instance": p.instance,
-                }
-                for p in self.plugins
-            },
-            "libraries": dict(sorted(self.libraries.items())),
-        }
+        data = {"format": FORMAT, **_schema.dump(self)}
+        data["libraries"] = dict(sorted(self.libraries.items()))
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "lock") -> Lock:
         """Inverse of :meth:`to_dict`; LockFileError naming the bad field."""
-        check = Checker(where, LockFileError)
+        check = _schema.Checker(where, LockFileError)
         if not isinstance(data, Mapping):
             raise LockFileError(f"{where}: a lock is a JSON object, got {type(data).__name__}")
         data = dict(data)
@@ -84,28 +83,10 @@ class Lock:
             raise LockFileError(
                 f"{where}: lock format {data['format']!r} is not {FORMAT}; write the lock again"
             )
-        settings = _settings(check, check.field(data, "settings", dict))
-        plugins_data = check.field(data, "plugins", dict)
-        plugins: list[LockedPlugin] = []
-        for kind in KINDS:
-            entry = check.field(plugins_data, kind, dict, prefix="plugins.")
-            at = f"plugins.{kind}."
-            extra = sorted(set(entry) - {f.name for f in dataclasses.fields(LockedPlugin)})
-            if extra:
-                raise check.fail(f"{at}{extra[0]}", "is not a field of a locked plugin")
-            plugins.append(
-                LockedPlugin(
-                    kind=kind,
-                    name=check.field(entry, "name", str, prefix=at),
-                    distribution=check.field(entry, "distribution", str, type(None), prefix=at),
-                    version=check.field(entry, "version", str, type(None), prefix=at),
-                    target=check.field(entry, "target", str, prefix=at),
-                    parameters=check.field(entry, "parameters", dict, prefix=at, default={}),
-                    instance=check.field(entry, "instance", bool, prefix=at, default=False),
-                )
-            )
-        libraries = check.mapping(data.get("libraries", {}), "libraries", str, type(None))
-        return cls(settings, tuple(plugins), libraries)
+        del data["format"]
+        lock: Lock = _schema.load(cls, data, check)
+        in_order = tuple(sorted(lock.plugins, key=lambda p: KINDS.index(p.kind)))
+        return dataclasses.replace(lock, plugins=in_order)
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Atomically (the core's one writer): a reader never sees half a lock, and a
@@ -127,14 +108,15 @@ class Lock:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Lock:
-        shown = os.fspath(path)
-        if not os.path.lexists(shown):
-            raise LockFileError(
-                f"lock file {shown!r} does not exist; write one with "
-                "`plugin-registry resolve ... --write-lock FILE` or Resolution.lock().write()"
-            )
-        data = read_json(path, "lock file", LockFileError)
-        return cls.from_dict(data, where=f"lock file {shown!r}")
+        lock: Lock = _schema.read_record(
+            cls,
+            path,
+            "lock file",
+            LockFileError,
+            "write one with `plugin-registry resolve ... --write-lock FILE` or "
+            "Resolution.lock().write()",
+        )
+        return lock
 
     def differences(self, other: Lock, mine: str = "lock", theirs: str = "here") -> list[str]:
         """Each way ``other`` differs, as a sentence; empty when they agree."""
@@ -160,23 +142,6 @@ class Lock:
                     f"{b or 'not installed'} {_at(theirs)}"
                 )
         return out
-
-
-def _settings(check: Checker, data: dict[str, Any]) -> Settings:
-    """The settled settings of a lock: each field of its JSON type, no other field."""
-    extra = sorted(set(data) - set(Settings.FIELDS))
-    if extra:
-        raise check.fail(f"settings.{extra[0]}", "is not a setting a lock records")
-    devices = check.field(data, "devices", int, str, list, prefix="settings.", default="auto")
-    if isinstance(devices, list):
-        devices = tuple(check.value(i, "settings.devices[]", int) for i in devices)
-    return Settings(
-        precision=check.field(data, "precision", str, type(None), prefix="settings.", default=None),
-        accelerator=check.field(data, "accelerator", str, prefix="settings.", default="auto"),
-        strategy=check.field(data, "strategy", str, prefix="settings.", default="auto"),
-        devices=devices,
-        num_nodes=check.field(data, "num_nodes", int, prefix="settings.", default=1),
-    )
 
 
 def _at(where: str) -> str:

@@ -33,11 +33,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from plugin_registry import _environ
+from plugin_registry import _environ, _schema
 from plugin_registry._files import read_text
-from plugin_registry._text import join
 from plugin_registry.errors import PreferencesError as PreferencesError
-from plugin_registry.names import normalize_distribution, normalize_name, suggestions
+from plugin_registry.names import meant, normalize_distribution, normalize_name, suggestions
 from plugin_registry.records import PluginInfo
 
 ENV_PRIORITY = "PLUGIN_REGISTRY_PRIORITY"
@@ -71,15 +70,10 @@ class Preferences:
             table = _read_table(found)
             if table is not None:
                 where = f"{found} [tool.{TABLE}]"
-                priority.update(_priorities(table.get("priority", {}), where))
-                prefer.update(_preferred(table.get("prefer", {}), where))
+                read = _schema.load(_Table, table, _schema.Checker(where, PreferencesError))
+                priority.update(_priorities(read.priority, where))
+                prefer.update(_preferred(read.prefer, where))
                 origins.update(dict.fromkeys([*priority, *prefer], where))
-                unknown = sorted(set(table) - {"priority", "prefer"})
-                if unknown:
-                    raise PreferencesError(
-                        f"{where}: unknown key(s) {unknown}; the table takes 'priority' "
-                        "and 'prefer'"
-                    )
                 sources.append(str(found))
         if env.get(ENV_PRIORITY, "").strip():
             from_env = _priorities(_pairs(env, ENV_PRIORITY, "acme-fp8=100"), ENV_PRIORITY)
@@ -94,6 +88,15 @@ class Preferences:
             origins.update(dict.fromkeys(preferred, f"{ENV_PREFER} "))
             sources.append(ENV_PREFER)
         return cls(priority=priority, prefer=prefer, sources=tuple(sources), origins=origins)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Table:
+    """``[tool.plugin-registry]``: its keys and their shape (the values are checked, with
+    the words of the environment's, by ``_priorities`` and ``_preferred``)."""
+
+    priority: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    prefer: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _nearest_pyproject(start: Path) -> Path | None:
@@ -224,11 +227,7 @@ def _concrete(record: PluginInfo, name: str) -> str | None:
             continue
         if not exp.parameters:
             return "" if record.name_parameters else normalize_name(record.name)
-        return next(
-            e.name
-            for e in record.expansions(aliases=False)
-            if dict(e.parameters) == dict(exp.parameters)
-        )
+        return record.concrete_name(exp.parameters)
     return None
 
 
@@ -242,7 +241,7 @@ def _unknown(
     bare = key.rpartition(":")[2]
     names = {n for r in records for n in (*r.names(), normalize_name(r.name))}
     close = suggestions(bare, names)
-    hint = f"; did you mean {join([repr(c) for c in close], 'or')}?" if close else ""
+    hint = meant(close, "; did you mean")
     return PreferencesError(
         f"{_origin(preferences, key)}: {table} key {key!r} names no installed plugin{hint} "
         "(keys are plugin names, aliases or dist:name; 'plugin-registry list' shows them)"

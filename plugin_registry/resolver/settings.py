@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
+from plugin_registry import _schema
 from plugin_registry.errors import InvalidSettingError as InvalidSettingError
 from plugin_registry.kinds.precision import (
     OWN_PRECISION_FAMILIES as OWN_PRECISION_FAMILIES,
@@ -86,30 +87,27 @@ class Settings:
     strategy: str = "auto"
     devices: str | int | tuple[int, ...] = "auto"
     num_nodes: int = 1
-    plugins: tuple[Any, ...] = ()
-    notes: tuple[str, ...] = ()
+    # Neither written to a lock nor shown: each slot's choice names the plugins.
+    plugins: tuple[Any, ...] = dataclasses.field(default=(), metadata={"json": False})
+    notes: tuple[str, ...] = dataclasses.field(default=(), metadata={"json": False})
 
-    #: The fields a lock writes down and the explanation shows (not the plugins,
-    #: which each slot's choice names, nor the notes).
-    FIELDS: ClassVar[tuple[str, ...]] = (
-        "precision",
-        "accelerator",
-        "strategy",
-        "devices",
-        "num_nodes",
-    )
+    #: The fields a lock writes down and the explanation shows, in order.
+    FIELDS: ClassVar[tuple[str, ...]]
+    UNKNOWN_FIELD: ClassVar[str] = "is not a setting a lock records"
 
     def to_dict(self) -> dict[str, Any]:
         """The :attr:`FIELDS` as JSON values (device indices as a list)."""
-        out = {key: getattr(self, key) for key in self.FIELDS}
-        if isinstance(out["devices"], tuple):
-            out["devices"] = list(out["devices"])
-        return out
+        return _schema.dump(self)
 
     def given(self) -> dict[str, Any]:
         """The :attr:`FIELDS` set to something other than their default."""
         default = Settings()
         return {k: v for k, v in self.to_dict().items() if v != default.to_dict()[k]}
+
+
+Settings.FIELDS = tuple(
+    f.name for f in dataclasses.fields(Settings) if f.metadata.get("json", True)
+)
 
 
 def parse_settings(
