@@ -226,5 +226,6 @@ class PreferencesError(UserFileError):
     """A malformed priority or preference; the message names where it was set."""
 
 
-class LockFileError(UserFileError, LockMismatchError):
-    """A lock file that cannot be read or written, or does not match the lock format."""
+class LockFileError(UserFileError):
+    """A lock file that cannot be read or written, or does not match the lock format
+    (a file problem, a ValueError; :class:`LockMismatchError` is a machine that differs)."""

@@ -89,7 +89,8 @@ def test_malformed_lock_names_the_file_and_the_field(
         Lock.read(path)
     message = str(info.value)
     assert "bad.lock" in message and repr(field) in message and "\n" not in message
-    assert isinstance(info.value, LockMismatchError)
+    # A file problem, not a machine that differs: one base, not two.
+    assert isinstance(info.value, ValueError) and not isinstance(info.value, LockMismatchError)
 
 
 @pytest.mark.parametrize("what", ["directory", "dev-zero", "deep", "binary", "fifo"])
