@@ -48,6 +48,7 @@ class Device:
 
     #: How a hardware record refuses a field a device does not have.
     UNKNOWN_FIELD: ClassVar[str] = "is not a device field: a device entry is malformed"
+    LABEL: ClassVar[str] = "device"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtypes", tuple(self.dtypes))
@@ -82,6 +83,8 @@ class Hardware:
     platform: str = ""
     sources: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+
+    LABEL: ClassVar[str] = "hardware record"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "devices", tuple(self.devices))

@@ -222,15 +222,12 @@ def test_accelerate_under_srun(
     script = tmp_path / "job.sh"
     command = f"srun {sys.executable} {ACCELERATE_WORKER} {tmp_path}" + (" slurm" if named else "")
     script.write_text(f"#!/bin/sh\nOMP_NUM_THREADS=1 {command}\n")
-    slurm.run(
-        "sbatch",
-        "--wait",
-        "-N1",
-        "--ntasks-per-node=2",
-        "-o",
-        str(tmp_path / "out.txt"),
-        str(script),
-    )
+    out = tmp_path / "out.txt"
+    try:
+        slurm.run("sbatch", "--wait", "-N1", "--ntasks-per-node=2", "-o", str(out), str(script))
+    except RuntimeError as exc:  # with what the job's processes said
+        said = out.read_text()[-4000:] if out.exists() else "(no output file)"
+        raise RuntimeError(f"{exc}\njob output:\n{said}") from None
     check_accelerate(tmp_path, "SLURMEnvironment", accelerate_reference)
 
 
@@ -299,6 +296,24 @@ def test_grid_engine_qsub_pe(grid_engine: GridEngine, tmp_path: Path) -> None:
     for r in ranks:
         assert r["node_rank"] == 0 and r["main_address"] == "localhost"
         assert r["creates_processes_externally"]
+
+
+def test_accelerate_under_qsub(
+    grid_engine: GridEngine, tmp_path: Path, accelerate_reference: list[float]
+) -> None:
+    # One process per slot started by the job script, as for Lightning above; the
+    # Grid Engine plugin gives Accelerate the ranks.
+    script = tmp_path / "job.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"for i in $(seq 0 $((NSLOTS - 1))); do OMP_NUM_THREADS=1 LOCAL_RANK=$i "
+        f"{sys.executable} {ACCELERATE_WORKER} {tmp_path} & done\nwait\n"
+    )
+    grid_engine.qsub(
+        *("-pe", "smp", "2", "-o", str(tmp_path / "out.txt"), "-j", "y"),
+        *("-v", f"PATH={os.environ['PATH']}", str(script)),
+    )
+    check_accelerate(tmp_path, "SGEEnvironment", accelerate_reference)
 
 
 def start_workers(tmp_path: Path, envs: list[dict[str, str]], name: str | None = None) -> None:

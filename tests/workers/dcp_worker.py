@@ -25,6 +25,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 from typing import Any
@@ -85,10 +86,14 @@ def sabotage(
     original = FileSystemWriter.write_data
 
     def write_data(self: Any, plan: Any, planner: Any) -> Any:
-        if rank == victim and step[0] == fail_at:
+        # The step a write belongs to is in its path (.../step-4/...): an async save
+        # writes in the background, when the loop's counter may have moved on already.
+        parts = os.fspath(self.path).split(os.sep)
+        saving = next((int(p[5:]) for p in parts if re.fullmatch(r"step-\d+", p)), step[0])
+        if rank == victim and saving == fail_at:
             raise OSError(errno.ENOSPC, "No space left on device (simulated)")
         result = original(self, plan, planner)
-        if rank == victim and step[0] == kill_at:
+        if rank == victim and saving == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)  # shards written, nothing committed
         return result
 
