@@ -316,8 +316,10 @@ def test_accelerate_under_qsub(
     check_accelerate(tmp_path, "SGEEnvironment", accelerate_reference)
 
 
-def start_workers(tmp_path: Path, envs: list[dict[str, str]], name: str | None = None) -> None:
-    args = [sys.executable, WORKER, str(tmp_path)] + ([name] if name else [])
+def start_workers(
+    tmp_path: Path, envs: list[dict[str, str]], name: str | None = None, worker: str = WORKER
+) -> None:
+    args = [sys.executable, worker, str(tmp_path)] + ([name] if name else [])
     procs = [subprocess.Popen(args, env=clean_env(**e)) for e in envs]
     assert [p.wait(timeout=180) for p in procs] == [0] * len(procs)
 
@@ -368,3 +370,29 @@ def test_lsf_jsrun_variables_and_rank_file(tmp_path: Path) -> None:
     check_group(ranks, "lsf")
     for r in ranks:
         assert r["main_address"] == host and r["main_port"] == int(job_id) % 1000 + 10000
+
+
+def test_accelerate_under_lsf_jsrun_variables(
+    tmp_path: Path, accelerate_reference: list[float]
+) -> None:
+    # jsrun's variables and rank file, as in the test above; the LSF plugin (detected)
+    # gives Accelerate its state.
+    host = socket.gethostname()
+    rankfile = tmp_path / "rankfile"
+    rankfile.write_text(f"launch-node\n{host}\n{host}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    job_id = str(50000 + free_port() % 1000)
+    envs = [
+        {
+            "LSB_JOBID": job_id,
+            "LSB_DJOB_RANKFILE": str(rankfile),
+            "JSM_NAMESPACE_SIZE": "2",
+            "JSM_NAMESPACE_RANK": str(rank),
+            "JSM_NAMESPACE_LOCAL_RANK": str(rank),
+            "OMP_NUM_THREADS": "1",
+        }
+        for rank in range(2)
+    ]
+    start_workers(out, envs, worker=ACCELERATE_WORKER)
+    check_accelerate(out, "LSFEnvironment", accelerate_reference)
