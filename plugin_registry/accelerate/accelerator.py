@@ -92,7 +92,6 @@ class Accelerator(_Accelerator):  # type: ignore[misc]
         self.checkpoint_io = chosen.checkpoint_io
         self.resolution = chosen.resolution
         self._records = chosen.records
-        self._registry = registry
         if chosen.precision is not None:
             given["mixed_precision"] = "no"  # the plugin casts; Accelerate must not too
         environment, exported = _form(chosen.cluster_environment, registry)
@@ -192,8 +191,9 @@ class Accelerator(_Accelerator):  # type: ignore[misc]
     # -- checkpoints -------------------------------------------------------------
 
     def save(self, obj: Any, f: Any, safe_serialization: bool = False) -> None:
-        """Write ``obj`` through the checkpoint IO (Accelerate's ``save`` without one):
-        once, on the main process (each node's with ``save_on_each_node``)."""
+        """Write ``obj`` through the checkpoint IO (Accelerate's ``save`` without one, or for
+        ``safe_serialization=True`` when the IO is no safetensors one): once, on the main
+        process (each node's with ``save_on_each_node``)."""
         io = self.checkpoint_io
         if io is None or (safe_serialization and not _holds_safetensors(self)):
             return super().save(obj, f, safe_serialization=safe_serialization)  # type: ignore[no-any-return]
@@ -206,7 +206,8 @@ class Accelerator(_Accelerator):  # type: ignore[misc]
     ) -> Any:
         """The whole state (models, optimizers, schedulers, the precision plugin's
         scaler, registered objects, step, every process's RNG) as one checkpoint written by
-        the checkpoint IO; without one, Accelerate's own ``save_state``."""
+        the checkpoint IO, in its format (``safe_serialization`` is then the IO's to
+        decide); without one, Accelerate's own ``save_state``."""
         io = self.checkpoint_io
         if io is None or self.distributed_type in _OWN_ENGINES:
             return super().save_state(output_dir, safe_serialization, **kwargs)
