@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -590,3 +590,13 @@ class Collected:
             hooks=list(data["hooks"]),
             output=data.get("output", ""),
         )
+
+
+def as_list(plugins: Any) -> list[Any]:
+    """A ``plugins=`` setting as a list: None is empty; one plugin (a name, a record, an
+    instance) is a list of one."""
+    if plugins is None:
+        return []
+    if isinstance(plugins, (str, PluginInfo)) or not isinstance(plugins, Iterable):
+        return [plugins]
+    return list(plugins)

@@ -33,7 +33,7 @@ import plugin_registry as pr
 from plugin_registry import Registry
 from plugin_registry.accelerate import Accelerator
 from plugin_registry.errors import CheckpointError, CheckpointNotFoundError
-from tests._support.sitedir import SiteDir, registration
+from tests._support.quantizer import install_rowwise
 
 pytestmark = pytest.mark.usefixtures("no_launcher_env", "fresh_state")
 
@@ -207,29 +207,10 @@ def test_two_precisions_and_a_clash_with_mixed_precision_are_refused() -> None:
         Accelerator(plugins=["bf16-mixed"], precision="auto")
 
 
-ROWWISE = (REPO / "tests" / "test_quantized_resume.py").read_text().split('ROWWISE = """')[1]
-ROWWISE = ROWWISE.split('"""')[0]
-
-
 @pytest.fixture
 def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
     """A third party's quantizer (no bitsandbytes), installed as a package would be."""
-    site = SiteDir(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(site.path))
-    record = (
-        'PluginInfo(name="rowwise-int8", kind="precision", '
-        'target="rowwise_quant.precision:RowwiseInt8")'
-    )
-    site.install(
-        "rowwise-quant",
-        {
-            "rowwise_quant/__init__.py": "",
-            "rowwise_quant/precision.py": ROWWISE,
-            "rowwise_quant/registration.py": registration("precision", record),
-        },
-        "rowwise_quant.registration",
-    )
-    return Registry(cache=False)
+    return install_rowwise(tmp_path, monkeypatch)
 
 
 def run_quantized(make: Callable[[], Any], resume_from: Path | None, save_to: Path | None) -> Any:

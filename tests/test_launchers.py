@@ -345,9 +345,10 @@ def test_kubeflow_pytorchjob_variables(tmp_path: Path) -> None:
         assert r["local_rank"] == 0 and r["node_rank"] == r["global_rank"]
 
 
-def test_lsf_jsrun_variables_and_rank_file(tmp_path: Path) -> None:
-    # What jsrun gives each task: LSB_JOBID, LSB_DJOB_RANKFILE (the launch node first,
-    # then one line per task), JSM_NAMESPACE_SIZE / _RANK / _LOCAL_RANK.
+def jsrun_tasks(tmp_path: Path, **extra: str) -> tuple[str, Path, list[dict[str, str]]]:
+    """What jsrun gives each of 2 tasks: LSB_JOBID, LSB_DJOB_RANKFILE (the launch node
+    first, then one line per task on this host), JSM_NAMESPACE_SIZE / _RANK / _LOCAL_RANK;
+    the job id, and the folder the workers write to."""
     host = socket.gethostname()
     rankfile = tmp_path / "rankfile"
     rankfile.write_text(f"launch-node\n{host}\n{host}\n")
@@ -361,38 +362,28 @@ def test_lsf_jsrun_variables_and_rank_file(tmp_path: Path) -> None:
             "JSM_NAMESPACE_SIZE": "2",
             "JSM_NAMESPACE_RANK": str(rank),
             "JSM_NAMESPACE_LOCAL_RANK": str(rank),
+            **extra,
         }
         for rank in range(2)
     ]
-    # The main address is the first compute host; make it resolvable here.
+    return job_id, out, envs
+
+
+def test_lsf_jsrun_variables_and_rank_file(tmp_path: Path) -> None:
+    # The main address is the first compute host, this one.
+    job_id, out, envs = jsrun_tasks(tmp_path)
     start_workers(out, envs)
     ranks = results(out, 2)
     check_group(ranks, "lsf")
     for r in ranks:
-        assert r["main_address"] == host and r["main_port"] == int(job_id) % 1000 + 10000
+        assert r["main_address"] == socket.gethostname()
+        assert r["main_port"] == int(job_id) % 1000 + 10000
 
 
 def test_accelerate_under_lsf_jsrun_variables(
     tmp_path: Path, accelerate_reference: list[float]
 ) -> None:
-    # jsrun's variables and rank file, as in the test above; the LSF plugin (detected)
-    # gives Accelerate its state.
-    host = socket.gethostname()
-    rankfile = tmp_path / "rankfile"
-    rankfile.write_text(f"launch-node\n{host}\n{host}\n")
-    out = tmp_path / "out"
-    out.mkdir()
-    job_id = str(50000 + free_port() % 1000)
-    envs = [
-        {
-            "LSB_JOBID": job_id,
-            "LSB_DJOB_RANKFILE": str(rankfile),
-            "JSM_NAMESPACE_SIZE": "2",
-            "JSM_NAMESPACE_RANK": str(rank),
-            "JSM_NAMESPACE_LOCAL_RANK": str(rank),
-            "OMP_NUM_THREADS": "1",
-        }
-        for rank in range(2)
-    ]
+    # The LSF plugin (detected) gives Accelerate its state.
+    _, out, envs = jsrun_tasks(tmp_path, OMP_NUM_THREADS="1")
     start_workers(out, envs, worker=ACCELERATE_WORKER)
     check_accelerate(out, "LSFEnvironment", accelerate_reference)

@@ -4,13 +4,12 @@ by kind, ``precision=`` resolved, plugins not made for Accelerate refused."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from plugin_registry.kinds.checkpoint_io import CheckpointIO
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 from plugin_registry.kinds.precision import OWN_PRECISION_FAMILIES, Precision
-from plugin_registry.records import PluginInfo
+from plugin_registry.records import PluginInfo, as_list
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
@@ -35,14 +34,6 @@ class Chosen:
     cluster_environment: ClusterEnvironment | None = None
     records: dict[str, PluginInfo] = dataclasses.field(default_factory=dict)
     resolution: Resolution | None = None
-
-
-def _items(plugins: Any) -> list[Any]:
-    if plugins is None:
-        return []
-    if isinstance(plugins, (str, PluginInfo)) or not isinstance(plugins, Iterable):
-        return [plugins]
-    return list(plugins)
 
 
 def _kind(plugin: Any) -> str:
@@ -91,7 +82,7 @@ def choose(
 
     reg = registry or default_registry()
     chosen = Chosen()
-    for item in _items(plugins):
+    for item in as_list(plugins):
         record = reg.get(item) if isinstance(item, str) else item
         built = reg.load(item) if isinstance(item, (str, PluginInfo)) else item
         kind = _kind(built)

@@ -24,7 +24,7 @@ from plugin_registry.kinds.precision import OWN_PRECISION_FAMILIES, Precision
 from plugin_registry.lightning.checkpoint_io import RegistryCheckpointIO
 from plugin_registry.lightning.environment import RegistryEnvironment
 from plugin_registry.lightning.precision import precision_adapter
-from plugin_registry.records import PluginInfo
+from plugin_registry.records import PluginInfo, as_list
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
@@ -55,16 +55,6 @@ def strategy_family(strategy: Any) -> str | None:
         if isinstance(strategy, classes):
             return family
     return None
-
-
-def as_list(plugins: Any) -> list[Any]:
-    """A ``plugins=`` setting as a list: None is empty, one plugin (a name, a record, an
-    instance) is a list of one."""
-    if plugins is None:
-        return []
-    if isinstance(plugins, (str, PluginInfo)) or not isinstance(plugins, Iterable):
-        return [plugins]
-    return list(plugins)
 
 
 def is_lightnings(plugin: Any) -> bool:

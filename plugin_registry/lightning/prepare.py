@@ -14,11 +14,11 @@ from lightning.fabric.plugins import Precision as _FabricPrecision
 
 from plugin_registry.kinds.precision import PRECISIONS, SHORT_PRECISIONS
 from plugin_registry.lightning.convert import (
-    as_list,
     is_lightnings,
     registry_plugins,
     strategy_family,
 )
+from plugin_registry.records import as_list
 
 if TYPE_CHECKING:
     from plugin_registry.registry import Registry
