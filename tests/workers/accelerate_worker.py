@@ -11,7 +11,7 @@ reference of the same global batch.
 It leaves with ``os._exit`` once its report is written: torch 2.13's gloo runloop
 thread can free a finished collective's work while the interpreter finalizes, and
 then aborts a run that succeeded ("terminate called without an active exception",
-about one run in 30 under load; docs/accelerate.md, "Known limits").
+about one run in 30 under load; docs/accelerate.md, "What does not fit").
 """
 
 from __future__ import annotations
