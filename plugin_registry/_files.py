@@ -17,6 +17,7 @@ a regular file only (never a FIFO that blocks or a device without end), at most
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import stat
@@ -34,7 +35,11 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "-", _hostname()) or "host"
+@functools.cache
+def _host() -> str:
+    """This host's name as a temporary file's name carries it (computed on first use:
+    a warm listing, which imports this module, writes no file)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", _hostname()) or "host"
 
 
 class UnreadableFileError(OSError):
@@ -201,7 +206,7 @@ def stale_temporaries(path: str) -> list[str]:
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
             m = pattern.match(entry.name)
-            if not m or m["host"] != _HOST or _alive(int(m["pid"][:12])):
+            if not m or m["host"] != _host() or _alive(int(m["pid"][:12])):
                 continue
             with contextlib.suppress(OSError):
                 if entry.is_file(follow_symlinks=False):
@@ -257,7 +262,7 @@ def atomic_write(
 
     new_mode = _target_mode(path, mode)
     fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f".{base}.{_HOST}.{os.getpid()}.", suffix=".tmp"
+        dir=directory, prefix=f".{base}.{_host()}.{os.getpid()}.", suffix=".tmp"
     )
     old: str | None = None
     try:

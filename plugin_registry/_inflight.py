@@ -43,7 +43,7 @@ def marking(directory: Path | None, fields: dict[str, str]) -> Iterator[None]:
     """
     path = None
     if directory is not None and _usable(directory):
-        name = f".importing.{_files._HOST}.{os.getpid()}.{threading.get_ident()}.json"
+        name = f".importing.{_files._host()}.{os.getpid()}.{threading.get_ident()}.json"
         path = directory / name
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
         try:
@@ -78,7 +78,7 @@ def left_behind(directory: Path | None) -> list[dict[str, Any]]:
         return []
     for name in names:
         match = _NAME_RE.match(name)
-        if not match or match["host"] != _files._HOST or _files._alive(int(match["pid"])):
+        if not match or match["host"] != _files._host() or _files._alive(int(match["pid"])):
             continue
         path = directory / name
         try:

@@ -9,7 +9,6 @@ back. The :class:`Snapshot` it returns is never edited: :meth:`Registry.refresh
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -19,22 +18,55 @@ from plugin_registry import cache as cache_mod
 from plugin_registry.control import Control
 from plugin_registry.records import Collected, EntryPointRef, PluginInfo, Problem
 
+# Plain classes, not dataclasses: creating a dataclass costs ~0.3 ms (its methods are
+# generated and exec'd), and these two are created on every warm start, whose whole
+# budget is a few milliseconds (benchmarks/bench_listing.py).
 
-@dataclasses.dataclass(eq=False)
+
 class DiscoveryStats:
     """How the last discovery went; ``plugin-registry cache info`` shows it."""
 
-    scanned: bool = False
-    collected: int = 0
-    reused: int = 0
-    cache_written: bool = False
-    cache_file: str | None = None
-    seconds: float = 0.0
+    def __init__(self) -> None:
+        self.scanned = False
+        self.collected = 0
+        self.reused = 0
+        self.cache_written = False
+        self.cache_file: str | None = None
+        self.seconds = 0.0
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"DiscoveryStats({fields})"
 
 
-@dataclasses.dataclass(eq=False)
 class Snapshot:
     """One discovery, whole: :meth:`Registry.refresh` replaces it, never edits it."""
+
+    def __init__(
+        self,
+        *,
+        refs: tuple[EntryPointRef, ...],
+        skipped: dict[str, str],
+        hooks: dict[str, tuple[str, ...]],
+        records: tuple[PluginInfo, ...],
+        problems: tuple[Problem, ...],
+        output: dict[str, str],
+        withheld: tuple[PluginInfo, ...] = (),
+        manager: Any = None,
+        former: dict[str, str] | None = None,
+    ) -> None:
+        self.refs = refs
+        self.skipped = skipped
+        self.hooks = hooks
+        self.records = records
+        self.problems = problems
+        self.output = output
+        #: Records of packages the policy keeps out, where the cache knows them.
+        self.withheld = withheld
+        #: The pluggy manager, made when a registration module is first imported.
+        self.manager = manager
+        #: ``kind/name`` -> the package that alone provided a name now provided by several.
+        self.former: dict[str, str] = former if former is not None else {}
 
     @classmethod
     def build(
@@ -67,18 +99,6 @@ class Snapshot:
             ),
             manager=manager,
         )
-
-    refs: tuple[EntryPointRef, ...]
-    skipped: dict[str, str]
-    hooks: dict[str, tuple[str, ...]]
-    records: tuple[PluginInfo, ...]
-    problems: tuple[Problem, ...]
-    output: dict[str, str]
-    #: Records of packages the policy keeps out, where the cache knows them.
-    withheld: tuple[PluginInfo, ...] = ()
-    manager: Any = None
-    #: ``kind/name`` -> the package that alone provided a name now provided by several.
-    former: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def discover(

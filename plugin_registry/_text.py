@@ -11,24 +11,31 @@ character is shown as its escape (``\x1b``), so nothing is hidden either.
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Iterable
 
 # C0 controls but newline, DEL, C1 controls, line/paragraph separators and the
-# bidirectional formatting characters.
-_UNSAFE = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+# bidirectional formatting characters, each mapped to its escape. A translate table,
+# not a regex: compiling one would cost every warm listing (which imports this) ~0.3 ms.
+_UNSAFE_CODES = (
+    *range(0x00, 0x0A),
+    *range(0x0B, 0x20),
+    *range(0x7F, 0xA0),
+    0x2028,
+    0x2029,
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
 )
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+_ESCAPES = {
+    code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE_CODES
+}
 
 
 def printable(text: object) -> str:
     """``text`` with every control, separator and bidi character written as its escape."""
-    return _UNSAFE.sub(_escape, text if isinstance(text, str) else str(text))
+    # str.translate, not text.translate: a str subclass's own translate is not called.
+    return str.translate(text if isinstance(text, str) else str(text), _ESCAPES)
 
 
 def one_line(text: object) -> str:

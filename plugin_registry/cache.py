@@ -36,8 +36,6 @@ Reading the cache needs no importlib-metadata, pluggy or plugin import.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
 import sys
 import warnings
@@ -47,9 +45,9 @@ from typing import Any
 
 from plugin_registry import _environ, _files
 from plugin_registry.errors import CacheWarning
-from plugin_registry.records import KINDS, Collected, EntryPointRef, validate_record
+from plugin_registry.records import KINDS, Collected, EntryPointRef, PluginInfo, validate_record
 
-FORMAT = 4
+FORMAT = 5
 RACY_SECONDS = 2.0
 #: A cache file larger than this is not read (a few hundred KiB is usual).
 MAX_BYTES = 64 * 1024 * 1024
@@ -60,18 +58,72 @@ ENV_DISABLE = "PLUGIN_REGISTRY_NO_CACHE"
 _warned: set[str] = set()
 
 
-try:  # CPython's built-in BLAKE2: hashlib would load OpenSSL (4 ms) on every warm listing
-    from _blake2 import blake2b as _blake2b
-except ImportError:  # pragma: no cover - other Pythons
-    from hashlib import blake2b as _blake2b
-
-
 def _digest(text: str, size: int) -> str:
-    return _blake2b(text.encode("utf-8", "surrogateescape"), digest_size=size).hexdigest()
+    """BLAKE2 of ``text``: what the distribution entries of a directory are."""
+    try:  # CPython's built-in BLAKE2: hashlib would load OpenSSL (4 ms)
+        from _blake2 import blake2b
+    except ImportError:  # pragma: no cover - other Pythons
+        from hashlib import blake2b
+    return blake2b(text.encode("utf-8", "surrogateescape"), digest_size=size).hexdigest()
 
 
-#: The digest of a directory that holds no distribution.
-NO_DISTRIBUTIONS = _digest("", 20)
+#: What a directory that holds no distribution is, in place of a digest.
+NO_DISTRIBUTIONS = "no-distributions"
+
+#: A Mersenne prime: the cache file's name is its key, as a number, modulo this.
+_NAME_MODULUS = (1 << 127) - 1
+
+
+def _file_name(key: str) -> str:
+    """A file name for ``key``: 32 hex digits, spread like a hash.
+
+    Not a cryptographic digest, and it need not be one: the file holds its key, and a
+    file whose key differs is a miss. Computed with one integer operation, so a warm
+    listing loads no hashing module (each costs ~0.3 ms to load).
+    """
+    number = int.from_bytes(key.encode("utf-8", "surrogateescape"), "big")
+    return f"{number % _NAME_MODULUS:032x}"
+
+
+class _Constant(ValueError):
+    """NaN or Infinity, which json.loads reads and the cache never holds."""
+
+
+class _ScannerContext:
+    """The settings json.loads gives CPython's C scanner (json.decoder.JSONDecoder's)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> Any:
+        raise _Constant(name)
+
+
+def _loads(raw: bytes) -> Any:
+    """``json.loads(raw)``, through CPython's C scanner when the file is well formed.
+
+    ``import json`` compiles the decoder's and encoder's regexes (~1.5 ms, half a warm
+    listing); json.loads hands the text to the C scanner, which needs none of them. What
+    the scanner reads whole is json.loads's result; anything else (not UTF-8, surrounding
+    space, an error, a constant, no C scanner) goes to json.loads itself, which returns
+    or raises as it always does.
+    """
+    try:
+        from _json import make_scanner
+
+        text = raw.decode("utf-8")
+        value, end = make_scanner(_ScannerContext())(text, 0)  # type: ignore[arg-type]
+        if end == len(text):
+            return value
+    except Exception:  # noqa: BLE001 - json.loads below gives the answer or the error
+        pass
+    import json
+
+    return json.loads(raw)
 
 
 def default_dir() -> Path:
@@ -135,6 +187,8 @@ def _dist_entries(path: str) -> tuple[str | None, dict[str, int | None]]:
         return "file", {}
     except OSError:
         return (None if not os.path.exists(path) else "unlistable"), {}
+    if not parts:
+        return NO_DISTRIBUTIONS, eggs
     return _digest("\n".join(sorted(parts)), 20), eggs
 
 
@@ -202,7 +256,8 @@ class RecordCache:
     def __init__(self, directory: Path, group: str) -> None:
         self.directory = directory
         self.group = group
-        key = json.dumps(
+        # repr of plain strings and lists: as exact as JSON, without importing json.
+        self.key = repr(
             [
                 FORMAT,
                 group,
@@ -212,8 +267,7 @@ class RecordCache:
                 _finders(),
             ]
         )
-        digest = _digest(key, 16)
-        self.path = directory / f"{digest}.json"
+        self.path = directory / f"{_file_name(self.key)}.json"
 
     def _directory_problem(self) -> str:
         """'' when the directory is a directory of this user's that only this user may write
@@ -247,17 +301,21 @@ class RecordCache:
         except OSError:
             return None  # a FIFO, a device, a directory, too large: a miss, rewritten
         try:
-            data = json.loads(raw)
+            data = _loads(raw)
         except (ValueError, RecursionError) as exc:
             _warn_once(f"read:{self.path}", f"ignoring unreadable record cache {self.path}: {exc}")
             return None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             return None
+        if data.get("key") != self.key:
+            return None  # another interpreter's or path's file under the same name
         return data
 
     def write(self, data: dict[str, Any]) -> None:
         """Replace the file atomically (owner-only), so a concurrent reader sees old or new."""
-        data = {"format": FORMAT, "group": self.group, **data}
+        import json  # the writing path only: a warm listing reads with _loads
+
+        data = {"format": FORMAT, "group": self.group, "key": self.key, **data}
         try:
             text = json.dumps(data, separators=(",", ":"))
         except (ValueError, TypeError, RecursionError):
@@ -292,21 +350,29 @@ def _is_str_list(value: object, length: int | None = None) -> bool:
     return isinstance(value, list) and (length is None or len(value) == length)
 
 
-@dataclasses.dataclass
 class Cached:
     """A cache file's content, checked against its schema.
 
     ``paths`` and ``refs`` are checked when the file is parsed; each package's
     result only when it is reused (:meth:`reusable`), with every record passing
-    the validation a fresh record passes.
+    the validation a fresh record passes. (A plain class: a dataclass would cost every
+    warm start ~0.3 ms to create.)
     """
 
-    paths: list[list[Any]]
-    refs: list[EntryPointRef]
-    results: Mapping[str, Any]
-    #: ``kind/name`` -> the one package that served the name before another one came to
-    #: provide it too (carried while the conflict lasts; see :func:`former_providers`).
-    former: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    def __init__(
+        self,
+        paths: list[list[Any]],
+        refs: list[EntryPointRef],
+        results: Mapping[str, Any],
+        former: Mapping[str, str] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.refs = refs
+        self.results = results
+        #: ``kind/name`` -> the one package that served the name before another one came
+        #: to provide it too (carried while the conflict lasts; see
+        #: :func:`former_providers`).
+        self.former: Mapping[str, str] = former if former is not None else {}
 
     @classmethod
     def parse(cls, data: object) -> Cached | None:
@@ -329,7 +395,7 @@ class Cached:
         for entry in self.results.values():
             with contextlib.suppress(Exception):  # a malformed entry says nothing
                 collected.append(Collected.from_dict(entry))
-        return providers_of(collected)
+        return providers_of(r for c in collected for r in c.records)
 
     def reusable(self, ref: EntryPointRef) -> Collected | None:
         """The cached result of ``ref`` when it is still valid and well formed, else None."""
@@ -434,13 +500,13 @@ def _is_former(former: object) -> bool:
 MAX_FORMER = 10_000
 
 
-def providers_of(results: Iterable[Collected]) -> dict[str, set[str]]:
-    """``kind/name`` -> the packages whose records in ``results`` answer to it."""
+def providers_of(records: Iterable[PluginInfo]) -> dict[str, set[str]]:
+    """``kind/name`` -> the packages (qualifiers) whose ``records`` answer to it."""
     out: dict[str, set[str]] = {}
-    for collected in results:
-        for record in collected.records:
-            for name in record.names():
-                out.setdefault(f"{record.kind}/{name}", set()).add(record.qualifier)
+    for record in records:
+        qualifier = record.qualifier
+        for name in record.names():
+            out.setdefault(f"{record.kind}/{name}", set()).add(qualifier)
     return out
 
 
@@ -450,7 +516,7 @@ def former_providers(before: Cached | None, results: Mapping[str, Collected]) ->
     what a bare lookup meant before an upgrade made it ambiguous."""
     if before is None:
         return {}
-    now = providers_of(results.values())
+    now = providers_of(r for c in results.values() for r in c.records)
     conflicting = {key for key, who in now.items() if len(who) > 1}
     if not conflicting:
         return {}

@@ -22,7 +22,6 @@ a bare-name pattern can only be checked once the records are known.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import os
 from collections.abc import Iterable, Mapping
@@ -43,13 +42,34 @@ ENV_PIN = "PLUGIN_REGISTRY_PIN"
 CORE_DISTRIBUTION = "plugin-registry"
 
 
-@dataclasses.dataclass(frozen=True)
+# Plain classes, not frozen dataclasses: building one costs ~0.5 ms at import, and
+# every warm listing imports this module (benchmarks/bench_listing.py).
+
+
 class Pattern:
     """``[dist:]name`` with shell wildcards, normalised."""
 
-    text: str
-    distribution: str | None
-    name: str
+    __slots__ = ("distribution", "name", "text")
+
+    def __init__(self, text: str, distribution: str | None, name: str) -> None:
+        self.text = text
+        self.distribution = distribution
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.text!r}, {self.distribution!r}, {self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Pattern:
+            return NotImplemented
+        return (self.text, self.distribution, self.name) == (
+            other.text,
+            other.distribution,
+            other.name,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.distribution, self.name))
 
     @classmethod
     def parse(cls, text: str) -> Pattern:
@@ -74,15 +94,42 @@ class Pattern:
         return self.matches_distribution(distribution) and fnmatch.fnmatchcase(name, self.name)
 
 
-@dataclasses.dataclass(frozen=True)
 class Control:
     """The policy one :class:`~plugin_registry.Registry` applies."""
 
-    autoload: bool = True
-    enable: frozenset[str] = frozenset({CORE_DISTRIBUTION})
-    allow: tuple[Pattern, ...] | None = None
-    block: tuple[Pattern, ...] = ()
-    pins: Mapping[tuple[str | None, str], str] = dataclasses.field(default_factory=dict)
+    __slots__ = ("allow", "autoload", "block", "enable", "pins")
+
+    def __init__(
+        self,
+        autoload: bool = True,
+        enable: frozenset[str] = frozenset({CORE_DISTRIBUTION}),
+        allow: tuple[Pattern, ...] | None = None,
+        block: tuple[Pattern, ...] = (),
+        pins: Mapping[tuple[str | None, str], str] | None = None,
+    ) -> None:
+        self.autoload = autoload
+        self.enable = enable
+        self.allow = allow
+        self.block = block
+        self.pins: Mapping[tuple[str | None, str], str] = dict(pins or {})
+
+    def __repr__(self) -> str:
+        return (
+            f"Control(autoload={self.autoload!r}, enable={self.enable!r}, "
+            f"allow={self.allow!r}, block={self.block!r}, pins={self.pins!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Control:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in Control.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # pins is a dict
+
+    @property
+    def hides_nothing(self) -> bool:
+        """True when no allow or block pattern can hide a plugin name."""
+        return self.allow is None and not self.block
 
     @classmethod
     def build(

@@ -62,7 +62,14 @@ def normalize_kind(kind: str) -> Kind:
 
 def template_fields(spelled: str) -> set[str]:
     """The ``{field}`` placeholders in a name or alias."""
+    if "{" not in spelled:  # most names: no regex run on every warm start
+        return set()
     return set(_FIELD_RE.findall(spelled))
+
+
+def fill_placeholders(spelled: str, value: str) -> str:
+    """``spelled`` with every ``{field}`` placeholder replaced by ``value``."""
+    return _FIELD_RE.sub(value, spelled) if "{" in spelled else spelled
 
 
 class Expansion(NamedTuple):
@@ -78,6 +85,9 @@ def expand(
 ) -> Iterator[Expansion]:
     """Every concrete, normalised name of a record, in declaration order."""
     for index, spelled in enumerate((name, *aliases)):
+        if "{" not in spelled:
+            yield Expansion(normalize_name(spelled), {}, index > 0)
+            continue
         fields = sorted(template_fields(spelled))
         if not fields:
             yield Expansion(normalize_name(spelled), {}, index > 0)

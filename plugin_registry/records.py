@@ -19,6 +19,7 @@ from plugin_registry.names import (
     NAME_RE,
     Expansion,
     expand,
+    fill_placeholders,
     normalize_distribution,
     normalize_name,
     template_fields,
@@ -299,14 +300,22 @@ def _count_names(obj: PluginInfo) -> int:
     return total
 
 
-@dataclasses.dataclass(frozen=True)
 class _Check:
-    """What one row of the validation table sees: the record and how strict to be."""
+    """What one row of the validation table sees: the record and how strict to be.
 
-    record: PluginInfo
-    where: str
-    check_target: bool
-    parse_constraints: bool
+    (A plain class: one is made per record on every warm start, and a frozen
+    dataclass's ``__init__`` costs several times as much.)
+    """
+
+    __slots__ = ("check_target", "parse_constraints", "record", "where")
+
+    def __init__(
+        self, record: PluginInfo, where: str, check_target: bool, parse_constraints: bool
+    ) -> None:
+        self.record = record
+        self.where = where
+        self.check_target = check_target
+        self.parse_constraints = parse_constraints
 
 
 def _check_identity(c: _Check, kind: Kind) -> None:
@@ -394,15 +403,15 @@ def _check_placeholders(c: _Check) -> None:
                 "choices in name_parameters"
             )
     for spelled in (obj.name, *obj.aliases):
-        _check_name(spelled, where, "alias" if spelled is not obj.name else "name")
+        if spelled is not obj.name:  # the name itself was checked with the identity
+            _check_name(spelled, where, "alias")
         missing = template_fields(spelled) - set(obj.name_parameters)
         if missing:
             raise InvalidRecordError(
                 f"{where}: placeholder(s) {sorted(missing)} in {spelled!r} have no "
                 "choices in name_parameters"
             )
-        literal = re.sub(r"\{\w+\}", "x", spelled)
-        if not NAME_RE.match(normalize_name(literal)):
+        if not NAME_RE.match(normalize_name(fill_placeholders(spelled, "x"))):
             raise InvalidRecordError(
                 f"{where}: {spelled!r} is not a valid plugin name (letters, digits, '-', '_', "
                 "'.'; starting with a letter or digit)"

@@ -171,8 +171,8 @@ class Registry:
         return list(self._snapshot().refs)
 
     def _visible(self, record: PluginInfo) -> bool:
-        if record.distribution is None:
-            return True  # registered in-process: an explicit act of the host
+        if record.distribution is None or self.control.hides_nothing:
+            return True  # registered in-process (an explicit act of the host), or no rule
         return any(not self.control.hides(record.distribution, n) for n in record.names())
 
     def _build_index(self) -> dict[tuple[Kind, str], list[Match]]:
@@ -189,14 +189,18 @@ class Registry:
     def _conflicts(self) -> list[Problem]:
         out: list[Problem] = []
         seen: set[tuple[str, frozenset[str]]] = set()
-        for (kind, name), matches in self._build_index().items():
-            providers = {m.record.qualifier for m in matches}
-            if len(providers) < 2 or self._pinned_match(kind, name, matches) is not None:
+        # The lookup index only where a name has two providers: a listing builds none.
+        for key, providers in cache_mod.providers_of(self._all_records()).items():
+            if len(providers) < 2:
                 continue
-            key = (kind, frozenset(providers))
-            if key in seen:
+            kind_text, name = key.split("/", 1)
+            kind = normalize_kind(kind_text)
+            if self._pinned_match(kind, name, self._build_index()[(kind, name)]) is not None:
                 continue
-            seen.add(key)
+            group = (kind, frozenset(providers))
+            if group in seen:
+                continue
+            seen.add(group)
             out.append(
                 Problem(
                     distribution=None,

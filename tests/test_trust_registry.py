@@ -22,6 +22,7 @@ import pytest
 
 import plugin_registry as pr
 from plugin_registry import _capture, cli, errors
+from plugin_registry.cache import RecordCache
 from plugin_registry.errors import (
     BrokenPluginError,
     CacheWarning,
@@ -130,6 +131,55 @@ def test_record_from_the_cache_is_validated_like_a_fresh_one(tmp_path: Path) -> 
 # -- 4. malformed cache files ---------------------------------------------------
 
 
+def test_cache_file_of_another_key_is_a_miss(tmp_path: Path) -> None:
+    """The file name is a hash of the key (interpreter, sys.path, finders), not a digest:
+    the file holds its key, and a file under the right name with another key is not used."""
+    cache_dir = tmp_path / "cache"
+    cache_file = _warm_cache(cache_dir)
+    data = json.loads(cache_file.read_text())
+    warm = Registry(cache_dir=cache_dir)
+    warm.list_plugins()
+    assert not warm.stats.scanned and warm.stats.collected == 0, "the file is used as it is"
+    data["key"] = data["key"].replace("plugin_registry", "another_group")
+    cache_file.write_text(json.dumps(data))
+    other = Registry(cache_dir=cache_dir)
+    other.list_plugins()
+    assert other.stats.scanned and other.stats.cache_written
+    assert json.loads(cache_file.read_text())["key"] == RecordCache(cache_dir, other.group).key
+
+
+def test_cache_reader_agrees_with_json_loads() -> None:
+    """The warm path's reader (CPython's C scanner, no json import) returns what json.loads
+    returns, and raises what it raises, for valid, damaged and odd inputs."""
+    from plugin_registry.cache import _loads
+
+    valid = json.dumps({"a": [1, 2.5, None, True, "é\u2028", {"b": -0.0}], "c": 10**30})
+    inputs = [
+        valid.encode(),
+        f"  {valid}\n".encode(),  # surrounding space: json.loads's whitespace rule
+        valid.encode("utf-16"),  # json.loads detects the encoding
+        valid.encode()[:-1],  # cut
+        valid.encode() + b" x",  # extra data
+        b"NaN",
+        b"[1e999]",
+        b'"\x01"',  # a raw control character
+        b"\xff\xfe\x00",
+        b"",
+        b"[" * 100_000 + b"]" * 100_000,
+    ]
+    for raw in inputs:
+        expected: object
+        try:
+            expected = ("value", json.loads(raw))
+        except (ValueError, RecursionError) as exc:
+            expected = ("error", type(exc), str(exc))
+        try:
+            got: object = ("value", _loads(raw))
+        except (ValueError, RecursionError) as exc:
+            got = ("error", type(exc), str(exc))
+        assert repr(got) == repr(expected), raw[:40]
+
+
 def _deep(n: int) -> str:
     return "[" * n + "]" * n
 
@@ -137,10 +187,10 @@ def _deep(n: int) -> str:
 @pytest.mark.parametrize(
     "content",
     [
-        {"format": 4, "paths": "x", "entry_points": [], "results": {}},
-        {"format": 4, "paths": [], "entry_points": [[1, 2, 3, 4, 5]], "results": {}},
-        {"format": 4},
-        {"format": 4, "paths": [], "entry_points": [], "results": {"a": None}},
+        {"paths": "x", "entry_points": [], "results": {}},
+        {"paths": [], "entry_points": [[1, 2, 3, 4, 5]], "results": {}},
+        {},
+        {"paths": [], "entry_points": [], "results": {"a": None}},
         "WRONG-TYPES",
         "DEEP",
     ],
@@ -158,8 +208,11 @@ def test_malformed_cache_is_a_miss(tmp_path: Path, content: object) -> None:
             result["deps"] = ["a"]
         cache_file.write_text(json.dumps(data))
     else:
-        # A cache that matches this interpreter and sys.path, but not the schema.
-        cache_file.write_text(json.dumps(content))
+        # A cache that matches this interpreter and sys.path (its format and key are the
+        # file's own), but not the schema.
+        own = json.loads(cache_file.read_text())
+        assert isinstance(content, dict)
+        cache_file.write_text(json.dumps({"format": own["format"], "key": own["key"], **content}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CacheWarning)
         registry = Registry(cache_dir=cache_dir)
@@ -265,6 +318,35 @@ def test_escape_sequences_in_plugin_text_never_reach_the_terminal(
     cli.main(["--no-cache", "list"])
     out = capfd.readouterr().out
     assert "\\x1b" in out and "bad\\x1b[2Jthing" in out.replace("\n", "").replace("│", "")
+
+
+def test_printable_escapes_exactly_the_unsafe_characters() -> None:
+    """Every C0 control but newline, DEL, every C1 control, the line and paragraph
+    separators and the bidi controls become their escape; nothing else changes. A str
+    subclass's own methods are not trusted to do it."""
+    import re
+
+    from plugin_registry._text import printable
+
+    unsafe = re.compile(
+        "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+    )
+    for code in range(0x3000):
+        char = chr(code)
+        expected = (
+            (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") if unsafe.match(char) else char
+        )
+        assert printable(char) == expected, hex(code)
+
+    class Sneaky(str):
+        def translate(self, table: Any) -> str:
+            return str(self)
+
+        def __str__(self) -> str:
+            return "\x1b[2J"
+
+    assert printable(Sneaky("a\x1b")) == "a\\x1b"
+    assert printable(5) == "5"
 
 
 @pytest.mark.parametrize(
@@ -885,7 +967,7 @@ def test_planted_import_markers_are_read_safely(
     dead = 4_194_305  # above any pid_max: no such process
 
     def marker(pid: int, tid: int) -> Path:
-        return cache / f".importing.{_files._HOST}.{pid}.{tid}.json"
+        return cache / f".importing.{_files._host()}.{pid}.{tid}.json"
 
     marker(dead, 1).write_bytes(b"\x00{not json")
     os.mkfifo(marker(dead, 2))
