@@ -58,6 +58,7 @@ def checkpoint(data: dict[str, float], out: Path) -> None:
         "torch.save + fsync",
         "TorchCheckpointIO save",
         "async: loop blocked",
+        "copy floor (reused buffers)",
         "torch.load",
         "TorchCheckpointIO load",
         "load, mmap",
@@ -67,13 +68,15 @@ def checkpoint(data: dict[str, float], out: Path) -> None:
         "save_plain_s",
         "save_ours_s",
         "async_blocked_s",
+        "async_copy_floor_s",
         "load_plain_s",
         "load_ours_s",
         "load_mmap_s",
     ]
     fig, ax = plt.subplots(figsize=(6.4, 4))
     values = [data[k] * 1e3 for k in keys]
-    ax.barh(labels, values, color=["#c33", "#888", "#2a6", "#2a6", "#888", "#2a6", "#2a6"])
+    colors = ["#c33", "#888", "#2a6", "#2a6", "#c33", "#888", "#2a6", "#2a6"]
+    ax.barh(labels, values, color=colors)
     ax.invert_yaxis()
     ax.set_xlabel(f"ms for a {data['megabytes']} MB state dict")
     ax.set_title("Checkpoint IO")

@@ -149,9 +149,9 @@ def test_temporaries_of_dead_writers_are_removed_by_the_next_save(
         check=True,
     )
     dead_pid = int(dead.stdout)
-    stale = tmp_path / f".c.pt.{_files._HOST}.{dead_pid}.abc123.tmp"
-    live = tmp_path / f".c.pt.{_files._HOST}.{os.getppid()}.def456.tmp"  # a live writer
-    other = tmp_path / f".other.pt.{_files._HOST}.{dead_pid}.abc123.tmp"  # another target
+    stale = tmp_path / f".c.pt.{_files._host()}.{dead_pid}.abc123.tmp"
+    live = tmp_path / f".c.pt.{_files._host()}.{os.getppid()}.def456.tmp"  # a live writer
+    other = tmp_path / f".other.pt.{_files._host()}.{dead_pid}.abc123.tmp"  # another target
     for f in (stale, live, other):
         f.write_bytes(b"partial")
     local_io.save_checkpoint(state(), path)
@@ -174,7 +174,7 @@ def test_a_replaced_large_file_is_released_after_the_save_returns(tmp_path: Path
     # A crash between the link and its removal leaves a name the next save removes.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    tmp = tmp_path / f".big.pt.{_files._HOST}.{int(dead.stdout)}.x1y2z3.tmp"
+    tmp = tmp_path / f".big.pt.{_files._host()}.{int(dead.stdout)}.x1y2z3.tmp"
     tmp.write_bytes(b"")
     path.write_bytes(b"old" * (12 * 2**20))
     left = _files._keep_old(str(path), str(tmp))

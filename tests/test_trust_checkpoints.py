@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from builtin_plugins.checkpoint_io.torch_io import TorchCheckpointIO
-from plugin_registry._files import _HOST
+from plugin_registry._files import _host
 from plugin_registry.kinds.checkpoint_io import CheckpointError
 from tests._support.support import REPO
 
@@ -313,7 +313,7 @@ def test_directory_planted_under_a_stale_temporary_name_does_not_block(tmp_path:
         text=True,
         check=True,
     )
-    planted = tmp_path / f".c.pt.{_HOST}.{int(dead.stdout)}.abc123.tmp"
+    planted = tmp_path / f".c.pt.{_host()}.{int(dead.stdout)}.abc123.tmp"
     planted.mkdir()
     (planted / "inside").write_text("x")
     TorchCheckpointIO().save_checkpoint({"a": 1}, tmp_path / "c.pt")
