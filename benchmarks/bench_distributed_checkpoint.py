@@ -5,15 +5,19 @@ the ranks (as FSDP2 holds it):
 
 * limit: rank 0 writes the same number of bytes raw to a new file and fsyncs it,
   the other ranks idle: what the disk allows (measured in the N-rank and in the
-  N/2-rank run; the faster of the two counts).
+  N/2-rank run; the faster of the two counts). The previous file is deleted before
+  the timing: inside it, the timed fsync paid for releasing its blocks.
 * distributed: every rank writes its shards through the `distributed` checkpoint
-  IO (and the coordinator commits). Aggregate throughput = MB / wall time.
-  Targets: at least 0.8x the limit's throughput, at 4 ranks at least 1.5x the
-  throughput of the baseline below.
+  IO (and the coordinator commits), replacing the last save's. Aggregate throughput
+  = MB / wall time. Targets (issue 32): on N/2 = 2 ranks at least 0.8x the limit's
+  throughput in every repeat; on N = 4 ranks (sharing 2 cores) at least 0.6x; at 4
+  ranks at least 1.5x the throughput of the baseline below.
 * gather: the usual single-file way: every DTensor gathered whole on rank 0, then
   ``torch.save`` + fsync there.
 * async-distributed: how long the caller is held per save (DCP stages the shards
-  into CPU buffers kept from the previous save) against a synchronous save.
+  into CPU buffers kept from the previous save) against the floor of that: a bare
+  copy of the rank's shards into buffers kept from the last copy (target: at most
+  1.3x, the slowest rank's).
 * load at another world size: a checkpoint written by 4 ranks loaded by 2 (and
   one written by 2 loaded by 4), against a load of a checkpoint written at the
   same world size. Target: within 1.2x.
@@ -32,11 +36,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-TARGETS = {"throughput_vs_limit": 0.8, "speedup_vs_gather": 1.5}
+TARGETS = {
+    "throughput_vs_limit": 0.6,
+    "worst_vs_limit_small": 0.8,
+    "speedup_vs_gather": 1.5,
+}
+#: At most this many times the copy floor (the caller of an async-distributed save).
+ASYNC_TARGET = 1.3
 LOAD_TARGET = 1.2
 
 
@@ -77,8 +88,13 @@ def _worker(args: argparse.Namespace) -> None:
     results: dict[str, list[float]] = {}
 
     def timed(name: str, fn: Any) -> None:
+        # No earlier save's removal of the data it replaced still running (a thread).
+        for thread in threading.enumerate():
+            if thread.name == "DistributedCheckpointIO-tidy":
+                thread.join()
         dist.barrier()
         if rank == 0:
+            (root / "raw.bin").unlink(missing_ok=True)  # before the timing: see the docstring
             os.sync()
         dist.barrier()
         t0 = time.perf_counter()
@@ -92,7 +108,6 @@ def _worker(args: argparse.Namespace) -> None:
     def raw() -> None:
         if data is not None:
             path = root / "raw.bin"
-            path.unlink(missing_ok=True)
             with open(path, "xb") as fh:
                 for chunk in data.split(1536 * 683):
                     fh.write(memoryview(chunk.numpy()).cast("B"))
@@ -109,8 +124,13 @@ def _worker(args: argparse.Namespace) -> None:
                 fh.flush()
                 os.fsync(fh.fileno())
 
+    def copy_shards(sd: dict[str, Any], into: dict[str, Any]) -> None:
+        for key, value in sd["model"].items():
+            into[key].copy_(value.to_local())
+
     if args.phase == "save":
         sd = state()
+        kept = {k: v.to_local().clone() for k, v in sd["model"].items()}
         target = root / f"ck-{world}"
         aio = pr.load("async-distributed", kind="checkpoint_io")
         for i in range(args.repeat):
@@ -126,6 +146,7 @@ def _worker(args: argparse.Namespace) -> None:
             # for outside the timing, as a training loop would go on meanwhile.
             timed("async blocked", lambda: aio.save_checkpoint(sd, root / f"async-{world}"))
             aio.wait()
+            timed("copy floor", lambda: copy_shards(sd, kept))
         aio.teardown()
         for _ in range(args.repeat):
             timed(
@@ -141,9 +162,20 @@ def _worker(args: argparse.Namespace) -> None:
                         root / f"ck-{source}", state=template()
                     ),
                 )
+    # Each rank's times; per measurement the slowest rank's is what the job waits for.
+    everyone: list[dict[str, list[float]]] = [{} for _ in range(world)]
+    dist.all_gather_object(everyone, results)
     if rank == 0:
-        print("RESULT " + json.dumps(results), flush=True)
+        slowest = {
+            k: [max(r[k][i] for r in everyone) for i in range(len(v))] for k, v in results.items()
+        }
+        print("RESULT " + json.dumps(slowest), flush=True)
     dist.destroy_process_group()
+    # torch 2.13's gloo can abort a finished process at interpreter exit ("terminate called
+    # without an active exception"; docs/dev/KNOWN_GAPS.md): the figures are out, so leave.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _torchrun(nproc: int, *args: str) -> dict[str, list[float]]:
@@ -190,6 +222,10 @@ def run(mb: int, repeat: int, directory: Path, ranks: int) -> dict[str, Any]:
         "async_blocked_first_s": at_n["async blocked"][0],
         "async_blocked_s": med(at_n["async blocked"][1:]),
         "async_blocked_ratio": med(at_n["async blocked"][1:]) / ours,
+        "async_copy_floor_s": med(at_n["copy floor"]),
+        "async_blocked_vs_floor": med(at_n["async blocked"][1:]) / med(at_n["copy floor"]),
+        "worst_vs_limit_small": limit / max(at_small["distributed"]),
+        "distributed_small_samples_s": at_small["distributed"],
         "speedup_vs_gather": gather / ours,
         "load_same_small_s": same_small,
         "load_other_small_s": other_small,
@@ -203,7 +239,7 @@ def run(mb: int, repeat: int, directory: Path, ranks: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--ranks", type=int, default=4)
     parser.add_argument("--dir", type=Path, help="where to write (default: a temporary dir)")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
@@ -219,7 +255,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         r = run(args.mb, args.repeat, Path(tmp), args.ranks)
     n, small = r["ranks"], max(2, r["ranks"] // 2)
-    print(f"sharded checkpoint of {r['megabytes']} MB on {n} ranks, median of {args.repeat}")
+    print(
+        f"sharded checkpoint of {r['megabytes']} MB on {n} ranks, median of {args.repeat} "
+        "(each the slowest rank's)"
+    )
     print(
         f"limit (rank 0 raw bytes + fsync) {r['limit_s'] * 1e3:7.1f} ms "
         f"({r['throughput_limit_mb_s']:.0f} MB/s)"
@@ -227,8 +266,10 @@ def main() -> int:
     print(
         f"distributed, {n} ranks         {r['distributed_s'] * 1e3:7.1f} ms "
         f"({r['throughput_mb_s']:.0f} MB/s = {r['throughput_vs_limit']:.2f}x the limit, "
-        f"target >= 0.8); on {small} ranks {r['distributed_small_s'] * 1e3:.1f} ms "
-        f"({r['throughput_vs_limit_small']:.2f}x)"
+        f"target >= 0.6); on {small} ranks {r['distributed_small_s'] * 1e3:.1f} ms "
+        f"({r['throughput_vs_limit_small']:.2f}x; slowest of {args.repeat} "
+        f"{max(r['distributed_small_samples_s']) * 1e3:.1f} ms = "
+        f"{r['worst_vs_limit_small']:.2f}x, target >= 0.8 in every repeat)"
     )
     print(
         f"gather on rank 0 + torch.save    {r['gather_s'] * 1e3:7.1f} ms "
@@ -236,7 +277,9 @@ def main() -> int:
     )
     print(
         f"async-distributed: caller held {r['async_blocked_s'] * 1e3:.1f} ms per save from the "
-        f"second on ({r['async_blocked_ratio'] * 100:.1f}% of a synchronous sharded save); "
+        f"second on = {r['async_blocked_vs_floor']:.2f}x the copy floor of the shards "
+        f"({r['async_copy_floor_s'] * 1e3:.1f} ms; target <= {ASYNC_TARGET}), "
+        f"{r['async_blocked_ratio'] * 100:.1f}% of a synchronous sharded save; "
         f"first save {r['async_blocked_first_s'] * 1e3:.1f} ms"
     )
     print(
@@ -249,6 +292,8 @@ def main() -> int:
     missed += [
         k for k in ("load_reshard_ratio_small", "load_reshard_ratio_n") if r[k] > LOAD_TARGET
     ]
+    if r["async_blocked_vs_floor"] > ASYNC_TARGET:
+        missed.append("async_blocked_vs_floor")
     print(f"targets: {'met' if not missed else 'MISSED ' + ', '.join(missed)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -183,6 +183,85 @@ def test_a_new_save_replaces_the_old_and_leaves_one_data_directory(
     assert len(_data_dirs(path)) == 1
 
 
+def test_a_save_does_not_wait_for_the_last_ones_tidying(
+    io: DistributedCheckpointIO, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The removal of the data a save replaced runs beside the next save (it used to be
+    joined at that save's start, on its time): it never removes the data of a save under
+    way, and once it ends only the committed data is left."""
+    import threading
+
+    from builtin_plugins.checkpoint_io import distributed_io
+
+    release = threading.Event()
+    real = distributed_io.data_directories
+
+    def slow_listing(fs: Any, root: str) -> list[str]:
+        if threading.current_thread().name == "DistributedCheckpointIO-tidy":
+            release.wait(60)
+        return real(fs, root)
+
+    monkeypatch.setattr(distributed_io, "data_directories", slow_listing)
+    path = tmp_path / "ck"
+    io.save_checkpoint({"w": torch.full((4,), 1.0)}, path)
+    io.save_checkpoint({"w": torch.full((4,), 2.0)}, path)  # its tidy waits on `release`
+    saved = threading.Thread(target=io.save_checkpoint, args=({"w": torch.full((4,), 3.0)}, path))
+    saved.start()
+    saved.join(30)
+    assert not saved.is_alive(), "the save waited for the last save's tidying"
+    in_progress = "data-" + "f" * 16
+    (path / in_progress).mkdir()  # a save under way on this process
+    io._writing.add(in_progress)
+    release.set()
+    io.teardown()
+    left = sorted(p.name for p in path.iterdir())
+    assert left == sorted([MARKER, json.loads((path / MARKER).read_text())["data"], in_progress])
+    assert torch.equal(io.load_checkpoint(path)["w"], torch.full((4,), 3.0))
+
+
+def test_tidying_leaves_the_data_of_an_async_save_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An async save's data is being written in the background when the last save's
+    tidying runs: the tidying must not take it for replaced data."""
+    import threading
+
+    from torch.distributed.checkpoint.filesystem import FileSystemWriter
+
+    from builtin_plugins.checkpoint_io import distributed_io
+
+    tidy_gate, upload_gate = threading.Event(), threading.Event()
+    real_listing, real_write = distributed_io.data_directories, FileSystemWriter.write_data
+
+    def slow_listing(fs: Any, root: str) -> list[str]:
+        if threading.current_thread().name == "DistributedCheckpointIO-tidy":
+            tidy_gate.wait(60)
+        return real_listing(fs, root)
+
+    def gated_write(self: Any, *args: Any, **kwargs: Any) -> Any:
+        upload_gate.wait(60)
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(distributed_io, "data_directories", slow_listing)
+    monkeypatch.setattr(FileSystemWriter, "write_data", gated_write)
+    aio = AsyncDistributedCheckpointIO()
+    path = tmp_path / "ck"
+    upload_gate.set()
+    for value in (1.0, 2.0):
+        aio.save_checkpoint({"w": torch.full((4,), value)}, path)
+        aio.wait()  # committed; its tidying waits at tidy_gate
+    upload_gate.clear()
+    aio.save_checkpoint({"w": torch.full((4,), 3.0)}, path)  # staged; its upload waits
+    tidy_gate.set()
+    for thread in list(aio._tidying):
+        thread.join(30)
+    upload_gate.set()
+    aio.wait()
+    aio.teardown()
+    assert torch.equal(aio.load_checkpoint(path)["w"], torch.full((4,), 3.0))
+    assert len(_data_dirs(path)) == 1
+
+
 def test_a_failed_write_leaves_the_previous_checkpoint(
     io: DistributedCheckpointIO, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -177,6 +177,9 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
                 path,
             )
         uploads = self._group_for_uploads(group)
+        # Until it is committed or discarded, the last save's tidying leaves this data alone.
+        with self._writing_lock:
+            self._writing.add(name)
         if group is None:
             # DCP's save warns, from the writing thread, that it assumes one process:
             # that is what was asked for. A filter there would not reach that thread.
@@ -192,6 +195,7 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
                     no_dist=group is None,
                 )
         except Exception as exc:
+            self._written(name)
             raise CheckpointError(self._save_failure(path, exc), path) from exc
         # Staged synchronously, DCP answers with the upload's future itself.
         upload = response if isinstance(response, Future) else response.upload_completion
@@ -214,6 +218,7 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
                 with self._lock:
                     self._errors.append((path, exc))
             finally:
+                self._written(name)
                 done.set_result(None)
 
         self._done = done

@@ -453,7 +453,13 @@ class DistributedCheckpointIO(CheckpointIO):
         self.thread_count = thread_count
         self.durable = durable
         self.process_group = process_group
-        self._tidying: threading.Thread | None = None
+        # Threads removing the data that committed saves replaced; they leave alone the
+        # data directories of saves under way on this process and, per checkpoint, the
+        # one its last commit here named (an older save's thread may run after it).
+        self._tidying: list[threading.Thread] = []
+        self._writing: set[str] = set()
+        self._latest: dict[str, str] = {}
+        self._writing_lock = threading.Lock()
 
     # -- process group ---------------------------------------------------------------
 
@@ -512,17 +518,42 @@ class DistributedCheckpointIO(CheckpointIO):
         rank raises :class:`CheckpointError` on every rank and leaves the previous
         checkpoint at ``path`` as it was.
         """
-        from torch.distributed.checkpoint.api import CheckpointException
-        from torch.distributed.checkpoint.state_dict_saver import save
-
         path = checked_path(path)
-        self._join_tidying()
         options = dict(storage_options or {})
         group = self._group()
         shape = marker_shape(checkpoint)
         fs, root = filesystem(path, options)
         refuse_bucket(fs, root, path, "saved")
-        name = self._from_coordinator(group, f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}")
+        # Not waiting for the last save's tidying: it removes neither this save's data
+        # (registered here first) nor anything the marker names.
+        name = f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}"
+        with self._writing_lock:
+            self._writing.add(name)
+        try:
+            self._save(checkpoint, path, options, group, shape, fs, root, name)
+        finally:
+            self._written(name)
+
+    def _written(self, name: str) -> None:
+        """The save writing ``name`` is over (committed or not): tidying may see it."""
+        with self._writing_lock:
+            self._writing.discard(name)
+
+    def _save(
+        self,
+        checkpoint: dict[str, Any],
+        path: str,
+        options: dict[str, Any],
+        group: Any | None,
+        shape: dict[str, Any],
+        fs: Any,
+        root: str,
+        proposed: str,
+    ) -> None:
+        from torch.distributed.checkpoint.api import CheckpointException
+        from torch.distributed.checkpoint.state_dict_saver import save
+
+        name = self._from_coordinator(group, proposed)
         data = f"{root}/{name}"
         try:
             if is_local(fs) and os.path.isfile(root):
@@ -588,19 +619,32 @@ class DistributedCheckpointIO(CheckpointIO):
             discard(fs, root, f"{root}/{name}")
             return remote_failure("save checkpoint to", shown, exc)
         # Committed. Deleting the previous data frees its blocks, which costs as much as
-        # a fifth of the save: a thread does it, joined by the next call or teardown().
-        self._join_tidying()
-        self._tidying = threading.Thread(
-            target=_remove_others, args=(fs, root, name), name="DistributedCheckpointIO-tidy"
+        # a fifth of the save: a thread does it, while the caller and its next save go on
+        # (joined by a load, remove_checkpoint() and teardown()).
+        with self._writing_lock:
+            self._latest[root] = name
+        self._tidying = [t for t in self._tidying if t.is_alive()]
+        tidying = threading.Thread(
+            target=self._remove_others, args=(fs, root), name="DistributedCheckpointIO-tidy"
         )
-        self._tidying.start()
+        self._tidying.append(tidying)
+        tidying.start()
         return None
 
+    def _remove_others(self, fs: Any, root: str) -> None:
+        """Delete every data directory under ``root`` but the one the last commit here
+        named and those of saves under way on this process (best effort)."""
+        with contextlib.suppress(Exception):
+            for old in data_directories(fs, root):
+                with self._writing_lock:
+                    if old == self._latest.get(root) or old in self._writing:
+                        continue
+                fs.rm(f"{root}/{old}", recursive=True)
+
     def _join_tidying(self) -> None:
-        tidying = self._tidying
-        if tidying is not None:
-            tidying.join()
-            self._tidying = None
+        tidying, self._tidying = self._tidying, []
+        for thread in tidying:
+            thread.join()
 
     def teardown(self) -> None:
         """Finish removing the data that the last save replaced."""
@@ -847,14 +891,6 @@ def _belongs_to_a_checkpoint(name: str) -> bool:
         or name.endswith(".distcp")
         or (name.startswith(f".{MARKER}.") and name.endswith(".tmp"))
     )
-
-
-def _remove_others(fs: Any, root: str, keep: str) -> None:
-    """Delete every data directory under ``root`` but ``keep`` (best effort)."""
-    with contextlib.suppress(Exception):
-        for old in data_directories(fs, root):
-            if old != keep:
-                fs.rm(f"{root}/{old}", recursive=True)
 
 
 def _first_failure(exc: BaseException) -> BaseException:
