@@ -178,8 +178,7 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
             )
         uploads = self._group_for_uploads(group)
         # Until it is committed or discarded, the last save's tidying leaves this data alone.
-        with self._writing_lock:
-            self._writing.add(name)
+        self._writing_data(name)
         if group is None:
             # DCP's save warns, from the writing thread, that it assumes one process:
             # that is what was asked for. A filter there would not reach that thread.

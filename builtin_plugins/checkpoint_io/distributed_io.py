@@ -518,6 +518,9 @@ class DistributedCheckpointIO(CheckpointIO):
         rank raises :class:`CheckpointError` on every rank and leaves the previous
         checkpoint at ``path`` as it was.
         """
+        from torch.distributed.checkpoint.api import CheckpointException
+        from torch.distributed.checkpoint.state_dict_saver import save
+
         path = checked_path(path)
         options = dict(storage_options or {})
         group = self._group()
@@ -525,56 +528,44 @@ class DistributedCheckpointIO(CheckpointIO):
         fs, root = filesystem(path, options)
         refuse_bucket(fs, root, path, "saved")
         # Not waiting for the last save's tidying: it removes neither this save's data
-        # (registered here first) nor anything the marker names.
-        name = f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}"
+        # (registered first) nor what the latest commit named.
+        proposed = f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}"
+        self._writing_data(proposed)
+        try:
+            name = self._from_coordinator(group, proposed)
+            data = f"{root}/{name}"
+            try:
+                if is_local(fs) and os.path.isfile(root):
+                    raise NotADirectoryError(20, "Not a directory", root)
+                with single_process_quiet(group), without_crc32():
+                    save(
+                        checkpoint,
+                        storage_writer=self._writer(fs, data, options),
+                        process_group=group,
+                        no_dist=group is None,
+                    )
+            except (Exception, CheckpointException) as exc:  # every failure: not committed
+                if self._is_coordinator(group):
+                    discard(fs, root, data)
+                raise CheckpointError(self._save_failure(path, exc), path) from exc
+            error = None
+            if self._is_coordinator(group):
+                error = self._commit(fs, root, name, shape, group, path)
+            error = self._from_coordinator(group, error)
+            if error is not None:
+                raise CheckpointError(error, path)
+        finally:
+            self._written(proposed)
+
+    def _writing_data(self, name: str) -> None:
+        """A save writes ``name`` now: tidying leaves it alone until :meth:`_written`."""
         with self._writing_lock:
             self._writing.add(name)
-        try:
-            self._save(checkpoint, path, options, group, shape, fs, root, name)
-        finally:
-            self._written(name)
 
     def _written(self, name: str) -> None:
         """The save writing ``name`` is over (committed or not): tidying may see it."""
         with self._writing_lock:
             self._writing.discard(name)
-
-    def _save(
-        self,
-        checkpoint: dict[str, Any],
-        path: str,
-        options: dict[str, Any],
-        group: Any | None,
-        shape: dict[str, Any],
-        fs: Any,
-        root: str,
-        proposed: str,
-    ) -> None:
-        from torch.distributed.checkpoint.api import CheckpointException
-        from torch.distributed.checkpoint.state_dict_saver import save
-
-        name = self._from_coordinator(group, proposed)
-        data = f"{root}/{name}"
-        try:
-            if is_local(fs) and os.path.isfile(root):
-                raise NotADirectoryError(20, "Not a directory", root)
-            with single_process_quiet(group), without_crc32():
-                save(
-                    checkpoint,
-                    storage_writer=self._writer(fs, data, options),
-                    process_group=group,
-                    no_dist=group is None,
-                )
-        except (Exception, CheckpointException) as exc:  # every failure means: not committed
-            if self._is_coordinator(group):
-                discard(fs, root, data)
-            raise CheckpointError(self._save_failure(path, exc), path) from exc
-        error = None
-        if self._is_coordinator(group):
-            error = self._commit(fs, root, name, shape, group, path)
-        error = self._from_coordinator(group, error)
-        if error is not None:
-            raise CheckpointError(error, path)
 
     def _commit(
         self,
