@@ -85,9 +85,6 @@ def expand(
 ) -> Iterator[Expansion]:
     """Every concrete, normalised name of a record, in declaration order."""
     for index, spelled in enumerate((name, *aliases)):
-        if "{" not in spelled:
-            yield Expansion(normalize_name(spelled), {}, index > 0)
-            continue
         fields = sorted(template_fields(spelled))
         if not fields:
             yield Expansion(normalize_name(spelled), {}, index > 0)
