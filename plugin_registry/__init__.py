@@ -25,7 +25,7 @@ from plugin_registry._default import default_registry, set_default_registry
 from plugin_registry.errors import (
     CheckpointError,
     ClusterEnvironmentError,
-    PluginConflictError,
+    ConfigurationError,
     PluginLoadError,
     PluginNotFoundError,
     PluginRegistryError,
@@ -52,8 +52,8 @@ __all__ = [
     "KINDS",
     "CheckpointError",
     "ClusterEnvironmentError",
+    "ConfigurationError",
     "Kind",
-    "PluginConflictError",
     "PluginInfo",
     "PluginLoadError",
     "PluginNotFoundError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from plugin_registry.errors import InvalidEnvironmentError
+from plugin_registry.errors import ConfigurationError
 
 TRUE = frozenset({"1", "true", "t", "yes", "y", "on", "enable", "enabled"})
 FALSE = frozenset({"0", "false", "f", "no", "n", "off", "disable", "disabled", ""})
@@ -26,9 +26,10 @@ def flag(environ: Mapping[str, str], name: str) -> bool:
         return True
     if value in FALSE:
         return False
-    raise InvalidEnvironmentError(
+    raise ConfigurationError(
         f"{name}={raw!r} is neither true nor false; use one of 1, true, yes, on (or 0, "
-        f"false, no, off), or unset {name}"
+        f"false, no, off), or unset {name}",
+        subject="environment",
     )
 
 
@@ -43,9 +44,10 @@ def items(environ: Mapping[str, str], name: str) -> list[str] | None:
         return None
     found = [item.strip() for item in raw.split(",") if item.strip()]
     if not found:
-        raise InvalidEnvironmentError(
+        raise ConfigurationError(
             f"{name}={raw!r} names nothing (only commas and spaces); list entries "
-            f"separated by commas, or unset {name}"
+            f"separated by commas, or unset {name}",
+            subject="environment",
         )
     return found
 
@@ -55,9 +57,10 @@ def pairs(
     name: str,
     example: str,
     shape: str = "key=value",
-    error: type[ValueError] = InvalidEnvironmentError,
+    subject: str = "environment",
 ) -> dict[str, str] | None:
-    """``key=value,...``; None when unset; ``error`` for an entry without both sides."""
+    """``key=value,...``; None when unset; a ConfigurationError about ``subject`` for an
+    entry without both sides."""
     entries = items(environ, name)
     if entries is None:
         return None
@@ -65,9 +68,10 @@ def pairs(
     for entry in entries:
         key, sep, value = entry.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise error(
+            raise ConfigurationError(
                 f"{name} entry {entry!r} is not {shape} with both sides given "
-                f"(e.g. {name}={example!r})"
+                f"(e.g. {name}={example!r})",
+                subject=subject,
             )
         out[key.strip()] = value.strip()
     return out

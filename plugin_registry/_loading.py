@@ -3,7 +3,7 @@
 What :meth:`Registry.load <plugin_registry.registry.Registry.load>` does once it
 has found the record; every failure is a :class:`PluginLoadError` whose
 ``stage`` says where (``import``, ``parameters``, ``build``), or a
-:class:`ParameterConflictError` for an override that contradicts the name.
+:class:`~plugin_registry.errors.ConfigurationError` for an override that contradicts the name.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from plugin_registry._text import describe, join, printable
-from plugin_registry.errors import ParameterConflictError, PluginLoadError
+from plugin_registry.errors import ConfigurationError, PluginLoadError
 from plugin_registry.kinds import base_class
 from plugin_registry.names import did_you_mean, normalize_name
 from plugin_registry.records import PluginInfo
@@ -103,10 +103,11 @@ def check_fixed(
                 ),
                 None,
             )
-        raise ParameterConflictError(
+        raise ConfigurationError(
             f"{key}={value!r} contradicts the name {asked!r}, which means "
             f"{key}={fixed[key]!r}"
-            + (f"; load {instead!r} instead" if instead else "; drop the override")
+            + (f"; load {instead!r} instead" if instead else "; drop the override"),
+            subject="parameter",
         )
 
 

@@ -2,18 +2,18 @@
 
 :meth:`Registry.find <plugin_registry.registry.Registry.find>` hands a request that
 no visible record answers to :func:`diagnose`, which returns (never raises) the
-error that says most, checked in this order:
+:class:`~plugin_registry.errors.PluginNotFoundError` that says most, its ``reason``
+checked in this order:
 
 1. a package the policy keeps out (autoload narrowed, blocked) serves the name:
-   :class:`PluginBlockedError` naming the package and why it is not loaded;
+   ``"blocked"``, naming the package and why it is not loaded;
 2. a broken package is *known* to provide the name (the cache saw its records, its
-   entry point or the package itself has that name): :class:`BrokenPluginError`,
-   the package's exception chained. A broken package that is not known to provide
+   entry point or the package itself has that name): ``"broken"``, the package's
+   exception chained. A broken package that is not known to provide
    it is only mentioned, so an unrelated misspelling is not blamed on it;
 3. the name is a parametrised record's with a value outside its choices
-   (``zstd-33`` for ``zstd-{level}``): :class:`PluginNotFoundError` stating the
-   valid values;
-4. otherwise :class:`PluginNotFoundError` with close names.
+   (``zstd-33`` for ``zstd-{level}``): ``"unknown"``, stating the valid values;
+4. otherwise ``"unknown"`` with close names.
 
 The suggestions are computed once: the message says what ``.suggestions`` holds.
 """
@@ -25,13 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from plugin_registry._text import join
-from plugin_registry.errors import (
-    BrokenPluginError,
-    PluginBlockedError,
-    PluginLoadError,
-    PluginNotFoundError,
-    PluginRegistryError,
-)
+from plugin_registry.errors import PluginLoadError, PluginNotFoundError, PluginRegistryError
 from plugin_registry.kinds import Kind
 from plugin_registry.names import Spec, meant, normalize_name, suggestions, template_fields
 from plugin_registry.records import KINDS, PluginInfo, Problem
@@ -60,13 +54,14 @@ def diagnose(
     outside = _outside_choices(spec, records)
     skipped = _skipped_distributions(state)
     if skipped and not close and not other_kinds and not outside:
-        return PluginBlockedError(
+        return PluginNotFoundError(
             f"no loaded package provides {spec.kind or 'a'} plugin {str(spec)!r}; installed "
             "packages that are not loaded may: "
             + join([f"{dist} ({why})" for dist, why in sorted(skipped.items())]),
             name=spec.name,
             kind=spec.kind,
             providers=sorted(skipped),
+            reason="blocked",
         )
     message = (
         _what_is_missing(spec, index, other_kinds)
@@ -109,17 +104,17 @@ def _what_is_missing(
 
 def _broken_error(
     spec: Spec, broken: Problem, failed: Sequence[Problem], state: Snapshot
-) -> BrokenPluginError:
+) -> PluginNotFoundError:
     others = sorted({str(p.distribution) for p in failed if p is not broken})
-    error = BrokenPluginError(
+    error = PluginNotFoundError(
         f"plugin {spec.name!r} cannot be used: its package {broken.distribution} is broken: "
         f"{broken.reason}"
         + (f" (also broken: {join(others)})" if others else "")
         + ". Fix or reinstall the package, or run 'plugin-registry doctor'",
-        stage="registration",
         name=spec.name,
         kind=spec.kind,
         providers=[str(broken.distribution)],
+        reason="broken",
     )
     error.__cause__ = _live_exception(broken, state)
     return error
@@ -133,7 +128,7 @@ def _skipped_distributions(state: Snapshot) -> dict[str, str]:
     }
 
 
-def _withheld(spec: Spec, state: Snapshot) -> PluginBlockedError | None:
+def _withheld(spec: Spec, state: Snapshot) -> PluginNotFoundError | None:
     """The policy keeps out a package that serves ``spec`` (known where a listing before,
     the cache, saw its records; or the request names the package)."""
     found: tuple[str, str] | None = None
@@ -151,11 +146,12 @@ def _withheld(spec: Spec, state: Snapshot) -> PluginBlockedError | None:
     if found is None:
         return None
     dist, why = found
-    return PluginBlockedError(
+    return PluginNotFoundError(
         f"plugin {str(spec)!r} is installed (by {dist}) but its package is not loaded: {why}",
         name=spec.name,
         kind=spec.kind,
         providers=[dist],
+        reason="blocked",
     )
 
 

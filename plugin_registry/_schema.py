@@ -12,7 +12,7 @@ import json
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from plugin_registry import _files
@@ -31,7 +31,7 @@ _TYPE_NAMES = {
 }
 
 
-def read_json(path: str | os.PathLike[str], what: str, error: type[Exception]) -> Any:
+def read_json(path: str | os.PathLike[str], what: str, error: Callable[[str], Exception]) -> Any:
     """The JSON value in the file at ``path``; ``error`` naming ``what`` and the path."""
     shown = repr(os.fspath(path))
     try:
@@ -51,7 +51,7 @@ def read_json(path: str | os.PathLike[str], what: str, error: type[Exception]) -
 class Checker:
     """Checks fields of one file's data; every error names the file and the field."""
 
-    def __init__(self, where: str, error: type[Exception]) -> None:
+    def __init__(self, where: str, error: Callable[[str], Exception]) -> None:
         self.where = where
         self.error = error
 
@@ -204,7 +204,11 @@ def _name(value: Any) -> str:
 
 
 def read_record(
-    cls: type[Any], path: str | os.PathLike[str], what: str, error: type[Exception], how: str
+    cls: type[Any],
+    path: str | os.PathLike[str],
+    what: str,
+    error: Callable[[str], Exception],
+    how: str,
 ) -> Any:
     """The record of type ``cls`` in the JSON file at ``path`` (``cls.from_dict``), one-line
     errors; ``how`` says how to write such a file when there is none."""

@@ -24,7 +24,7 @@ The cache is a file any user who can write its directory could plant, and a
 planted record could name any callable as its target. So the directory is
 created owner-only (0700) and its files 0600; a directory or file that another
 user owns, or that group or others may write, is never read nor written
-(:class:`~plugin_registry.errors.CacheWarning`; the listing is then built in
+(a :class:`~plugin_registry.errors.PluginRegistryWarning`; the listing is then built in
 memory). A file that is not a regular file, is larger than :data:`MAX_BYTES`,
 is not JSON or does not match the schema is a miss, and every record read back
 passes the same validation as a fresh one. The cache can therefore never grant
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from plugin_registry import _environ, _files
-from plugin_registry.errors import CacheWarning
+from plugin_registry.errors import PluginRegistryWarning
 from plugin_registry.records import KINDS, Collected, EntryPointRef, PluginInfo, validate_record
 
 FORMAT = 5
@@ -543,4 +543,4 @@ def clear(directory: Path | None = None) -> int:
 def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
-        warnings.warn(message, CacheWarning, stacklevel=4)
+        warnings.warn(message, PluginRegistryWarning, stacklevel=4)

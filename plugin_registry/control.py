@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterable, Mapping
 
 from plugin_registry import _environ
-from plugin_registry.errors import InvalidNameError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.names import normalize_distribution, normalize_kind, normalize_name
 
 ENV_DISABLE_AUTOLOAD = "PLUGIN_REGISTRY_DISABLE_AUTOLOAD"
@@ -75,7 +75,7 @@ class Pattern:
     def parse(cls, text: str) -> Pattern:
         raw = text.strip()
         if not raw:
-            raise InvalidNameError("an empty allow/block pattern")
+            raise ConfigurationError("an empty allow/block pattern", subject="name")
         if ":" in raw:
             dist, name = raw.split(":", 1)
             return cls(raw, normalize_distribution(dist), normalize_name(name) or "*")
@@ -158,9 +158,7 @@ class Control:
             block = _environ.items(env, ENV_BLOCK) or []
         if pins is None:
             pins = (
-                _environ.pairs(
-                    env, ENV_PIN, "xla=acme-xla", "name=distribution", error=InvalidNameError
-                )
+                _environ.pairs(env, ENV_PIN, "xla=acme-xla", "name=distribution", subject="name")
                 or {}
             )
         parsed_pins: dict[tuple[str | None, str], str] = {}
@@ -170,9 +168,10 @@ class Control:
                 kind_part, name = name.split("/", 1)
                 kind = normalize_kind(kind_part)
             if not normalize_name(name) or not normalize_distribution(dist):
-                raise InvalidNameError(
+                raise ConfigurationError(
                     f"pin {name!r}={dist!r} needs a plugin name and a distribution "
-                    "(e.g. PLUGIN_REGISTRY_PIN=xla=acme-xla)"
+                    "(e.g. PLUGIN_REGISTRY_PIN=xla=acme-xla)",
+                    subject="name",
                 )
             parsed_pins[(kind, normalize_name(name))] = normalize_distribution(dist)
         return cls(

@@ -25,7 +25,7 @@ import pluggy
 
 from plugin_registry import _capture, _distributions, _files, _inflight, hookspecs
 from plugin_registry._text import describe, join, printable
-from plugin_registry.errors import InvalidRecordError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.names import did_you_mean, suggestions
 from plugin_registry.records import (
     KINDS,
@@ -390,7 +390,7 @@ def _call_hook(
                 name = getattr(item, "name", None) if isinstance(item, PluginInfo) else None
                 problem(
                     f"{where} returned an invalid record: "
-                    + (printable(exc) if isinstance(exc, InvalidRecordError) else describe(exc)),
+                    + (printable(exc) if isinstance(exc, ConfigurationError) else describe(exc)),
                     exc,
                     kind=kind,
                     names=(name,) if type(name) is str and len(name) <= MAX_NAME_LENGTH else (),

@@ -20,7 +20,7 @@ built-in checkpoint IOs, the lock files and the record cache use the same code.
 
 For checkpoints, :func:`plugin_registry.kinds.checkpoint_io.write_checkpoint` and
 :func:`~plugin_registry.kinds.checkpoint_io.open_checkpoint` add the checkpoint
-errors (:class:`~plugin_registry.errors.CheckpointNotFoundError`, ...) on top.
+errors (a :class:`~plugin_registry.errors.CheckpointError` whose ``reason`` says why) on top.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ machine's hardware is the resolver's job (:mod:`plugin_registry.resolver.hardwar
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -18,10 +19,12 @@ from typing import Any, ClassVar
 
 from plugin_registry import _schema
 from plugin_registry._files import atomic_write_text
-from plugin_registry.errors import HardwareFileError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.names import normalize_distribution
 
 FORMAT = 1
+#: How a hardware record file that cannot be read is reported.
+_error = functools.partial(ConfigurationError, subject="hardware")
 
 _ALL_FLOATS = ("float64", "float32", "float16", "bfloat16")
 
@@ -141,15 +144,16 @@ class Hardware:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "hardware record") -> Hardware:
-        """Inverse of :meth:`to_dict`; raises HardwareFileError naming the bad field."""
+        """Inverse of :meth:`to_dict`; raises a ConfigurationError naming the bad field."""
         data = dict(data) if isinstance(data, Mapping) else data
         found = data.pop("format", FORMAT) if isinstance(data, dict) else FORMAT
         if found != FORMAT:
-            raise HardwareFileError(
+            raise ConfigurationError(
                 f"{where}: format {found!r} is not {FORMAT}; write it again "
-                "with `plugin-registry hardware --json` from this version"
+                "with `plugin-registry hardware --json` from this version",
+                subject="hardware",
             )
-        hardware: Hardware = _schema.load(cls, data, _schema.Checker(where, HardwareFileError))
+        hardware: Hardware = _schema.load(cls, data, _schema.Checker(where, _error))
         return hardware
 
     def dump(self, path: str | os.PathLike[str]) -> None:
@@ -163,7 +167,7 @@ class Hardware:
             cls,
             path,
             "hardware file",
-            HardwareFileError,
+            _error,
             "write one with `plugin-registry hardware --json > FILE` on the target machine",
         )
         return record

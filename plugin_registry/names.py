@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
-from plugin_registry.errors import InvalidNameError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.kinds import KINDS, Kind
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9.-]*\Z")
@@ -50,13 +50,15 @@ def split_metadata_dir(path: str) -> tuple[str, str] | None:
 
 
 def normalize_kind(kind: str) -> Kind:
-    """The canonical kind for ``kind``; InvalidNameError lists the valid ones."""
+    """The canonical kind for ``kind``; a ConfigurationError lists the valid ones."""
     key = kind.strip().lower().replace("-", "_")
     for known in KINDS:
         if key == known:
             return known
-    raise InvalidNameError(
-        f"unknown plugin kind {kind!r}; choose one of {', '.join(KINDS)}" + did_you_mean(key, KINDS)
+    raise ConfigurationError(
+        f"unknown plugin kind {kind!r}; choose one of {', '.join(KINDS)}"
+        + did_you_mean(key, KINDS),
+        subject="name",
     )
 
 
@@ -116,7 +118,9 @@ class Spec(NamedTuple):
 def parse_spec(spec: str, kind: str | None = None) -> Spec:
     """Split and normalise a request; ``kind`` is the caller's separate kind."""
     if not isinstance(spec, str):
-        raise InvalidNameError(f"a plugin name must be a string, got {type(spec).__name__}")
+        raise ConfigurationError(
+            f"a plugin name must be a string, got {type(spec).__name__}", subject="name"
+        )
     text = spec.strip()
     spec_kind: str | None = None
     if "/" in text:
@@ -124,16 +128,19 @@ def parse_spec(spec: str, kind: str | None = None) -> Spec:
         spec_kind = normalize_kind(kind_part)
     wanted = normalize_kind(kind) if kind is not None else None
     if spec_kind and wanted and spec_kind != wanted:
-        raise InvalidNameError(f"{spec!r} names kind {spec_kind!r} but kind={kind!r} was given")
+        raise ConfigurationError(
+            f"{spec!r} names kind {spec_kind!r} but kind={kind!r} was given", subject="name"
+        )
     dist: str | None = None
     if ":" in text:
         dist_part, text = text.split(":", 1)
         dist = normalize_distribution(dist_part)
     name = normalize_name(text)
     if not NAME_RE.match(name) or (dist is not None and not dist):
-        raise InvalidNameError(
+        raise ConfigurationError(
             f"{spec!r} is not a plugin name; write [kind/][distribution:]name, "
-            "e.g. 'bitsandbytes-nf4', 'precision/xla' or 'plugin-registry:torch'"
+            "e.g. 'bitsandbytes-nf4', 'precision/xla' or 'plugin-registry:torch'",
+            subject="name",
         )
     return Spec(spec_kind or wanted, dist, name)
 

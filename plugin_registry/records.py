@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
-from plugin_registry.errors import InvalidRecordError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.kinds import KINDS, Kind
 from plugin_registry.names import (
     NAME_RE,
@@ -79,19 +79,27 @@ def _check_json(value: object, where: str) -> int:
         item, depth = stack.pop()
         seen += 1
         if seen > MAX_PARAMETER_ITEMS:
-            raise InvalidRecordError(f"{where}: more than {MAX_PARAMETER_ITEMS} values")
+            raise ConfigurationError(
+                f"{where}: more than {MAX_PARAMETER_ITEMS} values", subject="record"
+            )
         if depth > MAX_PARAMETER_DEPTH:
-            raise InvalidRecordError(f"{where}: nested deeper than {MAX_PARAMETER_DEPTH} levels")
+            raise ConfigurationError(
+                f"{where}: nested deeper than {MAX_PARAMETER_DEPTH} levels", subject="record"
+            )
         kind = type(item)
         if item is None or kind in (str, bool):
             continue
         if kind is int:
             if not -_MAX_INT <= item < _MAX_INT:  # type: ignore[operator]
-                raise InvalidRecordError(f"{where}: integer out of the 64-bit range JSON carries")
+                raise ConfigurationError(
+                    f"{where}: integer out of the 64-bit range JSON carries", subject="record"
+                )
             continue
         if kind is float:
             if item != item or item in (float("inf"), float("-inf")):
-                raise InvalidRecordError(f"{where}: {item!r} is not a finite number")
+                raise ConfigurationError(
+                    f"{where}: {item!r} is not a finite number", subject="record"
+                )
             continue
         if kind in (list, tuple):
             stack.extend((v, depth + 1) for v in item)  # type: ignore[attr-defined]
@@ -99,12 +107,15 @@ def _check_json(value: object, where: str) -> int:
         if isinstance(item, Mapping) and kind in (dict, MappingProxyType):
             for key, v in item.items():
                 if type(key) is not str:
-                    raise InvalidRecordError(f"{where}: key {_short(key)} is not a string")
+                    raise ConfigurationError(
+                        f"{where}: key {_short(key)} is not a string", subject="record"
+                    )
                 stack.append((v, depth + 1))
             continue
-        raise InvalidRecordError(
+        raise ConfigurationError(
             f"{where}: a {kind.__name__} is not a plain value; parameters must be str, int, "
-            "float, bool, None, lists or dicts of those"
+            "float, bool, None, lists or dicts of those",
+            subject="record",
         )
     return seen
 
@@ -263,14 +274,18 @@ class PluginInfo:
 
 def _check_text(value: object, where: str, label: str, limit: int = MAX_TEXT_LENGTH) -> None:
     if type(value) is not str:
-        raise InvalidRecordError(f"{where}: {label} must be a str, got {type(value).__name__}")
+        raise ConfigurationError(
+            f"{where}: {label} must be a str, got {type(value).__name__}", subject="record"
+        )
     if len(value) > limit:
-        raise InvalidRecordError(f"{where}: {label} is {len(value)} characters; at most {limit}")
+        raise ConfigurationError(
+            f"{where}: {label} is {len(value)} characters; at most {limit}", subject="record"
+        )
 
 
 def _check_words(values: object, where: str, label: str) -> tuple[str, ...]:
     if type(values) is not tuple:
-        raise InvalidRecordError(f"{where}: {label} must be a list of strings")
+        raise ConfigurationError(f"{where}: {label} must be a list of strings", subject="record")
     for value in values:
         _check_text(value, where, f"{label} entry", MAX_NAME_LENGTH)
     return values
@@ -281,9 +296,10 @@ def _check_name(spelled: object, where: str, label: str) -> str:
     _check_text(spelled, where, label, MAX_NAME_LENGTH)
     assert isinstance(spelled, str)
     if _CONTROL_RE.search(spelled) or spelled != spelled.strip():
-        raise InvalidRecordError(
+        raise ConfigurationError(
             f"{where}: {label} {spelled!r} contains a control, separator or surrounding space "
-            "character; names are letters, digits, '-', '_' and '.'"
+            "character; names are letters, digits, '-', '_' and '.'",
+            subject="record",
         )
     return spelled
 
@@ -323,21 +339,23 @@ def _check_identity(c: _Check, kind: Kind) -> None:
     _check_name(obj.name, where, "name")
     if type(obj.kind) is not str or obj.kind not in KINDS:
         shown = obj.kind if type(obj.kind) is str else f"<a {type(obj.kind).__name__}>"
-        raise InvalidRecordError(
-            f"{where}: unknown kind {shown!r}; choose one of {', '.join(KINDS)}"
+        raise ConfigurationError(
+            f"{where}: unknown kind {shown!r}; choose one of {', '.join(KINDS)}", subject="record"
         )
     if obj.kind != kind:
-        raise InvalidRecordError(
+        raise ConfigurationError(
             f"{where}: kind {obj.kind!r} returned from the {kind!r} hook; "
-            f"return it from plugin_registry_{obj.kind}_plugins instead"
+            f"return it from plugin_registry_{obj.kind}_plugins instead",
+            subject="record",
         )
 
 
 def _check_target(c: _Check) -> None:
     _check_text(c.record.target, c.where, "target", 500)
     if c.check_target and not _TARGET_RE.match(c.record.target):
-        raise InvalidRecordError(
-            f"{c.where}: target {c.record.target!r} is not of the form 'package.module:attribute'"
+        raise ConfigurationError(
+            f"{c.where}: target {c.record.target!r} is not of the form 'package.module:attribute'",
+            subject="record",
         )
 
 
@@ -349,7 +367,9 @@ def _check_texts(c: _Check) -> None:
 def _check_priority(c: _Check) -> None:
     priority = c.record.priority
     if type(priority) is not int or not -_MAX_INT <= priority < _MAX_INT:
-        raise InvalidRecordError(f"{c.where}: priority {_short(priority)} is not an integer")
+        raise ConfigurationError(
+            f"{c.where}: priority {_short(priority)} is not an integer", subject="record"
+        )
 
 
 def _check_word_fields(c: _Check) -> None:
@@ -358,19 +378,22 @@ def _check_word_fields(c: _Check) -> None:
         _check_words(getattr(obj, label), where, label)
     for value in obj.requires:
         if not value.strip():
-            raise InvalidRecordError(
-                f"{where}: requires entry {value!r} is not a string naming a distribution"
+            raise ConfigurationError(
+                f"{where}: requires entry {value!r} is not a string naming a distribution",
+                subject="record",
             )
     for label, words in (("accelerator", obj.accelerators), ("strategy", obj.strategies)):
         for word in words:
             if not _ACCELERATOR_RE.match(word):
-                raise InvalidRecordError(f"{where}: {label} {word!r} is not a lowercase word")
+                raise ConfigurationError(
+                    f"{where}: {label} {word!r} is not a lowercase word", subject="record"
+                )
 
 
 def _check_resolver_fields(c: _Check) -> None:
     _check_constraints(c.record.constraints, c.where, c.parse_constraints)
     if type(c.record.shardable) is not bool:
-        raise InvalidRecordError(f"{c.where}: shardable must be True or False")
+        raise ConfigurationError(f"{c.where}: shardable must be True or False", subject="record")
 
 
 def _check_parameters(c: _Check) -> None:
@@ -382,14 +405,16 @@ def _check_name_parameters(c: _Check) -> None:
     for field_name, choices in c.record.name_parameters.items():
         _check_text(field_name, where, "name_parameters key", MAX_NAME_LENGTH)
         if not choices or not all(type(ch) is str and ch for ch in choices):
-            raise InvalidRecordError(
-                f"{where}: name_parameters[{field_name!r}] must be a non-empty list of strings"
+            raise ConfigurationError(
+                f"{where}: name_parameters[{field_name!r}] must be a non-empty list of strings",
+                subject="record",
             )
         for choice in choices:
             _check_name(choice, where, f"choice of {field_name!r}")
             if not NAME_RE.match(normalize_name(choice)):
-                raise InvalidRecordError(
-                    f"{where}: choice {choice!r} of {field_name!r} is not valid in a name"
+                raise ConfigurationError(
+                    f"{where}: choice {choice!r} of {field_name!r} is not valid in a name",
+                    subject="record",
                 )
 
 
@@ -398,32 +423,36 @@ def _check_placeholders(c: _Check) -> None:
     for spelled in obj.provides:
         missing = template_fields(spelled) - set(obj.name_parameters)
         if missing:
-            raise InvalidRecordError(
+            raise ConfigurationError(
                 f"{where}: placeholder(s) {sorted(missing)} in provides {spelled!r} have no "
-                "choices in name_parameters"
+                "choices in name_parameters",
+                subject="record",
             )
     for spelled in (obj.name, *obj.aliases):
         if spelled is not obj.name:  # the name itself was checked with the identity
             _check_name(spelled, where, "alias")
         missing = template_fields(spelled) - set(obj.name_parameters)
         if missing:
-            raise InvalidRecordError(
+            raise ConfigurationError(
                 f"{where}: placeholder(s) {sorted(missing)} in {spelled!r} have no "
-                "choices in name_parameters"
+                "choices in name_parameters",
+                subject="record",
             )
         if not NAME_RE.match(normalize_name(fill_placeholders(spelled, "x"))):
-            raise InvalidRecordError(
+            raise ConfigurationError(
                 f"{where}: {spelled!r} is not a valid plugin name (letters, digits, '-', '_', "
-                "'.'; starting with a letter or digit)"
+                "'.'; starting with a letter or digit)",
+                subject="record",
             )
 
 
 def _check_name_count(c: _Check) -> None:
     count = _count_names(c.record)
     if count > MAX_NAMES_PER_RECORD:
-        raise InvalidRecordError(
+        raise ConfigurationError(
             f"{c.where}: its name, aliases and name_parameters expand to more than "
-            f"{MAX_NAMES_PER_RECORD} names (at least {count}); declare fewer choices"
+            f"{MAX_NAMES_PER_RECORD} names (at least {count}); declare fewer choices",
+            subject="record",
         )
 
 
@@ -445,7 +474,7 @@ _CHECKS: tuple[Callable[[_Check], None], ...] = (
 def validate_record(
     obj: object, kind: Kind, *, check_target: bool = True, parse_constraints: bool = True
 ) -> PluginInfo:
-    """Check a record returned by a hook for ``kind``; raise InvalidRecordError.
+    """Check a record returned by a hook for ``kind``; raise ConfigurationError.
 
     Every field is checked by exact type (a ``str`` subclass with its own
     ``__eq__`` is refused before it is compared), within the limits above, one
@@ -454,9 +483,11 @@ def validate_record(
     without importing packaging.
     """
     if type(obj) is not PluginInfo:
-        raise InvalidRecordError(f"expected a plugin_registry.PluginInfo, got {type(obj).__name__}")
+        raise ConfigurationError(
+            f"expected a plugin_registry.PluginInfo, got {type(obj).__name__}", subject="record"
+        )
     if type(obj.name) is not str or not obj.name:
-        raise InvalidRecordError("record: name must be a non-empty string")
+        raise ConfigurationError("record: name must be a non-empty string", subject="record")
     check = _Check(obj, f"record {obj.name[:MAX_NAME_LENGTH]!r}", check_target, parse_constraints)
     _check_identity(check, kind)
     for row in _CHECKS:
@@ -478,15 +509,16 @@ def _check_constraints(constraints: Mapping[str, Any], where: str, parse: bool =
 
     for key, value in constraints.items():
         if type(key) is not str or not _ACCELERATOR_RE.match(key):
-            raise InvalidRecordError(
-                f"{where}: constraint key {_short(key)} is not a lowercase word"
+            raise ConfigurationError(
+                f"{where}: constraint key {_short(key)} is not a lowercase word", subject="record"
             )
         _check_text(value, where, f"constraint {key}", MAX_NAME_LENGTH)
         if not parse:
             if not _SPECIFIERS_RE.match(value):
-                raise InvalidRecordError(
+                raise ConfigurationError(
                     f"{where}: constraint {key}={value!r} is not a version specifier such as "
-                    "'>=8.9'"
+                    "'>=8.9'",
+                    subject="record",
                 )
             continue
         from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -494,8 +526,9 @@ def _check_constraints(constraints: Mapping[str, Any], where: str, parse: bool =
         try:
             SpecifierSet(value)
         except (InvalidSpecifier, TypeError) as exc:
-            raise InvalidRecordError(
-                f"{where}: constraint {key}={value!r} is not a version specifier such as '>=8.9'"
+            raise ConfigurationError(
+                f"{where}: constraint {key}={value!r} is not a version specifier such as '>=8.9'",
+                subject="record",
             ) from exc
 
 

@@ -22,10 +22,7 @@ from plugin_registry._snapshot import DiscoveryStats, Snapshot, discover
 from plugin_registry._text import join, printable
 from plugin_registry.control import Control
 from plugin_registry.errors import (
-    AmbiguousPluginError,
-    InvalidNameError,
-    PluginBlockedError,
-    PluginConflictError,
+    ConfigurationError,
     PluginNotFoundError,
     PluginUnavailableError,
     PluginWarning,
@@ -235,10 +232,14 @@ class Registry:
         if not visible:
             if matches:
                 why = self.control.hides(matches[0].record.distribution, spec.name)
-                raise PluginBlockedError(
+                raise PluginNotFoundError(
                     f"plugin {str(spec)!r} is installed but hidden: {why}. Change "
                     "PLUGIN_REGISTRY_ALLOW / PLUGIN_REGISTRY_BLOCK (or the Registry's "
-                    "allow/block arguments) to use it"
+                    "allow/block arguments) to use it",
+                    reason="blocked",
+                    name=spec.name,
+                    kind=spec.kind,
+                    providers=sorted({m.record.qualifier for m in matches}),
                 )
             from plugin_registry._lookup_failure import diagnose  # an error path
 
@@ -249,20 +250,21 @@ class Registry:
         """The one match among ``visible``: of one kind, from one provider or a pinned one."""
         kinds = sorted({m.record.kind for m in visible}, key=KINDS.index)
         if len(kinds) > 1:
-            raise AmbiguousPluginError(
+            raise PluginNotFoundError(
                 f"{spec.name!r} names plugins of several kinds; say which: "
                 + join([f"'{k}/{spec.name}'" for k in kinds], "or")
                 + " (or pass kind=...)",
                 name=spec.name,
                 providers=sorted({m.record.qualifier for m in visible}),
                 suggestions=[f"{k}/{spec.name}" for k in kinds],
+                reason="ambiguous",
             )
         kind_found = kinds[0]
         providers = sorted({m.record.qualifier for m in visible})
         if len(providers) > 1:
             pinned = self._pinned_match(kind_found, spec.name, visible)
             if pinned is None:
-                raise PluginConflictError(
+                raise PluginNotFoundError(
                     f"{kind_found} plugin {spec.name!r} is provided by "
                     f"{join(providers)}; none is chosen."
                     + self._former(kind_found, spec.name)
@@ -274,6 +276,7 @@ class Registry:
                     kind=kind_found,
                     providers=providers,
                     suggestions=[f"{p}:{spec.name}" for p in providers],
+                    reason="conflict",
                 )
             return pinned
         return visible[0]
@@ -378,9 +381,13 @@ class Registry:
             obj = None
         else:
             if name is None or kind is None:
-                raise InvalidNameError("register(obj) needs name=... and kind=...")
+                raise ConfigurationError(
+                    "register(obj) needs name=... and kind=...", subject="name"
+                )
             if not callable(plugin):
-                raise InvalidNameError(f"register() needs a class or factory, got {plugin!r}")
+                raise ConfigurationError(
+                    f"register() needs a class or factory, got {plugin!r}", subject="name"
+                )
             record = PluginInfo(
                 name=name,
                 kind=normalize_kind(kind),
@@ -400,12 +407,10 @@ class Registry:
                 {m.record.qualified_name for n in names for m in index.get((record.kind, n), [])}
             )
             if taken and not override:
-                raise PluginConflictError(
+                raise ConfigurationError(
                     f"{record.kind} name(s) {names} already served by {join(taken)}; "
                     "pass override=True to let the in-process plugin win, or choose another name",
-                    name=names[0],
-                    kind=record.kind,
-                    providers=taken,
+                    subject="name",
                 )
             for old in self._in_process:
                 if old.kind == record.kind and set(old.names()) & set(names):

@@ -21,6 +21,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plugin_registry.errors import CheckpointError
+from tests._support.errors import raises
 from tests._support.support import REPO, missing_library
 
 if missing_library("accelerate"):
@@ -32,7 +34,6 @@ from accelerate.state import AcceleratorState, GradientState
 import plugin_registry as pr
 from plugin_registry import Registry
 from plugin_registry.accelerate import Accelerator
-from plugin_registry.errors import CheckpointError, CheckpointNotFoundError
 from tests._support.quantizer import install_rowwise
 
 pytestmark = pytest.mark.usefixtures("no_launcher_env", "fresh_state")
@@ -413,7 +414,7 @@ def test_a_folder_accelerates_own_save_state_wrote_still_loads(tmp_path: Path) -
 def test_missing_and_unsaveable_states_say_what_is_wrong(tmp_path: Path) -> None:
     accelerator = Accelerator(plugins=["torch"])
     accelerator.prepare(torch.nn.Linear(2, 2))
-    with pytest.raises(CheckpointNotFoundError, match="does not exist"):
+    with raises(CheckpointError, "not-found", match="does not exist"):
         accelerator.load_state(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no saved state"):
@@ -475,7 +476,7 @@ def skeleton(text: str | bytes) -> dict[str, torch.Tensor]:
 def test_a_hostile_state_is_refused_by_name(checkpoint: dict[str, Any], says: str) -> None:
     from plugin_registry.accelerate import state
 
-    with pytest.raises(pr.errors.UnreadableCheckpointError, match=re.escape(says)):
+    with raises(CheckpointError, "unreadable", match=re.escape(says)):
         state.decode(checkpoint, "/x/plugin_registry_state.ckpt")
 
 
@@ -501,7 +502,8 @@ def test_any_skeleton_loads_or_is_unreadable(value: Any) -> None:
     text = json.dumps({"format": 1, "state": value})
     try:
         decoded = state.decode({**skeleton(text), "t0": torch.ones(1)}, "ckpt")
-    except pr.errors.UnreadableCheckpointError:
+    except pr.CheckpointError as exc:
+        assert exc.reason == "unreadable", exc
         return
     assert set(decoded) == set(state.FIELDS)
 

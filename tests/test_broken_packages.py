@@ -95,17 +95,18 @@ def test_loading_a_broken_plugin_chains_the_original_error(broken_venv: Venv) ->
                 out[name] = ["ok", type(obj).__name__]
             except pr.PluginRegistryError as exc:
                 cause = exc.__cause__
-                out[name] = [type(exc).__name__, str(exc), type(cause).__name__, str(cause)]
+                kind = type(exc).__name__ + ":" + getattr(exc, "reason", "")
+                out[name] = [kind, str(exc), type(cause).__name__, str(cause)]
         print(json.dumps(out))
         """,
         PYTHONWARNINGS="ignore",
     )
-    assert data["broken-import"][0] == "BrokenPluginError"
+    assert data["broken-import"][0] == "PluginNotFoundError:broken"
     assert data["broken-import"][2:] == ["RuntimeError", "boom at import"]
     assert "broken-import is broken" in data["broken-import"][1]
-    assert data["bad-target"][0] == "BrokenPluginError"
-    assert data["bad-target"][2] == "InvalidRecordError"
-    assert data["ghost"][0] == "PluginLoadError"
+    assert data["bad-target"][0] == "PluginNotFoundError:broken"
+    assert data["bad-target"][2] == "ConfigurationError"
+    assert data["ghost"][0] == "PluginLoadError:"
     assert data["ghost"][2] == "ModuleNotFoundError"
     assert "broken_target.gone" in data["ghost"][1]
     assert data["survivor-env"] == ["ok", "SurvivorEnvironment"]
@@ -120,12 +121,12 @@ def test_chained_error_is_recovered_when_listing_came_from_the_cache(broken_venv
     data = broken_venv.json(
         """
         import json, plugin_registry as pr
-        from plugin_registry.errors import BrokenPluginError
         reg = pr.Registry()
         reg.list_plugins()
         try:
             reg.load("broken-import")
-        except BrokenPluginError as exc:
+        except pr.PluginNotFoundError as exc:
+            assert exc.reason == "broken", exc.reason
             print(json.dumps([reg.stats.scanned, reg.stats.collected, repr(exc.__cause__)]))
         """,
         PYTHONWARNINGS="ignore",

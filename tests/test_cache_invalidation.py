@@ -129,7 +129,7 @@ def test_corrupt_cache_is_rebuilt_with_a_warning(fresh_venv: Venv, wheelhouse: P
     (cache_file,) = venv.cache_dir.glob("*.json")
     cache_file.write_text("{not json")
     proc = venv.run(STATE)
-    assert "CacheWarning" in proc.stderr and "unreadable record cache" in proc.stderr
+    assert "PluginRegistryWarning" in proc.stderr and "unreadable record cache" in proc.stderr
     assert "acme-plugins:acme-scheduler" in proc.stdout
     assert venv.json(STATE)["scanned"] is False
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 import plugin_registry as pr
-from plugin_registry import cli, errors
+from plugin_registry import cli
+from plugin_registry.errors import ConfigurationError, PluginNotFoundError
 from plugin_registry.resolver import resolve
 from plugin_registry.resolver.preferences import Preferences
-from plugin_registry.resolver.settings import InvalidSettingError
+from tests._support.errors import raises
 from tests._support.resolver_cases import CPU
 from tests._support.sitedir import SiteDir, env_class_module, registration, unique
 from tests._support.support import missing_library
@@ -191,14 +192,14 @@ def test_suggestions_by_part_substring_spelling_and_summary(asked: str, meant: s
 
 def test_setting_errors_read_as_sentences() -> None:
     kw = {"hardware": CPU, "preferences": Preferences()}
-    with pytest.raises(InvalidSettingError) as info:
+    with raises(ConfigurationError, "setting") as info:
         resolve(precision="fp8", **kw)
     text = str(info.value)
     assert "named so. Did you mean 'transformer-engine'" in text
-    with pytest.raises(InvalidSettingError) as info:
+    with raises(ConfigurationError, "setting") as info:
         resolve(precision="zzzz", **kw)
     assert "named so. Accepted:" in str(info.value)
-    with pytest.raises(InvalidSettingError, match=r"registers\. Accepted: auto"):
+    with raises(ConfigurationError, "setting", match=r"registers\. Accepted: auto"):
         resolve(strategy="horovod", **kw)
     with pytest.raises(pr.PluginRegistryError, match=r"accelerator='tpu' but no TPU \(XLA\)"):
         resolve(accelerator="tpu", **kw)
@@ -208,7 +209,7 @@ def test_ambiguous_name_on_the_cli_names_the_flag(capfd: pytest.CaptureFixture[s
     assert cli.main(["--no-cache", "show", "xla"]) == 2
     err = capfd.readouterr().err
     assert "(or add --kind KIND)" in err and "kind=..." not in err
-    with pytest.raises(errors.AmbiguousPluginError, match=r"pass kind=\.\.\."):
+    with raises(PluginNotFoundError, "ambiguous", match=r"pass kind=\.\.\."):
         pr.get("xla")
 
 
@@ -235,7 +236,7 @@ def test_install_hints_name_no_repository_path() -> None:
 def test_an_override_may_not_contradict_the_name(
     name: str, override: dict[str, str], instead: str
 ) -> None:
-    with pytest.raises(errors.ParameterConflictError, match=f"load {instead!r} instead") as info:
+    with raises(ConfigurationError, "parameter", match=f"load {instead!r} instead") as info:
         pr.load(name, **override)
     assert isinstance(info.value, ValueError)
     key, value = next(iter(override.items()))

@@ -30,14 +30,8 @@ import torch.distributed.checkpoint as dcp
 import plugin_registry as pr
 from builtin_plugins.checkpoint_io.async_distributed_io import AsyncDistributedCheckpointIO
 from builtin_plugins.checkpoint_io.distributed_io import MARKER, DistributedCheckpointIO
-from plugin_registry.errors import (
-    CheckpointError,
-    CheckpointNotFoundError,
-    CheckpointWarning,
-    IncompleteCheckpointError,
-    UnreadableCheckpointError,
-    WeightsOnlyRefusedError,
-)
+from plugin_registry.errors import CheckpointError, PluginRegistryWarning
+from tests._support.errors import raises
 from tests._support.support import REPO, free_port
 from tests.workers.dcp_worker import digest
 
@@ -142,7 +136,7 @@ def test_load_into_a_template_in_place(io: DistributedCheckpointIO, tmp_path: Pa
     out = io.load_checkpoint(tmp_path / "ck", state=template)
     assert out is template and out["epoch"] == 3
     assert out["model"]["weight"] is weight and torch.equal(weight, state["model"]["weight"])
-    with pytest.raises(UnreadableCheckpointError, match="has 'extra', which the checkpoint lacks"):
+    with raises(CheckpointError, "unreadable", match="has 'extra', which the checkpoint lacks"):
         io.load_checkpoint(tmp_path / "ck", state={"extra": torch.zeros(1)})
 
 
@@ -165,7 +159,7 @@ def test_an_fsspec_url_round_trips(io: DistributedCheckpointIO) -> None:
     assert _same(io.load_checkpoint(url), state)
     io.remove_checkpoint(url)
     assert not fs.exists("/runs/dcp-test/step-2")
-    with pytest.raises(CheckpointNotFoundError):
+    with raises(CheckpointError, "not-found"):
         io.load_checkpoint(url)
 
 
@@ -314,7 +308,7 @@ def test_a_save_killed_before_its_commit_is_reported_and_never_loaded(
     )
     assert run.returncode == -9
     assert len(_data_dirs(path)) == 2  # the committed one and the killed save's
-    with pytest.warns(CheckpointWarning, match="left from a save that did not finish"):
+    with pytest.warns(PluginRegistryWarning, match="left from a save that did not finish"):
         loaded = io.load_checkpoint(path)
     assert torch.equal(loaded["v"], torch.zeros(4))  # the previous checkpoint
     io.save_checkpoint({"v": torch.full((4,), 2.0)}, path)
@@ -331,7 +325,7 @@ def test_a_first_save_killed_before_its_commit_is_no_checkpoint(
         'io.save_checkpoint({"v": torch.ones(4)}, sys.argv[1])\nif', "if"
     )
     subprocess.run([sys.executable, "-c", script, str(first), str(second)], cwd=REPO, check=False)
-    with pytest.raises(IncompleteCheckpointError, match=r"a save began .* never committed") as err:
+    with raises(CheckpointError, "incomplete", match=r"a save began .* never committed") as err:
         io.load_checkpoint(second)
     assert isinstance(err.value, FileNotFoundError)  # "no checkpoint yet": start fresh
 
@@ -347,7 +341,7 @@ def test_remove_while_a_load_reads(io: DistributedCheckpointIO, tmp_path: Path) 
         assert _same(io._read(reader, None, "cpu"), state)
     finally:
         reader.close()
-    with pytest.raises(CheckpointNotFoundError):
+    with raises(CheckpointError, "not-found"):
         io.load_checkpoint(path)
     io.remove_checkpoint(path)  # already gone: not an error
 
@@ -372,7 +366,7 @@ def test_remove_deletes_only_a_checkpoint_and_what_belongs_to_it(
     not_a_checkpoint = tmp_path / "results"
     (not_a_checkpoint / "sub").mkdir(parents=True)
     (not_a_checkpoint / "sub" / "notes.txt").write_text("keep me")
-    with pytest.warns(CheckpointWarning, match="holds no distributed checkpoint.*nothing was"):
+    with pytest.warns(PluginRegistryWarning, match="holds no distributed checkpoint.*nothing was"):
         io.remove_checkpoint(not_a_checkpoint)
     assert (not_a_checkpoint / "sub" / "notes.txt").read_text() == "keep me"
     a_file = tmp_path / "model.pt"
@@ -386,7 +380,7 @@ def test_remove_deletes_only_a_checkpoint_and_what_belongs_to_it(
     (path / "README").write_text("mine")
     io.remove_checkpoint(path)
     assert sorted(p.name for p in path.iterdir()) == ["README"]
-    with pytest.warns(CheckpointWarning, match="nothing was removed"):
+    with pytest.warns(PluginRegistryWarning, match="nothing was removed"):
         io.remove_checkpoint(path)  # nothing of ours left: said, not an error
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -400,7 +394,7 @@ def test_a_deeply_nested_marker_is_a_damaged_marker_not_a_storage_failure(
     path = tmp_path / "ck"
     io.save_checkpoint({"w": torch.zeros(2)}, path)
     (path / "checkpoint.json").write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(UnreadableCheckpointError, match=r"commit marker .* is damaged") as info:
+    with raises(CheckpointError, "unreadable", match=r"commit marker .* is damaged") as info:
         io.load_checkpoint(path)
     assert "storage failed" not in str(info.value)
 
@@ -416,14 +410,14 @@ def test_a_marker_larger_than_its_metadata_can_need_is_refused_unread(
     marker = json.loads((path / MARKER).read_text())
     marker["keys"] = [["s", i] for i in range(300_000)]  # ~3.6 MB
     (path / MARKER).write_text(json.dumps(marker))
-    with pytest.raises(UnreadableCheckpointError, match=r"larger than a marker of its metadata"):
+    with raises(CheckpointError, "unreadable", match=r"larger than a marker of its metadata"):
         io.load_checkpoint(path)
     marker["keys"] = [["s", 0]] + [["s", "x", i] for i in range(3)]
     (path / MARKER).write_text(json.dumps(marker))
     assert _same(io.load_checkpoint(path), {"w": torch.zeros(2), "s": {0: torch.ones(1)}})
     marker["empty"] = [[]]
     (path / MARKER).write_text(json.dumps(marker))
-    with pytest.raises(UnreadableCheckpointError, match=r"'empty' field is not a list of key"):
+    with raises(CheckpointError, "unreadable", match=r"'empty' field is not a list of key"):
         io.load_checkpoint(path)
 
 
@@ -446,7 +440,7 @@ def test_pickled_metadata_that_runs_code_is_refused(
     (data,) = _data_dirs(path)
     planted = tmp_path / "planted"
     (path / data / ".metadata").write_bytes(pickle.dumps(_Payload(str(planted))))
-    with pytest.raises(WeightsOnlyRefusedError, match=r"names io\.open.*weights_only=False"):
+    with raises(CheckpointError, "refused", match=r"names io\.open.*weights_only=False"):
         io.load_checkpoint(path)
     assert not planted.exists()
 
@@ -491,7 +485,7 @@ def test_metadata_opcode_streams_that_reach_code_by_a_dotted_name_are_refused(
     planted = tmp_path / "planted"
     payload = _global_call(module, name, f"touch {planted}", stack=stack)
     (path / data / ".metadata").write_bytes(payload)
-    with pytest.raises(WeightsOnlyRefusedError, match="weights_only=False"):
+    with raises(CheckpointError, "refused", match="weights_only=False"):
         io.load_checkpoint(path)
     assert not planted.exists()
 
@@ -515,7 +509,7 @@ def test_a_fifo_in_a_sharded_checkpoint_is_refused_not_waited_on(
     fifo.unlink()
     os.mkfifo(fifo)
     raised = raises_within(10, lambda: io.load_checkpoint(path), (fifo,))
-    assert isinstance(raised, UnreadableCheckpointError), raised
+    assert isinstance(raised, CheckpointError) and raised.reason == "unreadable", raised
     assert "not a regular file" in str(raised)
 
 
@@ -524,7 +518,7 @@ def test_a_value_of_another_class_needs_weights_only_false(
 ) -> None:
     path = tmp_path / "ck"
     io.save_checkpoint({"w": torch.zeros(2), "ratio": Fraction(1, 3)}, path)
-    with pytest.raises(WeightsOnlyRefusedError, match="weights_only=False"):
+    with raises(CheckpointError, "refused", match="weights_only=False"):
         io.load_checkpoint(path)
     assert io.load_checkpoint(path, weights_only=False)["ratio"] == Fraction(1, 3)
     trusting = DistributedCheckpointIO(weights_only=False)
@@ -535,29 +529,27 @@ def test_a_value_of_another_class_needs_weights_only_false(
 
 
 def test_load_errors_name_the_problem(io: DistributedCheckpointIO, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointNotFoundError, match="does not exist"):
+    with raises(CheckpointError, "not-found", match="does not exist"):
         io.load_checkpoint(tmp_path / "missing")
     single = tmp_path / "single.pt"
     torch.save({"w": torch.zeros(1)}, single)
-    with pytest.raises(UnreadableCheckpointError, match=r"it is a file.*'torch' plugin"):
+    with raises(CheckpointError, "unreadable", match=r"it is a file.*'torch' plugin"):
         io.load_checkpoint(single)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UnreadableCheckpointError, match="holds no distributed checkpoint"):
+    with raises(CheckpointError, "unreadable", match="holds no distributed checkpoint"):
         io.load_checkpoint(tmp_path / "empty")
     path = tmp_path / "ck"
     io.save_checkpoint({"w": torch.zeros(1)}, path)
     (path / MARKER).write_text("{not json")
-    with pytest.raises(
-        UnreadableCheckpointError, match=r"commit marker checkpoint\.json is damaged"
-    ):
+    with raises(CheckpointError, "unreadable", match=r"commit marker checkpoint\.json is damaged"):
         io.load_checkpoint(path)
     marker = {"format": "plugin-registry/distributed-checkpoint", "data": "data-gone"}
     (path / MARKER).write_text(json.dumps(marker))
-    with pytest.raises(UnreadableCheckpointError, match="names data-gone/, which is missing"):
+    with raises(CheckpointError, "unreadable", match="names data-gone/, which is missing"):
         io.load_checkpoint(path)
     marker["data"] = "../../etc"
     (path / MARKER).write_text(json.dumps(marker))
-    with pytest.raises(UnreadableCheckpointError, match="as its data directory"):
+    with raises(CheckpointError, "unreadable", match="as its data directory"):
         io.load_checkpoint(path)
 
 
@@ -718,7 +710,7 @@ def test_fsdp2_training_survives_a_killed_rank_and_resumes_on_other_world_sizes(
     assert rc != 0, err
     saved = {ln["saved"]: ln["digest"] for ln in killed if "saved" in ln}
     assert sorted(saved) == [2, 4]
-    with pytest.raises(IncompleteCheckpointError):
+    with raises(CheckpointError, "incomplete"):
         io.load_checkpoint(root / "step-6")
     shutil.copytree(root, root3)
     # The same 8 steps uninterrupted, on 4 ranks: the reference trajectory.

@@ -559,18 +559,19 @@ def test_environment_modules_import_no_torch() -> None:
 def test_lightnings_except_clauses_still_catch_our_errors(environ: Any) -> None:
     """Code written for Lightning catches KeyError for a missing launcher variable and
     ValueError for settings that contradict the launcher; ours are both, and still ours."""
-    from plugin_registry.errors import MissingVariableError, SettingsMismatchError
+    from plugin_registry.errors import ClusterEnvironmentError
 
     environ({"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1"})
     env = SLURMEnvironment()
     with pytest.raises(KeyError) as missing:
         env.global_rank()
-    assert isinstance(missing.value, MissingVariableError)
+    assert missing.value.reason == "missing-variable"
     assert isinstance(missing.value, ClusterEnvironmentError)
     assert str(missing.value).startswith("SLURM_PROCID is not set")  # not quoted like a key
     with pytest.raises(ValueError) as mismatch:
         env.validate_settings(4, 1)
-    assert isinstance(mismatch.value, SettingsMismatchError)
+    assert isinstance(mismatch.value, ClusterEnvironmentError)
+    assert mismatch.value.reason == "settings-mismatch"
     assert "Set devices=2" in str(mismatch.value)
     environ({"SLURM_NTASKS": "x"})
     with pytest.raises(ValueError, match="SLURM_NTASKS='x' is not an integer"):

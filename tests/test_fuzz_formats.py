@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from builtin_plugins.checkpoint_io.distributed_io import DistributedCheckpointIO
 from plugin_registry.cache import Cached, RecordCache
-from plugin_registry.errors import CheckpointError, UserFileError
+from plugin_registry.errors import CheckpointError, ConfigurationError
 from plugin_registry.resolver.hardware import Hardware
 from plugin_registry.resolver.lockfile import Lock
 
@@ -103,7 +103,7 @@ def test_lock_files(seeds: dict[str, bytes], tmp_path: Path) -> None:
     @given(data=mutated(seeds["lock"]))
     def check(data: bytes) -> None:
         path = _file(tmp_path, "lock.json", data)
-        _within(lambda: Lock.read(path), (UserFileError,))
+        _within(lambda: Lock.read(path), (ConfigurationError,))
 
     check()
 
@@ -113,7 +113,7 @@ def test_hardware_records(seeds: dict[str, bytes], tmp_path: Path) -> None:
     @given(data=mutated(seeds["hardware"]))
     def check(data: bytes) -> None:
         path = _file(tmp_path, "hw.json", data)
-        _within(lambda: Hardware.load(path), (UserFileError,))
+        _within(lambda: Hardware.load(path), (ConfigurationError,))
 
     check()
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.resolver.hardware import (
     Device,
     Hardware,
-    HardwareFileError,
     detect_hardware,
 )
+from tests._support.errors import raises
 from tests._support.packages import ACCELERATOR
 from tests._support.resolver_cases import machine
 from tests._support.support import Venv
@@ -79,13 +80,13 @@ def test_a_written_record_replaces_detection(
     ],
 )
 def test_bad_records_say_what_is_wrong(data: object, message: str) -> None:
-    with pytest.raises(HardwareFileError) as e:
+    with raises(ConfigurationError, "hardware") as e:
         Hardware.from_dict(data)  # type: ignore[arg-type]
     assert message in str(e.value)
 
 
 def test_missing_file_says_how_to_write_one(tmp_path: Path) -> None:
-    with pytest.raises(HardwareFileError, match="plugin-registry hardware --json"):
+    with raises(ConfigurationError, "hardware", match="plugin-registry hardware --json"):
         Hardware.load(tmp_path / "nope.json")
 
 

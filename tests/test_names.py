@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plugin_registry.errors import InvalidNameError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.names import (
     NAME_RE,
     Spec,
@@ -14,6 +14,7 @@ from plugin_registry.names import (
     normalize_name,
     parse_spec,
 )
+from tests._support.errors import raises
 
 words = st.from_regex(r"[a-z0-9][a-z0-9]{0,8}", fullmatch=True)
 names = st.lists(words, min_size=1, max_size=4).map("-".join)
@@ -52,19 +53,19 @@ def test_distribution_names_follow_pep_503() -> None:
 
 @pytest.mark.parametrize("bad", ["", "a b", "-lead", "x/", "bogus/name", ":name", "n@me", 3])
 def test_malformed_requests_are_clear_errors(bad: object) -> None:
-    with pytest.raises(InvalidNameError) as info:
+    with raises(ConfigurationError, "name") as info:
         parse_spec(bad)  # type: ignore[arg-type]
     assert "plugin" in str(info.value)
 
 
 def test_unknown_kind_suggests_the_right_one() -> None:
-    with pytest.raises(InvalidNameError, match="Did you mean 'precision'"):
+    with raises(ConfigurationError, "name", match="Did you mean 'precision'"):
         parse_spec("precison/xla")
 
 
 def test_separate_kind_must_agree_with_the_spelled_one() -> None:
     assert parse_spec("xla", "precision").kind == "precision"
-    with pytest.raises(InvalidNameError, match="names kind 'precision'"):
+    with raises(ConfigurationError, "name", match="names kind 'precision'"):
         parse_spec("precision/xla", "checkpoint_io")
 
 

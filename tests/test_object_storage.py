@@ -16,6 +16,9 @@ from typing import Any
 import pytest
 import torch
 
+from plugin_registry.errors import CheckpointError
+from tests._support.errors import raises
+
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'plugin-registry[s3]')")
 pytest.importorskip("moto", reason="moto is not installed (pip install 'moto[server]')")
 
@@ -23,7 +26,6 @@ import fsspec
 import s3fs
 
 import plugin_registry as pr
-from plugin_registry.errors import CheckpointError, CheckpointNotFoundError
 from tests._support.objectstore import Proxy, S3Server
 
 IOS = ("torch", "async-torch", "distributed", "async-distributed")
@@ -92,7 +94,7 @@ def test_save_load_list_remove(name: str, bucket: str, monkeypatch: pytest.Monke
     io.remove_checkpoint(url)
     fs.invalidate_cache()
     assert not fs.exists(f"{bucket}/run/step-10")
-    with pytest.raises(CheckpointNotFoundError):
+    with raises(CheckpointError, "not-found"):
         io.load_checkpoint(url)
     io.teardown()
 

@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plugin_registry import PluginInfo
-from plugin_registry.errors import InvalidRecordError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.records import validate_record
+from tests._support.errors import raises
 
 
 def record(**kw: object) -> PluginInfo:
@@ -45,13 +46,13 @@ def test_records_are_frozen_and_hashable() -> None:
     ],
 )
 def test_invalid_records_name_the_problem(fields: dict[str, object], message: str) -> None:
-    with pytest.raises(InvalidRecordError, match=message):
+    with raises(ConfigurationError, "record", match=message):
         validate_record(record(**fields), "precision")
 
 
 def test_non_records_are_rejected() -> None:
-    with pytest.raises(
-        InvalidRecordError, match=r"expected a plugin_registry\.PluginInfo, got dict"
+    with raises(
+        ConfigurationError, "record", match=r"expected a plugin_registry\.PluginInfo, got dict"
     ):
         validate_record({"name": "x"}, "precision")
 
@@ -100,7 +101,7 @@ def test_dict_round_trip_is_exact(params: dict, priority: int, aliases: list[str
 )
 def test_a_trailing_newline_is_not_a_valid_name(fields: dict) -> None:
     """A ``$`` regex matched before a final newline: such names were accepted."""
-    with pytest.raises(InvalidRecordError):
+    with raises(ConfigurationError, "record"):
         validate_record(
             PluginInfo(**{"name": "abc", "kind": "precision", "target": "a.b:C", **fields}),
             "precision",
@@ -108,8 +109,8 @@ def test_a_trailing_newline_is_not_a_valid_name(fields: dict) -> None:
 
 
 def test_new_refuses_a_package_name_with_a_trailing_newline(tmp_path) -> None:
-    from plugin_registry.scaffold import ScaffoldError, create
+    from plugin_registry.scaffold import create
 
-    with pytest.raises(ScaffoldError):
+    with raises(ConfigurationError, "scaffold"):
         create("acme\n", tmp_path)
     assert list(tmp_path.iterdir()) == []

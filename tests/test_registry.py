@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 import plugin_registry as pr
-from plugin_registry import PluginInfo, Registry, errors
+from plugin_registry import PluginInfo, Registry
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
+from tests._support.errors import raises
 
 
 class StaticEnvironment(ClusterEnvironment):
@@ -84,7 +86,7 @@ def test_register_conflict_needs_override(registry: Registry) -> None:
     class Other(StaticEnvironment):
         pass
 
-    with pytest.raises(pr.PluginConflictError, match="override=True"):
+    with raises(ConfigurationError, "name", match="override=True"):
         registry.register(Other, name="ENV", kind="cluster_environment")
     registry.register(Other, name="env", kind="cluster_environment", override=True)
     assert type(registry.load("env")) is Other
@@ -176,9 +178,9 @@ def test_module_level_functions_use_the_default_registry(registry: Registry) -> 
 
 def test_bad_control_input_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLUGIN_REGISTRY_PIN", "no-equals-sign")
-    with pytest.raises(errors.InvalidNameError, match="is not name=distribution"):
+    with raises(ConfigurationError, "name", match="is not name=distribution"):
         Registry()
-    with pytest.raises(errors.InvalidNameError, match="unknown plugin kind"):
+    with raises(ConfigurationError, "name", match="unknown plugin kind"):
         Registry(pins={"precison/xla": "acme"})
 
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 import plugin_registry as pr
-from plugin_registry.errors import UserFileError
+from plugin_registry.errors import ConfigurationError, PluginRegistryWarning, ResolutionError
 from plugin_registry.registry import Registry
-from plugin_registry.resolver import ResolutionError, ResolutionWarning, resolve
+from plugin_registry.resolver import resolve
 from plugin_registry.resolver.hardware import Hardware
-from plugin_registry.resolver.lockfile import Lock, LockFileError, LockMismatchError
-from plugin_registry.resolver.preferences import Preferences, PreferencesError
-from plugin_registry.resolver.settings import InvalidSettingError
+from plugin_registry.resolver.lockfile import Lock
+from plugin_registry.resolver.preferences import Preferences
+from tests._support.errors import raises
 from tests._support.resolver_cases import CASES, CPU, Case, H100x2, machine
 from tests._support.support import REPO, free_port
 
@@ -44,9 +44,9 @@ def test_table(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in case.environ.items():
         monkeypatch.setenv(key, value)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResolutionWarning)
+        warnings.simplefilter("ignore", PluginRegistryWarning)
         if case.error:
-            with pytest.raises((ResolutionError, InvalidSettingError, pr.PluginRegistryError)) as e:
+            with pytest.raises(pr.PluginRegistryError) as e:
                 resolve(hardware=case.hardware, preferences=Preferences(), **case.settings)
             assert case.error in str(e.value)
             return
@@ -66,7 +66,7 @@ def test_table(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_16_mixed_on_cpu_warns_like_lightning() -> None:
-    with pytest.warns(ResolutionWarning, match="using 'bf16-mixed' instead") as caught:
+    with pytest.warns(PluginRegistryWarning, match="using 'bf16-mixed' instead") as caught:
         res = resolve(precision="16-mixed", hardware=CPU, preferences=Preferences())
     assert res.precision.name == "bf16-mixed"
     assert caught[0].filename == __file__  # the warning points at the caller's line
@@ -92,7 +92,7 @@ def test_instances_and_records_are_accepted_as_plugins() -> None:
     built = res.load()
     assert built[0] is instance
     assert type(built[2]).__name__ == "SLURMEnvironment"
-    with pytest.raises(InvalidSettingError, match="neither a plugin name"):
+    with raises(ConfigurationError, "setting", match="neither a plugin name"):
         resolve(plugins=[object()], hardware=CPU, preferences=Preferences())
 
 
@@ -198,7 +198,9 @@ def test_preferences_from_pyproject_and_environment(tmp_path: Path) -> None:
             "parameters": {"precision": "bf16-mixed"},
         }
     )
-    with pytest.raises(PreferencesError, match=r"priority key 'acme:x' names no installed plugin"):
+    with raises(
+        ConfigurationError, "preferences", match=r"priority key 'acme:x' names no installed plugin"
+    ):
         resolve(hardware=CPU, registry=registry, preferences=Preferences.load(project, environ={}))
     (project / "pyproject.toml").write_text(
         '[tool.plugin-registry]\npriority = { "fast-bf16" = 10 }'
@@ -211,9 +213,9 @@ def test_preferences_from_pyproject_and_environment(tmp_path: Path) -> None:
     )
     assert res.precision.name == "fast-bf16"
     (project / "pyproject.toml").write_text('[tool.plugin-registry]\npriority = { a = "high" }\n')
-    with pytest.raises(PreferencesError, match="priority of 'a' must be an integer"):
+    with raises(ConfigurationError, "preferences", match="priority of 'a' must be an integer"):
         Preferences.load(project, environ={})
-    with pytest.raises(PreferencesError, match="not name=value"):
+    with raises(ConfigurationError, "preferences", match="not name=value"):
         Preferences.load(tmp_path, environ={"PLUGIN_REGISTRY_PRIORITY": "oops"})
 
 
@@ -234,11 +236,13 @@ def test_lock_round_trip_and_mismatch(tmp_path: Path) -> None:
     newer = Hardware.from_dict(
         {**newer.to_dict(), "libraries": {**newer.libraries, "bitsandbytes": "0.51.0"}}
     )
-    with pytest.raises(
-        LockMismatchError, match=r"library bitsandbytes: 0\.50\.2 in the lock, 0\.51\.0 here"
+    with raises(
+        ResolutionError,
+        "lock-mismatch",
+        match=r"library bitsandbytes: 0\.50\.2 in the lock, 0\.51\.0 here",
     ):
         resolve(lock=path, hardware=newer, preferences=Preferences())
-    with pytest.raises(LockFileError, match="does not exist"):  # a file problem, a ValueError
+    with raises(ConfigurationError, "lock", match="does not exist"):  # a file problem, a ValueError
         resolve(lock=tmp_path / "missing.lock", hardware=CPU)
 
 
@@ -260,10 +264,10 @@ def test_settings_beside_a_lock_must_agree_with_it(tmp_path: Path) -> None:
          "contradicts the lock .* which names 'bf16-mixed'"),
         ({"plugins": ["async"]}, "the checkpoint_io plugin 'async.*' .* names 'torch'"),
     ]:  # fmt: skip
-        with pytest.raises(InvalidSettingError, match=says):
+        with raises(ConfigurationError, "setting", match=says):
             resolve(**other, **again)
     # A Lock object (not a file) is named as "the lock".
-    with pytest.raises(InvalidSettingError, match="contradicts the lock, which"):
+    with raises(ConfigurationError, "setting", match="contradicts the lock, which"):
         resolve(strategy="fsdp", hardware=H100x2, lock=Lock.read(path))
 
 
@@ -283,13 +287,13 @@ def test_resolution_and_lock_settings_are_one_shape(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     data["settings"]["precison"] = "bf16-mixed"
     path.write_text(json.dumps(data))
-    with pytest.raises(
-        LockFileError, match=r"'settings\.precison' is not a setting a lock records"
+    with raises(
+        ConfigurationError, "lock", match=r"'settings\.precison' is not a setting a lock records"
     ):
         Lock.read(path)
     data["settings"] = {"devices": [0, "1"]}
     path.write_text(json.dumps(data))
-    with pytest.raises(LockFileError, match=r"'settings\.devices\[1\]' must be an integer"):
+    with raises(ConfigurationError, "lock", match=r"'settings\.devices\[1\]' must be an integer"):
         Lock.read(path)
 
 
@@ -310,7 +314,7 @@ def test_lock_of_an_instance_cannot_be_reloaded(tmp_path: Path) -> None:
     from builtin_plugins.precision.double import DoublePrecision
 
     res = resolve(plugins=[DoublePrecision()], hardware=CPU, preferences=Preferences())
-    with pytest.raises(LockMismatchError, match="a lock reloads named plugins only"):
+    with raises(ResolutionError, "lock-mismatch", match="a lock reloads named plugins only"):
         resolve(lock=res.lock(), hardware=CPU)
 
 
@@ -529,8 +533,8 @@ def test_disagreements_name_each_host_and_group_its_ranks() -> None:
 @pytest.mark.parametrize(
     ("argument", "value", "error", "message"),
     [
-        ("lock", "/proc/self/mem", UserFileError, r"cannot read lock file '/proc/self/mem'"),
-        ("hardware", "/proc/self/mem", UserFileError, "cannot read"),
+        ("lock", "/proc/self/mem", ConfigurationError, r"cannot read lock file '/proc/self/mem'"),
+        ("hardware", "/proc/self/mem", ConfigurationError, "cannot read"),
         ("preferences", "x", TypeError, r"preferences must be a Preferences .* got str"),
         ("registry", "x", TypeError, r"registry must be a Registry .* got str"),
         ("lock", 5, TypeError, r"lock must be a Lock or the path of its file, got int"),
@@ -605,7 +609,7 @@ def test_a_priority_key_reads_as_a_lookup_does(key: str) -> None:
 def test_a_preference_that_cannot_hold_is_an_error_naming_it(setting: str, message: str) -> None:
     variable, _, value = setting.partition("=")
     prefs = Preferences.load(".", environ={variable: value})
-    with pytest.raises(PreferencesError) as info:
+    with raises(ConfigurationError, "preferences") as info:
         resolve(hardware=CPU, preferences=prefs)
     assert str(info.value).startswith(f"{variable}: ") and message in str(info.value)
 

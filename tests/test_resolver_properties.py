@@ -13,8 +13,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 import plugin_registry as pr
+from plugin_registry.errors import PluginRegistryWarning
 from plugin_registry.requirements import unmet
-from plugin_registry.resolver import ResolutionWarning, Resolver
+from plugin_registry.resolver import Resolver
 from plugin_registry.resolver.hardware import Hardware
 from plugin_registry.resolver.preferences import Preferences
 from plugin_registry.resolver.resolution import Resolution
@@ -80,7 +81,7 @@ def _run(records: list[pr.PluginInfo], hw: Hardware, kw: dict[str, Any]) -> Reso
     resolver = Resolver(pr.default_registry(), records, hw, Preferences())
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResolutionWarning)
+            warnings.simplefilter("ignore", PluginRegistryWarning)
             return resolver.resolve(resolver.settings(**kw))
     except pr.PluginRegistryError as exc:
         return f"{type(exc).__name__}: {exc}"

@@ -12,15 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from plugin_registry.errors import CheckpointError
+from tests._support.errors import raises
+
 pytest.importorskip("safetensors", reason="safetensors is not installed (the [safetensors] extra)")
 
 import plugin_registry as pr
 from builtin_plugins.checkpoint_io.safetensors_io import SafetensorsCheckpointIO
-from plugin_registry.errors import (
-    CheckpointError,
-    CheckpointNotFoundError,
-    UnreadableCheckpointError,
-)
 from tests._support.support import REPO
 
 
@@ -95,19 +93,19 @@ def test_errors_name_the_key_and_leave_the_previous_file(
 
 
 def test_load_errors_are_typed_and_say_what(io: SafetensorsCheckpointIO, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointNotFoundError) as missing:
+    with raises(CheckpointError, "not-found") as missing:
         io.load_checkpoint(tmp_path / "nope.safetensors")
     assert isinstance(missing.value, FileNotFoundError)
     garbage = tmp_path / "g.safetensors"
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
-    with pytest.raises(UnreadableCheckpointError, match="not a readable safetensors file"):
+    with raises(CheckpointError, "unreadable", match="not a readable safetensors file"):
         io.load_checkpoint(garbage)
     torn = tmp_path / "t.safetensors"
     io.save_checkpoint({"w": torch.ones(1000)}, torn)
     torn.write_bytes(torn.read_bytes()[:200])
-    with pytest.raises(UnreadableCheckpointError):
+    with raises(CheckpointError, "unreadable"):
         io.load_checkpoint(torn)
-    with pytest.raises(UnreadableCheckpointError, match="is a directory"):
+    with raises(CheckpointError, "unreadable", match="is a directory"):
         io.load_checkpoint(tmp_path)
     io.remove_checkpoint(torn)
     io.remove_checkpoint(torn)  # missing: not an error
@@ -164,7 +162,7 @@ for call in (io.load_checkpoint, io.read_metadata):
         call(sys.argv[1])
         out.append(None)
     except Exception as exc:
-        out.append([type(exc).__name__, str(exc)])
+        out.append([type(exc).__name__, getattr(exc, "reason", None), str(exc)])
 print(json.dumps(out))
 """
     try:
@@ -174,8 +172,8 @@ print(json.dumps(out))
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         pytest.fail("loading a FIFO as a safetensors file hung")
-    for name, message in json.loads(proc.stdout.splitlines()[-1]):
-        assert name == "UnreadableCheckpointError" and "not a regular file" in message
+    for name, reason, message in json.loads(proc.stdout.splitlines()[-1]):
+        assert reason == "unreadable" and "not a regular file" in message, name
 
 
 _KEYS = "plugin_registry.keys"
@@ -203,10 +201,10 @@ def _with_keys(path: Path, tensors: dict, keys: str) -> Path:
 )
 def test_a_damaged_key_header_is_the_ios_own_error(tmp_path: Path, keys: str) -> None:
     """It escaped as JSONDecodeError, AttributeError, IndexError, TypeError, RecursionError."""
-    from plugin_registry.errors import UnreadableCheckpointError
+    from plugin_registry.errors import CheckpointError
 
     path = _with_keys(tmp_path / "m.safetensors", {"w": torch.ones(2)}, keys)
-    with pytest.raises(UnreadableCheckpointError, match=r"plugin_registry\.keys"):
+    with raises(CheckpointError, "unreadable", match=r"plugin_registry\.keys"):
         SafetensorsCheckpointIO().load_checkpoint(path)
 
 
@@ -216,11 +214,11 @@ def test_a_damaged_key_header_is_the_ios_own_error(tmp_path: Path, keys: str) ->
     ids=["same-path", "under-a-tensor", "over-a-dict"],
 )
 def test_colliding_key_paths_are_an_error_not_a_lost_tensor(tmp_path: Path, keys: str) -> None:
-    from plugin_registry.errors import UnreadableCheckpointError
+    from plugin_registry.errors import CheckpointError
 
     tensors = {"a": torch.ones(2), "b": torch.zeros(2)}
     path = _with_keys(tmp_path / "m.safetensors", tensors, keys)
-    with pytest.raises(UnreadableCheckpointError, match="claim"):
+    with raises(CheckpointError, "unreadable", match="claim"):
         SafetensorsCheckpointIO().load_checkpoint(path)
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from plugin_registry.scaffold import ScaffoldError, create
+from plugin_registry.errors import ConfigurationError, PluginWarning
+from plugin_registry.scaffold import create
+from tests._support.errors import raises
 from tests._support.support import REPO, Venv, build_project_wheel
 from tests.test_checkpoint_io import check_full_disk
 
@@ -95,23 +97,25 @@ def test_generated_package_is_what_the_template_says(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["Acme", "acme_plugins", "-acme", "acme--x", "1acme"])
 def test_bad_names_are_refused(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(ScaffoldError, match="not a package name"):
+    with raises(ConfigurationError, "scaffold", match="not a package name"):
         create(bad, tmp_path)
 
 
 def test_existing_destination_is_not_overwritten(tmp_path: Path) -> None:
     create("zeta-plugins", tmp_path)
-    with pytest.raises(ScaffoldError, match="exists"):
+    with raises(ConfigurationError, "scaffold", match="exists"):
         create("zeta-plugins", tmp_path)
 
 
 def test_a_missing_destination_is_refused_not_created(tmp_path: Path) -> None:
     typo = tmp_path / "typo" / "path"
-    with pytest.raises(ScaffoldError, match=r"destination '.*typo/path' does not exist; create it"):
+    with raises(
+        ConfigurationError, "scaffold", match=r"destination '.*typo/path' does not exist; create it"
+    ):
         create("zeta-plugins", typo)
     assert not (tmp_path / "typo").exists()
     (tmp_path / "file").write_text("")
-    with pytest.raises(ScaffoldError, match="is not a directory"):
+    with raises(ConfigurationError, "scaffold", match="is not a directory"):
         create("zeta-plugins", tmp_path / "file")
 
 
@@ -121,7 +125,7 @@ def test_the_folder_can_be_named(tmp_path: Path, capfd: pytest.CaptureFixture[st
     root = create("zeta-plugins", tmp_path, folder="zeta")
     assert root == tmp_path / "zeta" and (root / "zeta_plugins" / "registration.py").is_file()
     for bad in ("", "a/b", ".."):
-        with pytest.raises(ScaffoldError, match="not a folder name"):
+        with raises(ConfigurationError, "scaffold", match="not a folder name"):
             create("zeta-plugins", tmp_path, folder=bad)
     code = cli.main(["new", "zeta-plugins", "--dest", str(tmp_path), "--folder", "z2"])
     _, err = capfd.readouterr()
@@ -136,7 +140,6 @@ def test_check_package_names_what_it_could_not_import(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A target whose library is missing is never imported: said, never silently passed."""
-    from plugin_registry.errors import SkippedPluginWarning
     from plugin_registry.testing import assert_valid_package, check_package
     from tests._support.sitedir import SiteDir, install_env_package
 
@@ -145,7 +148,7 @@ def test_check_package_names_what_it_could_not_import(
     install_env_package(
         site, "needy-plugins", "needy", extra=', requires=("surely-not-installed-lib>=1",)'
     )
-    with pytest.warns(SkippedPluginWarning, match="cluster_environment/needy-plugins:needy was "
+    with pytest.warns(PluginWarning, match="cluster_environment/needy-plugins:needy was "
                       "not imported: surely-not-installed-lib is not installed"):  # fmt: skip
         assert check_package("needy-plugins") == []
     problems = check_package("needy-plugins", require_all=True)

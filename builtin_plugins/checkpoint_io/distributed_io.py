@@ -51,13 +51,7 @@ from builtin_plugins.checkpoint_io.torch_io import (
     store_errors,
     without_crc32,
 )
-from plugin_registry.errors import (
-    CheckpointNotFoundError,
-    CheckpointWarning,
-    IncompleteCheckpointError,
-    UnreadableCheckpointError,
-    WeightsOnlyRefusedError,
-)
+from plugin_registry.errors import PluginRegistryWarning
 from plugin_registry.files import atomic_write, fsync_directory
 from plugin_registry.kinds.checkpoint_io import (
     CheckpointError,
@@ -213,16 +207,18 @@ def read_marker(fs: Any, root: str, shown: str, limit: int) -> dict[str, Any]:
             ):
                 raise ValueError(f"its {field!r} field is not a list of key paths")
     except RecursionError:
-        raise UnreadableCheckpointError(
+        raise CheckpointError(
             f"cannot load checkpoint {shown!r}: its commit marker {MARKER} is damaged (nested "
             "too deeply to be one); the checkpoint cannot be trusted, save it again",
             shown,
+            reason="unreadable",
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UnreadableCheckpointError(
+        raise CheckpointError(
             f"cannot load checkpoint {shown!r}: its commit marker {MARKER} is damaged ({exc}); "
             "the checkpoint cannot be trusted, save it again",
             shown,
+            reason="unreadable",
         ) from exc
     return parsed
 
@@ -708,14 +704,15 @@ class DistributedCheckpointIO(CheckpointIO):
         fs, root = filesystem(path)
         shown = os.fspath(path)
         if not fs.exists(root):
-            raise CheckpointNotFoundError(
-                f"no checkpoint at {shown!r}: the path does not exist", path
+            raise CheckpointError(
+                f"no checkpoint at {shown!r}: the path does not exist", path, reason="not-found"
             )
         if not fs.isdir(root):
-            raise UnreadableCheckpointError(
+            raise CheckpointError(
                 f"cannot load checkpoint {shown!r}: it is a file, and a distributed checkpoint "
                 "is a directory; load a single-file checkpoint with the 'torch' plugin",
                 shown,
+                reason="unreadable",
             )
         dirs = data_directories(fs, root)
         keys: list[list[Any]] = []
@@ -724,10 +721,11 @@ class DistributedCheckpointIO(CheckpointIO):
             marker = read_marker(fs, root, shown, marker_limit(fs, root, dirs))
             name, keys, empty = marker["data"], marker["keys"], marker["empty"]
             if name not in dirs:
-                raise UnreadableCheckpointError(
+                raise CheckpointError(
                     f"cannot load checkpoint {shown!r}: its marker names {name}/, which is "
                     "missing (removed by hand, or copied without it)",
                     shown,
+                    reason="unreadable",
                 )
             unfinished = [d for d in dirs if d != name]
             if unfinished:
@@ -735,24 +733,26 @@ class DistributedCheckpointIO(CheckpointIO):
                     f"{shown!r}: {', '.join(unfinished)} is left from a save that did not "
                     f"finish; it was not loaded (the committed {name} was), and the next save "
                     "there removes it",
-                    CheckpointWarning,
+                    PluginRegistryWarning,
                     stacklevel=4,
                 )
             data = f"{root}/{name}"
         elif fs.exists(f"{root}/{_DCP_METADATA}"):
             data = root  # a plain DCP checkpoint: its .metadata is written last
         elif dirs:
-            raise IncompleteCheckpointError(
+            raise CheckpointError(
                 f"no complete checkpoint at {shown!r}: a save began ({', '.join(dirs)}) but never "
                 f"committed ({MARKER} is missing), so its shards may be partial; save again, "
                 "or remove it",
                 path,
+                reason="incomplete",
             )
         else:
-            raise UnreadableCheckpointError(
+            raise CheckpointError(
                 f"cannot load checkpoint {shown!r}: the directory holds no distributed "
                 f"checkpoint (neither {MARKER} nor DCP's {_DCP_METADATA})",
                 shown,
+                reason="unreadable",
             )
         local, remote = _reader_classes()
         reader = local(data) if is_local(fs) else remote(fs.unstrip_protocol(data))
@@ -760,7 +760,7 @@ class DistributedCheckpointIO(CheckpointIO):
         try:
             reader.metadata = reader.read_metadata()
             reader.open_all()
-        except UnreadableCheckpointError:
+        except CheckpointError:
             reader.close()
             raise
         except pickle.UnpicklingError as exc:
@@ -768,22 +768,24 @@ class DistributedCheckpointIO(CheckpointIO):
             raise self._refused(shown, str(exc)) from exc
         except (OSError, EOFError, ValueError, AttributeError) as exc:
             reader.close()
-            raise UnreadableCheckpointError(
+            raise CheckpointError(
                 f"cannot load checkpoint {shown!r}: its metadata is damaged "
                 f"({type(exc).__name__}: {exc})",
                 shown,
+                reason="unreadable",
             ) from exc
         reader.shown, reader.keys, reader.empty = shown, keys, empty
         return reader
 
     @staticmethod
-    def _refused(shown: str, detail: str) -> WeightsOnlyRefusedError:
-        return WeightsOnlyRefusedError(
+    def _refused(shown: str, detail: str) -> CheckpointError:
+        return CheckpointError(
             f"{shown!r} holds objects that a weights_only load refuses ({detail}). If you "
             "trust the whole checkpoint, load it with weights_only=False "
             "(DistributedCheckpointIO(weights_only=False) or load_checkpoint(..., "
             "weights_only=False))",
             shown,
+            reason="refused",
         )
 
     def _read(self, reader: Any, state: dict[str, Any] | None, map_location: Any) -> dict[str, Any]:
@@ -816,8 +818,10 @@ class DistributedCheckpointIO(CheckpointIO):
             cause = _first_failure(exc)
             if isinstance(cause, pickle.UnpicklingError):
                 raise self._refused(reader.shown, str(cause).splitlines()[0]) from exc
-            raise UnreadableCheckpointError(
-                f"cannot load checkpoint {reader.shown!r}: {_load_cause(exc)}", reader.shown
+            raise CheckpointError(
+                f"cannot load checkpoint {reader.shown!r}: {_load_cause(exc)}",
+                reader.shown,
+                reason="unreadable",
             ) from exc
 
     # -- removing --------------------------------------------------------------------------
@@ -857,7 +861,7 @@ class DistributedCheckpointIO(CheckpointIO):
             warnings.warn(
                 f"{path!r} holds no distributed checkpoint (no {MARKER}, {_DCP_METADATA} or "
                 f"{DATA_PREFIX}*/ in it): nothing was removed",
-                CheckpointWarning,
+                PluginRegistryWarning,
                 stacklevel=3,
             )
             return

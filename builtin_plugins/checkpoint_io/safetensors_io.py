@@ -18,7 +18,6 @@ from builtin_plugins.checkpoint_io.torch_io import (
     open_regular,
     require_regular,
 )
-from plugin_registry.errors import CheckpointNotFoundError, UnreadableCheckpointError
 from plugin_registry.files import atomic_write
 from plugin_registry.kinds.checkpoint_io import (
     CheckpointError,
@@ -96,11 +95,12 @@ def _header(data: bytes) -> dict[str, str]:
     return {k: v for k, v in meta.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _damaged(shown: str, what: str) -> UnreadableCheckpointError:
-    return UnreadableCheckpointError(
+def _damaged(shown: str, what: str) -> CheckpointError:
+    return CheckpointError(
         f"cannot load checkpoint {shown!r}: its {_KEYS} header is damaged ({what}); the "
         "tensors are there, but not their nesting: save the checkpoint again",
         shown,
+        reason="unreadable",
     )
 
 
@@ -129,7 +129,7 @@ def _unflatten(
     out: dict[str, Any] = {}
     owner: dict[tuple[str, ...], str] = {}  # key path -> the tensor at it
 
-    def collision(name: str, path: list[str]) -> UnreadableCheckpointError:
+    def collision(name: str, path: list[str]) -> CheckpointError:
         other = next(
             (n for p, n in owner.items() if p[: len(path)] == tuple(path[: len(p)])), "another"
         )
@@ -233,13 +233,14 @@ class SafetensorsCheckpointIO(CheckpointIO):
                     data = stream.read()
                 flat = {k: v.to(device) for k, v in load(data).items()}
                 header = _header(data)
-        except UnreadableCheckpointError:
+        except CheckpointError:
             raise
         except Exception as exc:  # safetensors raises its own SafetensorError
-            raise UnreadableCheckpointError(
+            raise CheckpointError(
                 f"cannot load checkpoint {shown!r}: it is not a readable safetensors file "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
                 shown,
+                reason="unreadable",
             ) from exc
         return _unflatten(flat, _key_paths(header, shown), shown)
 
@@ -253,8 +254,8 @@ class SafetensorsCheckpointIO(CheckpointIO):
             with safe_open(shown, framework="pt", device="cpu") as fh:
                 header = dict(fh.metadata() or {})
         except Exception as exc:
-            raise UnreadableCheckpointError(
-                f"cannot read the metadata of {shown!r}: {exc}", shown
+            raise CheckpointError(
+                f"cannot read the metadata of {shown!r}: {exc}", shown, reason="unreadable"
             ) from exc
         header.pop(_KEYS, None)
         return header
@@ -268,12 +269,13 @@ class SafetensorsCheckpointIO(CheckpointIO):
     @staticmethod
     def _check_file(shown: str) -> None:
         if not os.path.exists(shown):
-            raise CheckpointNotFoundError(
-                f"no checkpoint at {shown!r}: the path does not exist", shown
+            raise CheckpointError(
+                f"no checkpoint at {shown!r}: the path does not exist", shown, reason="not-found"
             )
         if os.path.isdir(shown):
-            raise UnreadableCheckpointError(
+            raise CheckpointError(
                 f"{shown!r} is a directory, not a safetensors file; pass the file inside it",
                 shown,
+                reason="unreadable",
             )
         require_regular(shown, shown)  # a FIFO would hang the read

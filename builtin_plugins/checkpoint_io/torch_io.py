@@ -19,12 +19,6 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from plugin_registry.errors import (
-    CheckpointNotFoundError,
-    UnpicklableCheckpointError,
-    UnreadableCheckpointError,
-    WeightsOnlyRefusedError,
-)
 from plugin_registry.files import atomic_write
 from plugin_registry.kinds.checkpoint_io import (
     CheckpointError,
@@ -148,15 +142,16 @@ def open_regular(fspath: str, shown: str) -> int:
     Opened non-blocking and checked on the descriptor: a FIFO planted where a
     checkpoint file should be would otherwise hang the load forever waiting for
     a writer, and a device would be read as if it were one. FileNotFoundError
-    passes through; anything but a regular file is an UnreadableCheckpointError.
+    passes through; anything but a regular file is an unreadable CheckpointError.
     """
     fd = os.open(fspath, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnreadableCheckpointError(
+            raise CheckpointError(
                 f"cannot load checkpoint {shown!r}: {fspath!r} is not a regular file (a FIFO, "
                 "device, socket or directory); a checkpoint is made of regular files only",
                 shown,
+                reason="unreadable",
             )
         os.set_blocking(fd, True)
     except BaseException:
@@ -304,8 +299,8 @@ class TorchCheckpointIO(CheckpointIO):
             found, directory = fs.exists(fspath), fs.isdir(fspath)
             data = None if is_local(fs) or not found or directory else fs.cat_file(fspath)
         if not found:
-            raise CheckpointNotFoundError(
-                f"no checkpoint at {shown!r}: the path does not exist", path
+            raise CheckpointError(
+                f"no checkpoint at {shown!r}: the path does not exist", path, reason="not-found"
             )
         if directory:
             raise CheckpointError(
@@ -326,7 +321,7 @@ class TorchCheckpointIO(CheckpointIO):
                 loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=safe)
         except pickle.UnpicklingError as exc:
             if safe and "Weights only load failed" in str(exc) and _looks_like_torch(fs, fspath):
-                raise WeightsOnlyRefusedError(_refused(shown, str(exc)), path) from exc
+                raise CheckpointError(_refused(shown, str(exc)), path, reason="refused") from exc
             raise self._unreadable(fs, fspath, shown, exc) from exc
         except (RuntimeError, EOFError, ValueError, OSError) as exc:
             raise self._unreadable(fs, fspath, shown, exc) from exc
@@ -337,11 +332,12 @@ class TorchCheckpointIO(CheckpointIO):
     def _unreadable(fs: Any, fspath: str, shown: str, exc: BaseException) -> CheckpointError:
         first = str(exc).splitlines()[0] if str(exc) else ""
         if "Attempting to deserialize object on" in first:
-            return UnreadableCheckpointError(
+            return CheckpointError(
                 f"cannot load checkpoint {shown!r}: its tensors were saved on a device this "
                 f"machine lacks ({first}); load it with map_location='cpu' (the default) or "
                 "a device that exists here",
                 shown,
+                reason="unreadable",
             )
         try:
             with fs.open(fspath, "rb") as fh:
@@ -351,13 +347,10 @@ class TorchCheckpointIO(CheckpointIO):
         except OSError:
             cause = "it cannot be read"
         # The type torch raised stays visible to except clauses written for it.
-        unreadable = (
-            UnpicklableCheckpointError
-            if isinstance(exc, pickle.UnpicklingError)
-            else UnreadableCheckpointError
-        )
-        return unreadable(
-            f"cannot load checkpoint {shown!r}: {cause} ({type(exc).__name__}: {first})", shown
+        return CheckpointError(
+            f"cannot load checkpoint {shown!r}: {cause} ({type(exc).__name__}: {first})",
+            shown,
+            reason="unpicklable" if isinstance(exc, pickle.UnpicklingError) else "unreadable",
         )
 
     def remove_checkpoint(self, path: PathLike) -> None:

@@ -13,7 +13,7 @@ import itertools
 import math
 import re
 
-from plugin_registry.errors import InvalidVariableError
+from plugin_registry.errors import ClusterEnvironmentError
 
 #: The most hosts (and tasks-per-node entries) one list may name.
 MAX_HOSTS = 100_000
@@ -35,11 +35,16 @@ def _split_top_level(text: str, variable: str) -> list[str]:
         if ch == "[":
             depth += 1
             if depth > 1:
-                raise InvalidVariableError(f"nested '[' in host list {variable}={_shown(text)}")
+                raise ClusterEnvironmentError(
+                    f"nested '[' in host list {variable}={_shown(text)}", reason="invalid-variable"
+                )
         elif ch == "]":
             depth -= 1
             if depth < 0:
-                raise InvalidVariableError(f"unbalanced ']' in host list {variable}={_shown(text)}")
+                raise ClusterEnvironmentError(
+                    f"unbalanced ']' in host list {variable}={_shown(text)}",
+                    reason="invalid-variable",
+                )
         if ch in ", " and depth == 0:
             if current:
                 items.append("".join(current))
@@ -47,7 +52,9 @@ def _split_top_level(text: str, variable: str) -> list[str]:
         else:
             current.append(ch)
     if depth != 0:
-        raise InvalidVariableError(f"unbalanced '[' in host list {variable}={_shown(text)}")
+        raise ClusterEnvironmentError(
+            f"unbalanced '[' in host list {variable}={_shown(text)}", reason="invalid-variable"
+        )
     if current:
         items.append("".join(current))
     return items
@@ -59,20 +66,23 @@ def _ranges(body: str, text: str, variable: str) -> list[tuple[int, int, int]]:
     for part in body.split(","):
         m = _RANGE.match(part.strip())
         if not m:
-            raise InvalidVariableError(
+            raise ClusterEnvironmentError(
                 f"bad range {_shown(part)} in host list {variable}={_shown(text)}: expected "
-                "ASCII digits such as 1-4 or 07"
+                "ASCII digits such as 1-4 or 07",
+                reason="invalid-variable",
             )
         lo_text, hi_text = m.group(1), m.group(2) or m.group(1)
         if max(len(lo_text), len(hi_text)) > MAX_DIGITS:
-            raise InvalidVariableError(
+            raise ClusterEnvironmentError(
                 f"range {_shown(part)} in host list {variable}={_shown(text)} has numbers of "
-                f"more than {MAX_DIGITS} digits"
+                f"more than {MAX_DIGITS} digits",
+                reason="invalid-variable",
             )
         lo, hi = int(lo_text), int(hi_text)
         if hi < lo:
-            raise InvalidVariableError(
-                f"descending range {_shown(part)} in host list {variable}={_shown(text)}"
+            raise ClusterEnvironmentError(
+                f"descending range {_shown(part)} in host list {variable}={_shown(text)}",
+                reason="invalid-variable",
             )
         width = len(lo_text) if lo_text.startswith("0") and len(lo_text) > 1 else 0
         out.append((lo, hi, width))
@@ -108,7 +118,7 @@ def first_host(text: str, variable: str = "SLURM_NODELIST") -> str:
     """The first host ``text`` names, without expanding the others."""
     items = _split_top_level(text.strip(), variable)
     if not items:
-        raise InvalidVariableError(f"{variable} names no host")
+        raise ClusterEnvironmentError(f"{variable} names no host", reason="invalid-variable")
     pieces = _pieces(items[0], text, variable)
     return "".join(
         piece if isinstance(piece, str) else str(piece[0][0]).zfill(piece[0][2]) for piece in pieces
@@ -125,9 +135,10 @@ def expand_hostlist(text: str, variable: str = "SLURM_NODELIST") -> list[str]:
     """
     total = count_hosts(text, variable)
     if total > MAX_HOSTS:
-        raise InvalidVariableError(
+        raise ClusterEnvironmentError(
             f"{variable} names {total} hosts, more than the {MAX_HOSTS} a job may have: "
-            f"{_shown(text)}"
+            f"{_shown(text)}",
+            reason="invalid-variable",
         )
     hosts: list[str] = []
     for item in _split_top_level(text.strip(), variable):
@@ -142,15 +153,17 @@ def tasks_per_node(text: str, variable: str = "SLURM_TASKS_PER_NODE") -> list[in
     for part in text.split(","):
         m = re.fullmatch(r"\s*([0-9]{1,9})(?:\(x([0-9]{1,9})\))?\s*", part, re.ASCII)
         if not m:
-            raise InvalidVariableError(
+            raise ClusterEnvironmentError(
                 f"{variable}={_shown(text)} is not of the form '2(x3),1'; is this process "
-                "started by srun?"
+                "started by srun?",
+                reason="invalid-variable",
             )
         parsed.append((int(m.group(1)), int(m.group(2) or 1)))
     nodes = sum(repeat for _, repeat in parsed)
     if nodes > MAX_HOSTS:
-        raise InvalidVariableError(
+        raise ClusterEnvironmentError(
             f"{variable}={_shown(text)} describes {nodes} nodes, more than the {MAX_HOSTS} a "
-            "job may have"
+            "job may have",
+            reason="invalid-variable",
         )
     return [count for count, repeat in parsed for _ in range(repeat)]

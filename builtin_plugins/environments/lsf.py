@@ -6,7 +6,7 @@ import os
 import socket
 
 from builtin_plugins.environments.variables import get_int, read_host_file
-from plugin_registry.errors import InvalidVariableError
+from plugin_registry.errors import ClusterEnvironmentError
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 _WHO = "is this process started by jsrun inside an LSF job?"
@@ -23,7 +23,7 @@ class LSFEnvironment(ClusterEnvironment):
 
     As Lightning's, it reads the rank file, the port and this host's node rank when
     it is built, so a job started outside ``jsrun`` fails at once; as Lightning's, a
-    variable that is not set is a ValueError (InvalidVariableError), here and in
+    variable that is not set is a ValueError (reason "invalid-variable"), here and in
     ``world_size``, ``global_rank`` and ``local_rank``.
     """
 
@@ -41,13 +41,16 @@ class LSFEnvironment(ClusterEnvironment):
     def _read_hosts() -> list[str]:
         if "LSB_DJOB_RANKFILE" not in os.environ:
             # A ValueError (not a KeyError) here, as Lightning's LSF check raises.
-            raise InvalidVariableError(f"LSB_DJOB_RANKFILE is not set; {_WHO}")
+            raise ClusterEnvironmentError(
+                f"LSB_DJOB_RANKFILE is not set; {_WHO}", reason="invalid-variable"
+            )
         lines = read_host_file("LSB_DJOB_RANKFILE", _WHO, "the LSF rank file")
         path = os.environ["LSB_DJOB_RANKFILE"]
         if len(lines) < 2:
-            raise InvalidVariableError(
+            raise ClusterEnvironmentError(
                 f"the LSF rank file {path!r} lists {len(lines)} host(s); expected the launch "
-                "node followed by one line per task"
+                "node followed by one line per task",
+                reason="invalid-variable",
             )
         return lines[1:]
 
@@ -68,26 +71,26 @@ class LSFEnvironment(ClusterEnvironment):
     def _port() -> int:
         if "MASTER_PORT" in os.environ:
             return get_int("MASTER_PORT", "set it to a free port, or unset it")
-        return get_int("LSB_JOBID", _WHO, missing=InvalidVariableError) % 1000 + 10000
+        return get_int("LSB_JOBID", _WHO, missing="invalid-variable") % 1000 + 10000
 
     @staticmethod
     def detect() -> bool:
         return all(name in os.environ for name in _REQUIRED)
 
     def world_size(self) -> int:
-        return get_int("JSM_NAMESPACE_SIZE", _WHO, missing=InvalidVariableError)
+        return get_int("JSM_NAMESPACE_SIZE", _WHO, missing="invalid-variable")
 
     def set_world_size(self, size: int) -> None:
         pass  # fixed by jsrun
 
     def global_rank(self) -> int:
-        return get_int("JSM_NAMESPACE_RANK", _WHO, missing=InvalidVariableError)
+        return get_int("JSM_NAMESPACE_RANK", _WHO, missing="invalid-variable")
 
     def set_global_rank(self, rank: int) -> None:
         pass  # fixed by jsrun
 
     def local_rank(self) -> int:
-        return get_int("JSM_NAMESPACE_LOCAL_RANK", _WHO, missing=InvalidVariableError)
+        return get_int("JSM_NAMESPACE_LOCAL_RANK", _WHO, missing="invalid-variable")
 
     def node_rank(self) -> int:
         return self._node_rank
@@ -96,8 +99,9 @@ class LSFEnvironment(ClusterEnvironment):
         hosts = self.hosts
         me = socket.gethostname()
         if me not in hosts:
-            raise InvalidVariableError(
+            raise ClusterEnvironmentError(
                 f"this host {me!r} is not in the LSF rank file "
-                f"{os.environ.get('LSB_DJOB_RANKFILE')!r} (compute hosts: {', '.join(hosts)})"
+                f"{os.environ.get('LSB_DJOB_RANKFILE')!r} (compute hosts: {', '.join(hosts)})",
+                reason="invalid-variable",
             )
         return hosts.index(me)

@@ -12,7 +12,7 @@ from typing import Any
 
 from builtin_plugins.environments.lightning import find_free_network_port
 from builtin_plugins.environments.variables import get_int, parse_count
-from plugin_registry.errors import MissingVariableError
+from plugin_registry.errors import ClusterEnvironmentError
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 _WHO = "is this process started by mpirun?"
@@ -139,10 +139,11 @@ class MPIEnvironment(ClusterEnvironment):
 
             self._comm_world = MPI.COMM_WORLD
         elif _launcher() is None:
-            raise MissingVariableError(
+            raise ClusterEnvironmentError(
                 "no MPI launcher variables (OMPI_COMM_WORLD_*, PMI_*, MV2_COMM_WORLD_*) and "
                 "mpi4py is not installed; start the processes with mpirun, or "
-                "pip install mpi4py"
+                "pip install mpi4py",
+                reason="missing-variable",
             )
 
     @property
@@ -152,7 +153,9 @@ class MPIEnvironment(ClusterEnvironment):
     def _names(self) -> tuple[str, str, str, str]:
         names = _launcher()
         if names is None:
-            raise MissingVariableError(f"no MPI launcher variables found; {_WHO}")
+            raise ClusterEnvironmentError(
+                f"no MPI launcher variables found; {_WHO}", reason="missing-variable"
+            )
         return names
 
     def _single_node(self) -> bool:
@@ -171,9 +174,10 @@ class MPIEnvironment(ClusterEnvironment):
             elif (node := _open_mpi_node()) is not None and node[1] is not None:
                 self._main_address = node[1]
             else:
-                raise MissingVariableError(
+                raise ClusterEnvironmentError(
                     "the MPI job spans several nodes and rank 0's host is unknown without "
-                    "mpi4py; pip install mpi4py, or export MASTER_ADDR (mpirun -x MASTER_ADDR)"
+                    "mpi4py; pip install mpi4py, or export MASTER_ADDR (mpirun -x MASTER_ADDR)",
+                    reason="missing-variable",
                 )
         return self._main_address
 
@@ -188,9 +192,10 @@ class MPIEnvironment(ClusterEnvironment):
                 digest = zlib.crc32(os.environ["PMIX_NAMESPACE"].encode("utf-8", "surrogateescape"))
                 self._main_port = 20000 + digest % 20000
             else:
-                raise MissingVariableError(
+                raise ClusterEnvironmentError(
                     "no port agreed between the MPI ranks: without mpi4py, export MASTER_PORT "
-                    "(mpirun -x MASTER_PORT=29500), or pip install mpi4py"
+                    "(mpirun -x MASTER_PORT=29500), or pip install mpi4py",
+                    reason="missing-variable",
                 )
         return self._main_port
 
@@ -247,7 +252,8 @@ class MPIEnvironment(ClusterEnvironment):
         node = _open_mpi_node()
         if node is not None:
             return node[0]
-        raise MissingVariableError(
+        raise ClusterEnvironmentError(
             "this MPI launcher sets no node rank and the job spans several nodes; "
-            "pip install mpi4py"
+            "pip install mpi4py",
+            reason="missing-variable",
         )

@@ -13,7 +13,7 @@ from builtin_plugins.environments.variables import (
     port_from_job_id,
     read_host_file,
 )
-from plugin_registry.errors import InvalidVariableError, SettingsMismatchError
+from plugin_registry.errors import ClusterEnvironmentError
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 _WHO = "is this process part of a Grid Engine job submitted with qsub -pe?"
@@ -63,9 +63,10 @@ class SGEEnvironment(ClusterEnvironment):
         for fields in lines:
             slots = parse_count(fields[1]) if len(fields) >= 2 else None
             if slots is None or slots < 1:
-                raise InvalidVariableError(
+                raise ClusterEnvironmentError(
                     f"PE_HOSTFILE={path!r} has a line {' '.join(fields)[:80]!r}; expected "
-                    "'host slots queue processors' with at least one slot"
+                    "'host slots queue processors' with at least one slot",
+                    reason="invalid-variable",
                 )
             out.append((fields[0], slots))
         return out
@@ -101,9 +102,10 @@ class SGEEnvironment(ClusterEnvironment):
         for name in mine:
             if name in hosts:
                 return hosts.index(name)
-        raise InvalidVariableError(
+        raise ClusterEnvironmentError(
             f"this host ({' / '.join(mine)}) is not in PE_HOSTFILE="
-            f"{os.environ.get('PE_HOSTFILE')!r} (hosts: {', '.join(hosts)})"
+            f"{os.environ.get('PE_HOSTFILE')!r} (hosts: {', '.join(hosts)})",
+            reason="invalid-variable",
         )
 
     def local_rank(self) -> int:
@@ -121,13 +123,15 @@ class SGEEnvironment(ClusterEnvironment):
     def validate_settings(self, num_devices: int, num_nodes: int) -> None:
         nhosts = get_int("NHOSTS", _WHO, default=len(self.slots()))
         if nhosts != num_nodes:
-            raise SettingsMismatchError(
+            raise ClusterEnvironmentError(
                 f"You set num_nodes={num_nodes}, but Grid Engine gave the job NHOSTS={nhosts} "
-                f"host(s). Set num_nodes={nhosts}."
+                f"host(s). Set num_nodes={nhosts}.",
+                reason="settings-mismatch",
             )
         here = self.slots()[self.node_rank()][1]
         if here != num_devices:
-            raise SettingsMismatchError(
+            raise ClusterEnvironmentError(
                 f"You set devices={num_devices}, but this host has {here} slot(s) in "
-                f"PE_HOSTFILE. Set devices={here}, or ask qsub -pe for {num_devices} per host."
+                f"PE_HOSTFILE. Set devices={here}, or ask qsub -pe for {num_devices} per host.",
+                reason="settings-mismatch",
             )

@@ -7,7 +7,7 @@ import signal
 
 from builtin_plugins.environments.hostlist import expand_hostlist, first_host, tasks_per_node
 from builtin_plugins.environments.variables import get, get_int, parse_count, port_from_job_id
-from plugin_registry.errors import InvalidVariableError, SettingsMismatchError
+from plugin_registry.errors import ClusterEnvironmentError
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 _WHO = "is this process started by srun?"
@@ -68,7 +68,8 @@ class SLURMEnvironment(ClusterEnvironment):
     @staticmethod
     def resolve_root_node_address(nodes: str) -> str:
         """The first host of a SLURM node list (``host[5-9]`` -> ``host5``), as Lightning's
-        method of this name; a malformed list is an InvalidVariableError saying why."""
+        method of this name; a malformed list is a ClusterEnvironmentError (a ValueError)
+        saying why."""
         return first_host(nodes, "the node list")
 
     @property
@@ -120,9 +121,10 @@ class SLURMEnvironment(ClusterEnvironment):
         counts = tasks_per_node(get("SLURM_TASKS_PER_NODE", _WHO))
         node = self.node_rank() if "SLURM_NODEID" in os.environ else 0
         if node >= len(counts):
-            raise InvalidVariableError(
+            raise ClusterEnvironmentError(
                 f"SLURM_NODEID={node} but SLURM_TASKS_PER_NODE="
-                f"{os.environ['SLURM_TASKS_PER_NODE']!r} lists {len(counts)} node(s)"
+                f"{os.environ['SLURM_TASKS_PER_NODE']!r} lists {len(counts)} node(s)",
+                reason="invalid-variable",
             )
         return counts[node]
 
@@ -135,34 +137,39 @@ class SLURMEnvironment(ClusterEnvironment):
         if per_node_var is not None:
             per_node = get_int("SLURM_NTASKS_PER_NODE", _WHO)
             if per_node != num_devices:
-                raise SettingsMismatchError(
+                raise ClusterEnvironmentError(
                     f"You set devices={num_devices}, but SLURM runs --ntasks-per-node={per_node} "
-                    f"(SLURM_NTASKS_PER_NODE). Set devices={per_node}."
+                    f"(SLURM_NTASKS_PER_NODE). Set devices={per_node}.",
+                    reason="settings-mismatch",
                 )
             n = get_int("SLURM_NNODES", _WHO, default=1)
             if ntasks < per_node * n:
-                raise SettingsMismatchError(
+                raise ClusterEnvironmentError(
                     f"The allocation runs SLURM_NTASKS={ntasks} task(s), fewer than "
                     f"--ntasks-per-node={per_node} x {n} node(s): only {ntasks} process(es) will "
                     f"start while {per_node * n} are expected. Ask for --ntasks={per_node * n} "
-                    f"or --ntasks-per-node={max(1, ntasks // n)}."
+                    f"or --ntasks-per-node={max(1, ntasks // n)}.",
+                    reason="settings-mismatch",
                 )
         elif ntasks > 1:
             counts = tasks_per_node(get("SLURM_TASKS_PER_NODE", _WHO))
             if len(set(counts)) > 1:
-                raise SettingsMismatchError(
+                raise ClusterEnvironmentError(
                     f"--ntasks={ntasks} was spread unevenly over the nodes "
                     f"(SLURM_TASKS_PER_NODE={os.environ['SLURM_TASKS_PER_NODE']!r}); use "
-                    "--ntasks-per-node so that every node runs as many tasks as devices."
+                    "--ntasks-per-node so that every node runs as many tasks as devices.",
+                    reason="settings-mismatch",
                 )
             if counts[0] != num_devices:
-                raise SettingsMismatchError(
+                raise ClusterEnvironmentError(
                     f"You set devices={num_devices}, but SLURM runs {counts[0]} task(s) per node "
                     f"(SLURM_TASKS_PER_NODE={os.environ['SLURM_TASKS_PER_NODE']!r}). "
-                    f"Set devices={counts[0]}."
+                    f"Set devices={counts[0]}.",
+                    reason="settings-mismatch",
                 )
         if nnodes is not None and get_int("SLURM_NNODES", _WHO) != num_nodes:
-            raise SettingsMismatchError(
+            raise ClusterEnvironmentError(
                 f"You set num_nodes={num_nodes}, but SLURM allocated --nodes={nnodes} "
-                f"(SLURM_NNODES). Set num_nodes={nnodes}."
+                f"(SLURM_NNODES). Set num_nodes={nnodes}.",
+                reason="settings-mismatch",
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from builtin_plugins.environments.variables import get_int
-from plugin_registry.errors import SettingsMismatchError
+from plugin_registry.errors import ClusterEnvironmentError
 from plugin_registry.kinds.cluster_environment import ClusterEnvironment
 
 _WHO = "is this process started by torchrun?"
@@ -55,8 +55,9 @@ class TorchElasticEnvironment(ClusterEnvironment):
 
     def validate_settings(self, num_devices: int, num_nodes: int) -> None:
         if num_devices * num_nodes != self.world_size():
-            raise SettingsMismatchError(
+            raise ClusterEnvironmentError(
                 f"You set devices={num_devices} and num_nodes={num_nodes}, but their product "
                 f"({num_devices} * {num_nodes}) does not match the world size "
-                f"({self.world_size()}, WORLD_SIZE set by torchrun)."
+                f"({self.world_size()}, WORLD_SIZE set by torchrun).",
+                reason="settings-mismatch",
             )

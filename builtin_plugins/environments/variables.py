@@ -13,11 +13,7 @@ from __future__ import annotations
 import os
 
 from plugin_registry.files import UnreadableFileError, read_text
-from plugin_registry.kinds.cluster_environment import (
-    HostFileNotFoundError,
-    InvalidVariableError,
-    MissingVariableError,
-)
+from plugin_registry.kinds.cluster_environment import ClusterEnvironmentError
 
 #: A host file (PE_HOSTFILE, LSB_DJOB_RANKFILE) larger than this is refused.
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -62,7 +58,7 @@ def get(name: str, launcher: str) -> str:
     """The value of ``name``; an error naming the launcher that should have set it."""
     value = os.environ.get(name)
     if value is None:
-        raise MissingVariableError(f"{name} is not set; {launcher}")
+        raise ClusterEnvironmentError(f"{name} is not set; {launcher}", reason="missing-variable")
     return value
 
 
@@ -70,26 +66,30 @@ def get_int(
     name: str,
     launcher: str,
     default: int | None = None,
-    missing: type[Exception] = MissingVariableError,
+    missing: str = "missing-variable",
 ) -> int:
     """``name`` as an integer in its range (``default`` when unset and a default is given).
 
-    An unset variable raises ``missing``: MissingVariableError (a KeyError, where
-    Lightning reads ``os.environ[name]``), or InvalidVariableError (a ValueError) for
-    the launchers whose Lightning class checks and raises ValueError itself (LSF).
+    An unset variable raises a ClusterEnvironmentError with reason ``missing``:
+    ``"missing-variable"`` (a KeyError, where Lightning reads ``os.environ[name]``), or
+    ``"invalid-variable"`` (a ValueError) for the launchers whose Lightning class
+    checks and raises ValueError itself (LSF).
     """
     value = os.environ.get(name)
     if value is None:
         if default is not None:
             return default
-        raise missing(f"{name} is not set; {launcher}")
+        raise ClusterEnvironmentError(f"{name} is not set; {launcher}", reason=missing)
     number = parse_count(value)
     low, high = _range(name)
     if number is None:
-        raise InvalidVariableError(f"{name}={value[:40]!r} is not an integer; {launcher}")
+        raise ClusterEnvironmentError(
+            f"{name}={value[:40]!r} is not an integer; {launcher}", reason="invalid-variable"
+        )
     if not low <= number <= high:
-        raise InvalidVariableError(
-            f"{name}={number} is out of range: it must be between {low} and {high}; {launcher}"
+        raise ClusterEnvironmentError(
+            f"{name}={number} is out of range: it must be between {low} and {high}; {launcher}",
+            reason="invalid-variable",
         )
     return number
 
@@ -103,9 +103,10 @@ def port_from_job_id(job_id: str, variable: str, launcher: str) -> int:
         return get_int("MASTER_PORT", "set it to a free port, or unset it")
     digits = job_id[-4:]
     if parse_count(digits) is None or len(digits.strip()) != len(digits):
-        raise InvalidVariableError(
+        raise ClusterEnvironmentError(
             f"{variable}={job_id[-40:]!r} does not end in digits; set MASTER_PORT instead "
-            f"({launcher})"
+            f"({launcher})",
+            reason="invalid-variable",
         )
     return int(digits) + 15000
 
@@ -114,17 +115,19 @@ def read_host_file(variable: str, launcher: str, what: str = "") -> list[str]:
     """The non-empty lines of the file that ``variable`` names, bounded and checked."""
     path = get(variable, launcher)
     if not path.strip():
-        raise InvalidVariableError(f"{variable} is empty; {launcher}")
+        raise ClusterEnvironmentError(f"{variable} is empty; {launcher}", reason="invalid-variable")
     try:
         text = read_text(path, max_bytes=MAX_FILE_BYTES)
     except FileNotFoundError:
-        raise HostFileNotFoundError(
+        raise ClusterEnvironmentError(
             f"cannot read {what + ' ' if what else ''}{variable}={path!r}: the file does not "
-            f"exist; {launcher}"
+            f"exist; {launcher}",
+            reason="missing-file",
         ) from None
     except UnreadableFileError as exc:
-        raise InvalidVariableError(
+        raise ClusterEnvironmentError(
             f"cannot read {what + ' ' if what else ''}{variable}={path!r}: "
-            f"{exc.strerror or exc}; {launcher}"
+            f"{exc.strerror or exc}; {launcher}",
+            reason="invalid-variable",
         ) from None
     return [line.strip() for line in text.splitlines() if line.strip()]

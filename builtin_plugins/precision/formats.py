@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from plugin_registry.errors import WholeMessage
+from plugin_registry.errors import ConfigurationError
 
 #: Which built-in plugin serves each precision value, for error messages.
 SERVED_BY = {
@@ -21,10 +21,16 @@ SERVED_BY = {
 SHORT_FORMS = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
-class UnsupportedChoiceError(WholeMessage, ValueError, KeyError):
+class UnsupportedChoiceError(ConfigurationError, KeyError):
     """A value a plugin looks up in its table of choices (bitsandbytes' ``mode``), where
     Lightning's lookup raises KeyError: ``except KeyError`` and ``except ValueError``
     both catch it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, subject="parameter")
+
+    def __str__(self) -> str:  # KeyError's would quote the message as a key
+        return str(self.args[0])
 
 
 def check_precision(

@@ -19,11 +19,7 @@ from accelerate.utils import DistributedType
 from plugin_registry.accelerate import state as _state
 from plugin_registry.accelerate.plugins import choose
 from plugin_registry.accelerate.precision import ACCELERATE_WORDS, PluginOptimizer, wrap_forward
-from plugin_registry.errors import (
-    CheckpointNotFoundError,
-    ClusterEnvironmentError,
-    UnreadableCheckpointError,
-)
+from plugin_registry.errors import CheckpointError, ClusterEnvironmentError
 
 if TYPE_CHECKING:
     from plugin_registry.kinds.checkpoint_io import CheckpointIO
@@ -242,10 +238,11 @@ class Accelerator(_Accelerator):  # type: ignore[misc]
             if any(name.endswith((".bin", ".safetensors", ".pkl")) for name in os.listdir(folder)):
                 # Written by Accelerate's own save_state: loaded its way.
                 return super().load_state(folder, load_kwargs, **kwargs)  # type: ignore[no-any-return]
-            raise CheckpointNotFoundError(
+            raise CheckpointError(
                 f"no saved state in {folder!r}: neither {_state.STATE_FILE!r} (save_state with a "
                 "checkpoint IO) nor Accelerate's own files are there",
                 path,
+                reason="not-found",
             ) from None
         # Accelerate's hooks take out of the list the models they load themselves.
         models = list(self._models)
@@ -298,8 +295,10 @@ class Accelerator(_Accelerator):  # type: ignore[misc]
         if input_dir is not None:
             folder = os.path.expanduser(os.fspath(input_dir))
             if not os.path.isdir(folder):
-                raise CheckpointNotFoundError(
-                    f"no saved state at {folder!r}: the folder does not exist", folder
+                raise CheckpointError(
+                    f"no saved state at {folder!r}: the folder does not exist",
+                    folder,
+                    reason="not-found",
                 )
             return folder
         if not self.project_configuration.automatic_checkpoint_naming:
@@ -307,7 +306,7 @@ class Accelerator(_Accelerator):  # type: ignore[misc]
         root = os.path.join(self.project_dir, "checkpoints")
         folders = sorted(_numbered(root)) if os.path.isdir(root) else []
         if not folders:
-            raise CheckpointNotFoundError(f"no saved state under {root!r}", root)
+            raise CheckpointError(f"no saved state under {root!r}", root, reason="not-found")
         return folders[-1][1]
 
     def _training_state(self, weights: list[Any]) -> dict[str, Any]:
@@ -387,9 +386,10 @@ class Accelerator(_Accelerator):  # type: ignore[misc]
                 if "cuda" in rng and torch.cuda.is_available():
                     torch.cuda.set_rng_state_all(rng["cuda"])
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-                raise UnreadableCheckpointError(
+                raise CheckpointError(
                     f"the random state of process {self.process_index} in the saved state "
-                    f"cannot be restored: {type(exc).__name__}: {exc}"[:300]
+                    f"cannot be restored: {type(exc).__name__}: {exc}"[:300],
+                    reason="unreadable",
                 ) from None
         self.step = state["step"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from plugin_registry.errors import CheckpointError, UnreadableCheckpointError
+from plugin_registry.errors import CheckpointError
 
 __all__ = ["FIELDS", "STATE_FILE", "decode", "encode"]
 
@@ -100,21 +100,23 @@ def decode(checkpoint: Mapping[str, Any], where: str, check: bool = True) -> dic
     fields of an Accelerator's state (:data:`FIELDS`)."""
     skeleton = checkpoint.get(_SKELETON) if isinstance(checkpoint, Mapping) else None
     if not isinstance(skeleton, torch.Tensor) or skeleton.dtype != torch.uint8:
-        raise UnreadableCheckpointError(
+        raise CheckpointError(
             f"{where} is not a state written by plugin_registry.accelerate (no {_SKELETON!r})",
             where,
+            reason="unreadable",
         )
     try:
         data = json.loads(bytes(skeleton.cpu().reshape(-1).numpy()).decode())
     except (ValueError, RecursionError) as exc:
-        raise UnreadableCheckpointError(
-            f"{where}: its skeleton is damaged ({type(exc).__name__})", where
+        raise CheckpointError(
+            f"{where}: its skeleton is damaged ({type(exc).__name__})", where, reason="unreadable"
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UnreadableCheckpointError(
+        raise CheckpointError(
             f"{where} has state format {data.get('format') if isinstance(data, dict) else None!r}"
             f", which this version does not read (it reads {FORMAT})",
             where,
+            reason="unreadable",
         )
 
     def walk(value: Any) -> Any:
@@ -125,8 +127,10 @@ def decode(checkpoint: Mapping[str, Any], where: str, check: bool = True) -> dic
         if _TENSOR in value:
             found = checkpoint.get(value[_TENSOR]) if isinstance(value[_TENSOR], str) else None
             if not isinstance(found, torch.Tensor):
-                raise UnreadableCheckpointError(
-                    f"{where} lacks tensor {value[_TENSOR]!r} that its skeleton names", where
+                raise CheckpointError(
+                    f"{where} lacks tensor {value[_TENSOR]!r} that its skeleton names",
+                    where,
+                    reason="unreadable",
                 )
             return found
         if _TUPLE in value:
@@ -141,8 +145,10 @@ def decode(checkpoint: Mapping[str, Any], where: str, check: bool = True) -> dic
     try:
         state = walk(data.get("state"))
     except (ValueError, TypeError, RecursionError) as exc:
-        raise UnreadableCheckpointError(
-            f"{where}: its skeleton is damaged ({type(exc).__name__}: {exc})"[:300], where
+        raise CheckpointError(
+            f"{where}: its skeleton is damaged ({type(exc).__name__}: {exc})"[:300],
+            where,
+            reason="unreadable",
         ) from None
     if check:
         _check_fields(state, where)
@@ -153,18 +159,22 @@ def _check_fields(state: Any, where: str) -> None:
     """Each field of :data:`FIELDS` there, the indexed ones mapping indices to states."""
     if not isinstance(state, dict) or set(state) != set(FIELDS):
         got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
-        raise UnreadableCheckpointError(
-            f"{where}: the state has fields {got}, not {sorted(FIELDS)}", where
+        raise CheckpointError(
+            f"{where}: the state has fields {got}, not {sorted(FIELDS)}", where, reason="unreadable"
         )
     if isinstance(state["step"], bool) or not isinstance(state["step"], int):
-        raise UnreadableCheckpointError(f"{where}: field 'step' is not an integer", where)
+        raise CheckpointError(
+            f"{where}: field 'step' is not an integer", where, reason="unreadable"
+        )
     for field in _INDEXED:
         value = state[field]
         if not isinstance(value, dict) or not all(
             isinstance(k, int) and not isinstance(k, bool) for k in value
         ):
-            raise UnreadableCheckpointError(
-                f"{where}: field {field!r} does not map indices to states", where
+            raise CheckpointError(
+                f"{where}: field {field!r} does not map indices to states",
+                where,
+                reason="unreadable",
             )
 
 

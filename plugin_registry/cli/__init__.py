@@ -104,19 +104,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from plugin_registry.errors import AmbiguousPluginError
+    from plugin_registry.errors import PluginNotFoundError
 
     registry = _registry(args)
     try:
         match = registry.find(args.name, args.kind)
-    except AmbiguousPluginError as exc:
+    except PluginNotFoundError as exc:
+        if exc.reason != "ambiguous":
+            raise
         # The library's message says kind=...; on the command line it is --kind.
         forms = " or ".join(repr(s) for s in exc.suggestions)
-        raise AmbiguousPluginError(
+        raise PluginNotFoundError(
             f"{exc.name!r} names plugins of several kinds; say which: {forms} (or add --kind KIND)",
             name=exc.name,
             providers=exc.providers,
             suggestions=exc.suggestions,
+            reason="ambiguous",
         ) from None
     record = match.record
     data = {**_record_json(record), "requested_parameters": match.parameters}
@@ -249,13 +252,20 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    from plugin_registry.errors import ResolutionWarning
     from plugin_registry.resolver.choosing import resolve
 
-    with warnings.catch_warnings():
-        # Each such warning is also a note of the resolution, printed with it: once.
-        warnings.simplefilter("ignore", ResolutionWarning)
-        resolution = _resolve(args, resolve)
+    notes: tuple[str, ...] = ()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            resolution = _resolve(args, resolve)
+            notes = resolution.notes
+    finally:
+        # A warning that is also a note of the resolution is printed with it: once.
+        for seen in caught:
+            if str(seen.message) not in notes:
+                warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
     if args.write_lock:
         resolution.lock().write(args.write_lock)
     if args.json:

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from plugin_registry.errors import CheckpointError as CheckpointError
-from plugin_registry.errors import CheckpointNotFoundError as CheckpointNotFoundError
-from plugin_registry.errors import UnreadableCheckpointError as UnreadableCheckpointError
 
 PathLike = str | os.PathLike[str]
 
@@ -113,24 +111,23 @@ def write_checkpoint(
 def open_checkpoint(path: PathLike) -> BinaryIO:
     """The checkpoint file at ``path``, open for binary reading (close it, or use ``with``).
 
-    :class:`CheckpointNotFoundError` (a ``FileNotFoundError``) when nothing is there,
-    :class:`CheckpointError` for a directory, :class:`UnreadableCheckpointError`
-    for a FIFO, device or socket (opened without blocking, checked on the open
-    descriptor, so a FIFO planted at the path never hangs the load) or a file that
-    cannot be opened.
+    A :class:`CheckpointError` with reason ``"not-found"`` (a ``FileNotFoundError``)
+    when nothing is there, ``"failed"`` for a directory, ``"unreadable"`` for a FIFO,
+    device or socket (opened without blocking, checked on the open descriptor, so a
+    FIFO planted at the path never hangs the load) or a file that cannot be opened.
     """
     shown = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(shown, flags)
     except FileNotFoundError:
-        raise CheckpointNotFoundError(
-            f"no checkpoint at {shown!r}: the path does not exist", shown
+        raise CheckpointError(
+            f"no checkpoint at {shown!r}: the path does not exist", shown, reason="not-found"
         ) from None
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-        raise UnreadableCheckpointError(
-            f"cannot open checkpoint {shown!r}: {reason}", shown
+        raise CheckpointError(
+            f"cannot open checkpoint {shown!r}: {reason}", shown, reason="unreadable"
         ) from exc
     try:
         info = os.fstat(fd)
@@ -139,10 +136,11 @@ def open_checkpoint(path: PathLike) -> BinaryIO:
                 f"{shown!r} is a directory, not a checkpoint file; pass the file inside it", shown
             )
         if not stat.S_ISREG(info.st_mode):
-            raise UnreadableCheckpointError(
+            raise CheckpointError(
                 f"cannot load checkpoint {shown!r}: it is not a regular file (a FIFO, device or "
                 "socket); a checkpoint is made of regular files only",
                 shown,
+                reason="unreadable",
             )
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

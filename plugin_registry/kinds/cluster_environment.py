@@ -8,10 +8,6 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from plugin_registry.errors import ClusterEnvironmentError as ClusterEnvironmentError
-from plugin_registry.errors import HostFileNotFoundError as HostFileNotFoundError
-from plugin_registry.errors import InvalidVariableError as InvalidVariableError
-from plugin_registry.errors import MissingVariableError as MissingVariableError
-from plugin_registry.errors import SettingsMismatchError as SettingsMismatchError
 
 
 class ClusterEnvironment(ABC):

@@ -20,14 +20,7 @@ started this process).
 
 from __future__ import annotations
 
-from plugin_registry.errors import (
-    InvalidSettingError,
-    LockFileError,
-    LockMismatchError,
-    PreferencesError,
-    ResolutionError,
-    ResolutionWarning,
-)
+from plugin_registry.errors import ResolutionError
 from plugin_registry.machine import Device, Hardware
 from plugin_registry.resolver.agreement import resolve_locked, resolve_on_all_ranks
 from plugin_registry.resolver.choosing import Resolver, resolve
@@ -43,16 +36,11 @@ __all__ = [
     "Choice",
     "Device",
     "Hardware",
-    "InvalidSettingError",
     "Lock",
-    "LockFileError",
-    "LockMismatchError",
     "LockedPlugin",
     "Preferences",
-    "PreferencesError",
     "Resolution",
     "ResolutionError",
-    "ResolutionWarning",
     "Resolver",
     "Settings",
     "detect_environment",

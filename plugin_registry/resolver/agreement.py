@@ -2,7 +2,7 @@
 
 :func:`resolve_locked` reloads exactly the plugins a
 :class:`~plugin_registry.resolver.lockfile.Lock` names and raises
-:class:`LockMismatchError` saying what differs;
+:class:`~plugin_registry.errors.ResolutionError` saying what differs;
 :func:`resolve_on_all_ranks` compares the resolution of every rank of a
 ``torch.distributed`` job, so one rank missing a library is an error on all of
 them instead of a hang or a silent difference. :mod:`~plugin_registry.resolver.lockfile`
@@ -18,7 +18,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from plugin_registry.errors import LockMismatchError, PluginRegistryError
+from plugin_registry.errors import PluginRegistryError, ResolutionError
 from plugin_registry.resolver.choosing import Resolver, resolve
 from plugin_registry.resolver.lockfile import Lock
 
@@ -48,9 +48,9 @@ def resolve_on_all_ranks(group: Any = None, **settings: Any) -> Resolution:
     """``resolve(**settings)`` on every rank of the current process group, compared.
 
     Each rank resolves on its own machine; the results (or errors) are gathered
-    and any difference from rank 0 raises :class:`LockMismatchError` on every
-    rank, naming the ranks, their hosts and what differs. Without an initialised
-    process group this is ``resolve(**settings)``.
+    and any difference from rank 0 raises :class:`ResolutionError` (reason
+    ``"ranks-disagree"``) on every rank, naming the ranks, their hosts and what
+    differs. Without an initialised process group this is ``resolve(**settings)``.
     """
     import torch.distributed as dist
 
@@ -66,8 +66,9 @@ def resolve_on_all_ranks(group: Any = None, **settings: Any) -> Resolution:
     gathered = _gather(dist, payload, group)
     problems = _disagreements(gathered)
     if problems:
-        raise LockMismatchError(
-            "the ranks of this job do not agree on their plugins:\n  - " + "\n  - ".join(problems)
+        raise ResolutionError(
+            "the ranks of this job do not agree on their plugins:\n  - " + "\n  - ".join(problems),
+            reason="ranks-disagree",
         )
     assert resolution is not None
     return resolution
@@ -97,7 +98,9 @@ def _gather(dist: Any, payload: dict[str, Any], group: Any) -> list[Any]:
     try:
         dist.all_gather_object(gathered, payload, group=group)
     except (RuntimeError, ValueError) as exc:
-        raise LockMismatchError(_gone(store, key, ranks, dist.get_rank(), exc)) from exc
+        raise ResolutionError(
+            _gone(store, key, ranks, dist.get_rank(), exc), reason="ranks-disagree"
+        ) from exc
     return gathered
 
 

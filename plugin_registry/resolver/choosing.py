@@ -27,7 +27,7 @@ The rules, in the order they apply:
    says its launcher started this process (torchrun inside a SLURM
    allocation is torchelastic, as in Lightning).
 5. ``precision="16-mixed"`` on the CPU becomes ``"bf16-mixed"`` with a
-   :class:`ResolutionWarning`, as Lightning does it.
+   :class:`~plugin_registry.errors.PluginRegistryWarning`, as Lightning does it.
 6. Nothing accepted is an error listing each candidate's reasons and the
    settings that would work on this hardware.
 """
@@ -39,9 +39,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from plugin_registry.errors import LockMismatchError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.errors import ResolutionError as ResolutionError
-from plugin_registry.errors import ResolutionWarning as ResolutionWarning
 from plugin_registry.kinds.precision import PRECISIONS
 from plugin_registry.names import Spec, normalize_name
 from plugin_registry.records import KINDS, Kind, PluginInfo
@@ -50,7 +49,7 @@ from plugin_registry.resolver.hardware import Hardware, detect_hardware
 from plugin_registry.resolver.lockfile import Lock
 from plugin_registry.resolver.preferences import Preferences, targets
 from plugin_registry.resolver.resolution import Candidate, Choice, Resolution
-from plugin_registry.resolver.settings import InvalidSettingError, Settings, parse_settings
+from plugin_registry.resolver.settings import Settings, parse_settings
 from plugin_registry.resolver.settled_job import Job, settle
 from plugin_registry.resolver.verdicts import Judge, serves, specificity, unmet_on
 
@@ -196,17 +195,18 @@ class Resolver:
     def resolve_locked(
         self, lock: Lock | str | os.PathLike[str], given: Settings | None = None
     ) -> Resolution:
-        """Exactly the locked plugins and settings; :class:`LockMismatchError` if this
-        machine differs, :class:`InvalidSettingError` if ``given`` contradicts the lock."""
+        """Exactly the locked plugins and settings; a ResolutionError if this machine
+        differs, a ConfigurationError if ``given`` contradicts the lock."""
         _check_type("lock", lock, (Lock, str, os.PathLike), "a Lock or the path of its file")
         locked = lock if isinstance(lock, Lock) else Lock.read(lock)
         where = "the lock" if isinstance(lock, Lock) else f"the lock {os.fspath(lock)!r}"
         for plugin in locked.plugins:
             if plugin.instance:
-                raise LockMismatchError(
+                raise ResolutionError(
                     f"the locked {plugin.kind} plugin is an instance of {plugin.target} that was "
                     "passed to resolve(); a lock reloads named plugins only: register it "
-                    "(plugin_registry.register) or package it, and name it"
+                    "(plugin_registry.register) or package it, and name it",
+                    reason="lock-mismatch",
                 )
         if given is not None:
             self._check_against_lock(given, locked, where)
@@ -221,10 +221,11 @@ class Resolver:
             if not d.startswith("setting precision:")
         ]
         if diffs:
-            raise LockMismatchError(
+            raise ResolutionError(
                 "this machine does not match the lock:\n  - "
                 + "\n  - ".join(diffs)
-                + "\nInstall the locked versions, or resolve again and write a new lock"
+                + "\nInstall the locked versions, or resolve again and write a new lock",
+                reason="lock-mismatch",
             )
         return resolution
 
@@ -246,9 +247,10 @@ class Resolver:
                 mine.name,
                 mine.distribution,
             ):
-                raise InvalidSettingError(
+                raise ConfigurationError(
                     f"the {kind} plugin {cand.name!r} ({cand.provider}) contradicts {where}, "
-                    f"which names {mine.name!r} ({mine.distribution or mine.target}); {way_out}"
+                    f"which names {mine.name!r} ({mine.distribution or mine.target}); {way_out}",
+                    subject="setting",
                 )
         settled = self._settle(given, explicit, []).settings().to_dict()
         saved = locked.settings.to_dict()
@@ -259,9 +261,10 @@ class Resolver:
             ours, theirs = settled[key], saved[key]
             if ours != theirs:
                 shown = f"{key}={value!r}" + (f" ({ours!r} here)" if ours != value else "")
-                raise InvalidSettingError(
+                raise ConfigurationError(
                     f"{shown} contradicts {where}, which was resolved for {key}={theirs!r}; "
-                    f"{way_out}"
+                    f"{way_out}",
+                    subject="setting",
                 )
 
     def _explicit(self, settings: Settings) -> dict[str, Candidate]:
@@ -311,10 +314,11 @@ class Resolver:
                     explicit=True,
                 )
                 return cand, label
-        raise InvalidSettingError(
+        raise ConfigurationError(
             f"plugins=[...] holds {item!r:.80}, which is neither a plugin name, a PluginInfo "
             "nor an instance of plugin_registry.kinds.Precision, CheckpointIO or "
-            "ClusterEnvironment (give Lightning's own plugins to Lightning directly)"
+            "ClusterEnvironment (give Lightning's own plugins to Lightning directly)",
+            subject="setting",
         )
 
     def _named(self, spec: str, kind: str | None) -> Candidate:

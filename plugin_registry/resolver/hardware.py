@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 from plugin_registry import _capture
 from plugin_registry._text import describe
-from plugin_registry.errors import HardwareFileError as HardwareFileError
 from plugin_registry.machine import FORMAT, Device, Hardware
 from plugin_registry.names import normalize_distribution
 
@@ -40,7 +39,6 @@ __all__ = [
     "FORMAT",
     "Device",
     "Hardware",
-    "HardwareFileError",
     "detect_hardware",
 ]
 

@@ -3,7 +3,7 @@
 A :class:`Lock` names each chosen plugin with its provider, version, target and
 parameters, plus the versions of torch and of the libraries those plugins
 require. ``resolve(lock="plugins.lock")`` reloads exactly those plugins and
-raises :class:`LockMismatchError` saying what differs when this machine no
+raises a :class:`~plugin_registry.errors.ResolutionError` saying what differs when this machine no
 longer matches; :func:`resolve_on_all_ranks` compares the resolution of every
 rank of a ``torch.distributed`` job, so one rank missing a library is an error
 on all of them instead of a hang or a silent difference.
@@ -12,6 +12,7 @@ on all of them instead of a hang or a silent difference.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -19,13 +20,14 @@ from typing import Any, ClassVar
 
 from plugin_registry import _schema
 from plugin_registry._files import atomic_write_text
-from plugin_registry.errors import LockFileError as LockFileError
-from plugin_registry.errors import LockMismatchError as LockMismatchError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.names import Spec
 from plugin_registry.records import KINDS
 from plugin_registry.resolver.settings import Settings
 
 FORMAT = 1
+#: How a lock file that cannot be read or written is reported.
+_error = functools.partial(ConfigurationError, subject="lock")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +76,17 @@ class Lock:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "lock") -> Lock:
-        """Inverse of :meth:`to_dict`; LockFileError naming the bad field."""
-        check = _schema.Checker(where, LockFileError)
+        """Inverse of :meth:`to_dict`; a ConfigurationError naming the bad field."""
+        check = _schema.Checker(where, _error)
         if not isinstance(data, Mapping):
-            raise LockFileError(f"{where}: a lock is a JSON object, got {type(data).__name__}")
+            raise ConfigurationError(
+                f"{where}: a lock is a JSON object, got {type(data).__name__}", subject="lock"
+            )
         data = dict(data)
         if check.field(data, "format", int) != FORMAT:
-            raise LockFileError(
-                f"{where}: lock format {data['format']!r} is not {FORMAT}; write the lock again"
+            raise ConfigurationError(
+                f"{where}: lock format {data['format']!r} is not {FORMAT}; write the lock again",
+                subject="lock",
             )
         del data["format"]
         lock: Lock = _schema.load(cls, data, check)
@@ -104,7 +109,9 @@ class Lock:
                 if not os.path.isdir(parent)
                 else (exc.strerror or str(exc))
             )
-            raise LockFileError(f"cannot write lock file {os.fspath(path)!r}: {why}") from None
+            raise ConfigurationError(
+                f"cannot write lock file {os.fspath(path)!r}: {why}", subject="lock"
+            ) from None
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Lock:
@@ -112,7 +119,7 @@ class Lock:
             cls,
             path,
             "lock file",
-            LockFileError,
+            _error,
             "write one with `plugin-registry resolve ... --write-lock FILE` or "
             "Resolution.lock().write()",
         )

@@ -20,13 +20,14 @@ A priority key is read as a lookup reads a name: a concrete name
 record's own name (``zstd-{level}``: all its names), each optionally qualified
 (``acme-plugins:zstd``) to touch one provider only. A key that names no installed
 plugin, or a ``prefer`` entry naming a distribution that does not provide the
-name, is a :class:`PreferencesError` naming the key, where it was set, and the
-close names (:func:`targets` checks them against the records).
+name, is a :class:`~plugin_registry.errors.ConfigurationError` naming the key,
+where it was set, and the close names (:func:`targets` checks them against the records).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,7 @@ from typing import Any
 
 from plugin_registry import _environ, _schema
 from plugin_registry._files import read_text
-from plugin_registry.errors import PreferencesError as PreferencesError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.names import meant, normalize_distribution, normalize_name, suggestions
 from plugin_registry.records import PluginInfo
 
@@ -43,6 +44,8 @@ ENV_PRIORITY = "PLUGIN_REGISTRY_PRIORITY"
 ENV_PREFER = "PLUGIN_REGISTRY_PREFER"
 TABLE = "plugin-registry"
 MAX_PYPROJECT_BYTES = 4 * 1024 * 1024
+#: How a priority or preference that cannot be read is reported.
+_error = functools.partial(ConfigurationError, subject="preferences")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -70,7 +73,7 @@ class Preferences:
             table = _read_table(found)
             if table is not None:
                 where = f"{found} [tool.{TABLE}]"
-                read = _schema.load(_Table, table, _schema.Checker(where, PreferencesError))
+                read = _schema.load(_Table, table, _schema.Checker(where, _error))
                 priority.update(_priorities(read.priority, where))
                 prefer.update(_preferred(read.prefer, where))
                 origins.update(dict.fromkeys([*priority, *prefer], where))
@@ -112,7 +115,9 @@ def _read_table(path: Path) -> Mapping[str, Any] | None:
     try:
         text = read_text(path, max_bytes=MAX_PYPROJECT_BYTES)
     except OSError as exc:
-        raise PreferencesError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise ConfigurationError(
+            f"cannot read {path}: {exc.strerror or exc}", subject="preferences"
+        ) from None
     if f"[tool.{TABLE}" not in text and f'[tool."{TABLE}"' not in text:
         return None  # most projects: no table, no TOML parse
     if sys.version_info >= (3, 11):
@@ -122,18 +127,22 @@ def _read_table(path: Path) -> Mapping[str, Any] | None:
     try:
         data = tomllib.loads(text)
     except RecursionError:
-        raise PreferencesError(f"{path}: nested too deeply to read") from None
+        raise ConfigurationError(
+            f"{path}: nested too deeply to read", subject="preferences"
+        ) from None
     except ValueError as exc:
-        raise PreferencesError(f"{path} is not valid TOML: {str(exc).splitlines()[0]}") from None
+        raise ConfigurationError(
+            f"{path} is not valid TOML: {str(exc).splitlines()[0]}", subject="preferences"
+        ) from None
     tool = data.get("tool", {})
     table = tool.get(TABLE) if isinstance(tool, Mapping) else None
     if table is not None and not isinstance(table, Mapping):
-        raise PreferencesError(f"{path}: [tool.{TABLE}] must be a table")
+        raise ConfigurationError(f"{path}: [tool.{TABLE}] must be a table", subject="preferences")
     return table
 
 
 def _pairs(environ: Mapping[str, str], name: str, example: str) -> dict[str, str]:
-    return _environ.pairs(environ, name, example, "name=value", error=PreferencesError) or {}
+    return _environ.pairs(environ, name, example, "name=value", subject="preferences") or {}
 
 
 def _key(name: str) -> str:
@@ -145,7 +154,9 @@ def _key(name: str) -> str:
 
 def _priorities(values: Any, where: str) -> dict[str, int]:
     if not isinstance(values, Mapping):
-        raise PreferencesError(f"{where}: 'priority' must map plugin names to integers")
+        raise ConfigurationError(
+            f"{where}: 'priority' must map plugin names to integers", subject="preferences"
+        )
     out: dict[str, int] = {}
     for name, value in values.items():
         try:
@@ -155,8 +166,9 @@ def _priorities(values: Any, where: str) -> dict[str, int]:
         if number is not None and not -(2**63) <= number < 2**63:
             number = None
         if number is None:
-            raise PreferencesError(
-                f"{where}: priority of {name!r} must be an integer, got {value!r}"
+            raise ConfigurationError(
+                f"{where}: priority of {name!r} must be an integer, got {value!r}",
+                subject="preferences",
             )
         out[_key(name)] = number
     return out
@@ -166,7 +178,9 @@ def _preferred(values: Any, where: str) -> dict[str, str]:
     if not isinstance(values, Mapping) or not all(
         isinstance(v, str) and v for v in values.values()
     ):
-        raise PreferencesError(f"{where}: 'prefer' must map plugin names to distribution names")
+        raise ConfigurationError(
+            f"{where}: 'prefer' must map plugin names to distribution names", subject="preferences"
+        )
     return {normalize_name(k): normalize_distribution(v) for k, v in values.items()}
 
 
@@ -176,7 +190,7 @@ Target = tuple[PluginInfo, str | None]
 
 def targets(preferences: Preferences, records: Sequence[PluginInfo]) -> dict[Target, int]:
     """Each priority key resolved against ``records`` as a lookup resolves a name;
-    a PreferencesError for a key that names none, or a ``prefer`` that cannot hold."""
+    a ConfigurationError for a key that names none, or a ``prefer`` that cannot hold."""
     out: dict[Target, int] = {}
     # Bare keys first: a qualified key for the same plugin is the more precise, and wins.
     for key in sorted(preferences.priority, key=lambda k: ":" in k):
@@ -190,9 +204,10 @@ def targets(preferences: Preferences, records: Sequence[PluginInfo]) -> dict[Tar
         if not providers:
             raise _unknown(name, "prefer", preferences, records)
         if dist not in providers:
-            raise PreferencesError(
+            raise ConfigurationError(
                 f"{_origin(preferences, name)}: prefer {name!r} from {dist!r}, which does not "
-                f"provide it; it is provided by {', '.join(providers)}"
+                f"provide it; it is provided by {', '.join(providers)}",
+                subject="preferences",
             )
     return out
 
@@ -237,12 +252,13 @@ def _origin(preferences: Preferences, key: str) -> str:
 
 def _unknown(
     key: str, table: str, preferences: Preferences, records: Sequence[PluginInfo]
-) -> PreferencesError:
+) -> ConfigurationError:
     bare = key.rpartition(":")[2]
     names = {n for r in records for n in (*r.names(), normalize_name(r.name))}
     close = suggestions(bare, names)
     hint = meant(close, "; did you mean")
-    return PreferencesError(
+    return ConfigurationError(
         f"{_origin(preferences, key)}: {table} key {key!r} names no installed plugin{hint} "
-        "(keys are plugin names, aliases or dist:name; 'plugin-registry list' shows them)"
+        "(keys are plugin names, aliases or dist:name; 'plugin-registry list' shows them)",
+        subject="preferences",
     )

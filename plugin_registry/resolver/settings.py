@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from plugin_registry import _schema
-from plugin_registry.errors import InvalidSettingError as InvalidSettingError
+from plugin_registry.errors import ConfigurationError
 from plugin_registry.kinds.precision import (
     OWN_PRECISION_FAMILIES as OWN_PRECISION_FAMILIES,
 )
@@ -145,8 +145,10 @@ def _precision(
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidSettingError(
-            f"precision={value!r} is not a string or an integer; use one of {', '.join(PRECISIONS)}"
+        raise ConfigurationError(
+            f"precision={value!r} is not a string or an integer; "
+            f"use one of {', '.join(PRECISIONS)}",
+            subject="setting",
         )
     text = str(value).strip().lower().replace("_", "-")
     if text in SHORT_PRECISIONS:
@@ -159,48 +161,53 @@ def _precision(
         return text
     accepted = [*PRECISIONS, *SHORT_PRECISIONS]
     hint = did_you_mean(text, [*accepted, *plugin_names], descriptions=descriptions) or "."
-    raise InvalidSettingError(
+    raise ConfigurationError(
         f"precision={value!r} is not a precision Lightning knows and no precision plugin is "
         f"named so{hint} Accepted: {', '.join(accepted)}, or a precision plugin's name "
-        "(plugin-registry list --kind precision)"
+        "(plugin-registry list --kind precision)",
+        subject="setting",
     )
 
 
 def _accelerator(value: str, extra: Iterable[str]) -> str:
     if not isinstance(value, str):
-        raise InvalidSettingError(
-            f"accelerator={value!r} is not a string; use one of {ACCELERATORS}"
+        raise ConfigurationError(
+            f"accelerator={value!r} is not a string; use one of {ACCELERATORS}", subject="setting"
         )
     text = value.strip().lower()
     known = [*ACCELERATORS, *extra]
     if text not in known:
-        raise InvalidSettingError(
+        raise ConfigurationError(
             f"accelerator={value!r} is not known{did_you_mean(text, known) or '.'} Accepted: "
-            f"{', '.join(known)}"
+            f"{', '.join(known)}",
+            subject="setting",
         )
     return text  # "tpu" stays as written: the job settles it to "xla", errors say "tpu"
 
 
 def _strategy(value: str) -> str:
     if not isinstance(value, str):
-        raise InvalidSettingError(
-            f"strategy={value!r} is not a strategy name; pass a name such as 'ddp' or 'fsdp'"
+        raise ConfigurationError(
+            f"strategy={value!r} is not a strategy name; pass a name such as 'ddp' or 'fsdp'",
+            subject="setting",
         )
     text = value.strip().lower()
     if text not in STRATEGIES:
-        raise InvalidSettingError(
+        raise ConfigurationError(
             f"strategy={value!r} is not a strategy Lightning registers"
             f"{did_you_mean(text, STRATEGIES) or '.'} Accepted: "
             f"{', '.join(s for s in STRATEGIES if 'find_unused' not in s)} (and the DDP "
-            "variants ending in _find_unused_parameters_true/false)"
+            "variants ending in _find_unused_parameters_true/false)",
+            subject="setting",
         )
     return text
 
 
 def _devices(value: str | int | Sequence[int]) -> str | int | tuple[int, ...]:
-    bad = InvalidSettingError(
+    bad = ConfigurationError(
         f"devices={value!r} is not understood; use 'auto', a count (2), -1 for all, or device "
-        "indices ([0, 1] or '0,1')"
+        "indices ([0, 1] or '0,1')",
+        subject="setting",
     )
     if isinstance(value, bool):
         raise bad
@@ -222,8 +229,9 @@ def _devices(value: str | int | Sequence[int]) -> str | int | tuple[int, ...]:
         if value == -1:
             return "all"
         if value < 1:
-            raise InvalidSettingError(
-                f"devices={value!r}: ask for at least one device, -1 for all of them, or 'auto'"
+            raise ConfigurationError(
+                f"devices={value!r}: ask for at least one device, -1 for all of them, or 'auto'",
+                subject="setting",
             )
         return value
     if (
@@ -233,12 +241,16 @@ def _devices(value: str | int | Sequence[int]) -> str | int | tuple[int, ...]:
         and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
     ):
         if len(set(value)) != len(value):
-            raise InvalidSettingError(f"devices={list(value)!r} names a device twice")
+            raise ConfigurationError(
+                f"devices={list(value)!r} names a device twice", subject="setting"
+            )
         return tuple(value)
     raise bad
 
 
 def _num_nodes(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidSettingError(f"num_nodes={value!r} must be a positive integer")
+        raise ConfigurationError(
+            f"num_nodes={value!r} must be a positive integer", subject="setting"
+        )
     return value

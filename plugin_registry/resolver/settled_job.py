@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
-from plugin_registry.errors import ResolutionError, ResolutionWarning
+from plugin_registry.errors import PluginRegistryWarning, ResolutionError
 from plugin_registry.machine import Device, Hardware
 from plugin_registry.resolver.settings import STRATEGIES, Settings
 
@@ -169,6 +169,6 @@ def _precision(precision: str, accel: str, notes: list[str]) -> str:
         )
         notes.append(note)
         # caller -> resolve() -> Resolver.resolve -> _settle -> settle -> here: name the caller.
-        warnings.warn(note, ResolutionWarning, stacklevel=6)
+        warnings.warn(note, PluginRegistryWarning, stacklevel=6)
         return "bf16-mixed"
     return precision

@@ -19,7 +19,7 @@ import string
 from importlib import resources
 from pathlib import Path
 
-from plugin_registry.errors import ScaffoldError as ScaffoldError
+from plugin_registry.errors import ConfigurationError
 
 _DIST_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
 
@@ -27,9 +27,10 @@ _DIST_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
 def fields(dist: str) -> dict[str, str]:
     """Template fields for a distribution name such as ``acme-plugins``."""
     if not _DIST_RE.match(dist):
-        raise ScaffoldError(
+        raise ConfigurationError(
             f"{dist!r} is not a package name this template takes: lowercase letters, digits "
-            "and single dashes, starting with a letter (e.g. 'acme-plugins')"
+            "and single dashes, starting with a letter (e.g. 'acme-plugins')",
+            subject="scaffold",
         )
     prefix = dist.removesuffix("-plugins").split("-")[0]
     return {
@@ -51,16 +52,21 @@ def create(dist: str, dest: str | Path, *, folder: str | None = None) -> Path:
     parent = Path(dest)
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
-        raise ScaffoldError(
+        raise ConfigurationError(
             f"destination {str(parent)!r} {what}; create it first or pass an existing "
-            "directory (--dest)"
+            "directory (--dest)",
+            subject="scaffold",
         )
     name = folder if folder is not None else dist
     if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise ScaffoldError(f"folder {name!r} is not a folder name; give a name without '/'")
+        raise ConfigurationError(
+            f"folder {name!r} is not a folder name; give a name without '/'", subject="scaffold"
+        )
     root = parent / name
     if root.exists():
-        raise ScaffoldError(f"{root} exists; choose another destination or remove it")
+        raise ConfigurationError(
+            f"{root} exists; choose another destination or remove it", subject="scaffold"
+        )
     for relative, text in render(values).items():
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)

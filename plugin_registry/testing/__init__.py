@@ -19,7 +19,7 @@
 * every target imports and builds an instance of its kind's base class with
   the record's default parameters (each concrete name of a parametrised
   record). A record whose requirements are unmet here cannot be imported: it
-  is named in a :class:`~plugin_registry.errors.SkippedPluginWarning`, or
+  is named in a :class:`~plugin_registry.errors.PluginWarning`, or
   reported as a problem with ``require_all=True`` (for a CI that installs
   every library the package's plugins need).
 """
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 
-from plugin_registry.errors import PluginRegistryError, SkippedPluginWarning
+from plugin_registry.errors import PluginRegistryError, PluginWarning
 from plugin_registry.names import normalize_distribution
 from plugin_registry.records import ENTRY_POINT_GROUP
 
@@ -39,7 +39,7 @@ def check_package(distribution: str, *, build: bool = True, require_all: bool = 
     """Every problem of the installed plugin package ``distribution``; empty when fine.
 
     ``require_all=True`` makes a plugin whose requirements are missing a problem
-    (otherwise it is skipped with a :class:`SkippedPluginWarning` naming it).
+    (otherwise it is skipped with a :class:`~plugin_registry.errors.PluginWarning` naming it).
     """
     from plugin_registry.cli import doctor
     from plugin_registry.registry import Registry
@@ -73,7 +73,7 @@ def check_package(distribution: str, *, build: bool = True, require_all: bool = 
             else:
                 warnings.warn(
                     f"{line} (check_package(..., require_all=True) makes this a problem)",
-                    SkippedPluginWarning,
+                    PluginWarning,
                     stacklevel=2,
                 )
         for record in records:

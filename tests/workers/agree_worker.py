@@ -19,7 +19,7 @@ def main() -> None:
     import torch.distributed as dist
 
     import plugin_registry as pr
-    from plugin_registry.resolver import LockMismatchError, resolve_on_all_ranks
+    from plugin_registry.resolver import ResolutionError, resolve_on_all_ranks
     from plugin_registry.resolver.preferences import Preferences
     from tests.workers.launcher_worker import form_group
 
@@ -34,7 +34,7 @@ def main() -> None:
     try:
         res = resolve_on_all_ranks(plugins=["bitsandbytes-nf4"], preferences=Preferences())
         result["names"] = res.names()
-    except LockMismatchError as exc:
+    except ResolutionError as exc:
         result["error"] = str(exc)
     finally:
         dist.destroy_process_group()

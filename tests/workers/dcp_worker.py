@@ -143,7 +143,7 @@ def main() -> None:
     from torch.distributed.fsdp import fully_shard
 
     import plugin_registry as pr
-    from plugin_registry.errors import CheckpointError, IncompleteCheckpointError
+    from plugin_registry.errors import CheckpointError
 
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -174,7 +174,9 @@ def main() -> None:
             state = {"model": msd, "optim": osd, "step": 0}
             try:
                 io.load_checkpoint(os.path.join(args.root, name), state=state)
-            except IncompleteCheckpointError as exc:
+            except CheckpointError as exc:
+                if exc.reason != "incomplete":
+                    raise
                 if rank == 0:
                     say(skipped=name, why=str(exc))
                 continue

@@ -31,7 +31,7 @@ def main() -> None:
         shadow_bitsandbytes(sys.argv[3])
     import torch.distributed as dist
 
-    from plugin_registry.resolver import LockMismatchError, resolve_on_all_ranks
+    from plugin_registry.resolver import ResolutionError, resolve_on_all_ranks
     from plugin_registry.resolver.preferences import Preferences
 
     world = int(os.environ.get("WORLD", "2"))
@@ -48,7 +48,7 @@ def main() -> None:
     try:
         res = resolve_on_all_ranks(plugins=plugins, preferences=Preferences())
         result = {"names": res.names()}
-    except LockMismatchError as exc:
+    except ResolutionError as exc:
         result = {"error": str(exc)}
     finally:
         if os.environ.get("DIE_RANK") is None:  # with a rank gone, teardown would wait

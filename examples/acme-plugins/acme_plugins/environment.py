@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import os
 
-from plugin_registry.kinds.cluster_environment import (
-    ClusterEnvironment,
-    InvalidVariableError,
-    MissingVariableError,
-)
+from plugin_registry.kinds.cluster_environment import ClusterEnvironment, ClusterEnvironmentError
 
 _HINT = "was this process started by the acme scheduler?"
 
@@ -18,11 +14,13 @@ def _int(name: str, default: int | None = None) -> int:
     if value is None:
         if default is not None:
             return default
-        # A KeyError as well, as Lightning's os.environ[...] raises; the message is whole.
-        raise MissingVariableError(f"{name} is not set; {_HINT}")
+        # This reason makes it a KeyError as well, as Lightning's os.environ[...] raises.
+        raise ClusterEnvironmentError(f"{name} is not set; {_HINT}", reason="missing-variable")
     if not (value.isascii() and value.isdigit()):
-        # A ValueError as well, as Lightning's int(...) raises.
-        raise InvalidVariableError(f"{name}={value!r} is not an integer; {_HINT}")
+        # This one makes it a ValueError as well, as Lightning's int(...) raises.
+        raise ClusterEnvironmentError(
+            f"{name}={value!r} is not an integer; {_HINT}", reason="invalid-variable"
+        )
     return int(value)
 
 

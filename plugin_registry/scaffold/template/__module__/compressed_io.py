@@ -15,7 +15,6 @@ from plugin_registry.kinds.checkpoint_io import (
     CheckpointError,
     CheckpointIO,
     PathLike,
-    UnreadableCheckpointError,
     open_checkpoint,
     write_checkpoint,
 )
@@ -67,15 +66,16 @@ class CompressedCheckpointIO(CheckpointIO):
     ) -> dict[str, Any]:
         import torch
 
-        with open_checkpoint(path) as fh:  # CheckpointNotFoundError when missing
+        with open_checkpoint(path) as fh:  # a CheckpointError (a FileNotFoundError) when missing
             raw = fh.read()
         try:
             data = _CODECS[self.codec].decompress(raw)
         except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
-            raise UnreadableCheckpointError(
+            raise CheckpointError(
                 f"cannot load checkpoint {os.fspath(path)!r}: it is not {self.codec} data, or "
                 f"is cut short ({exc})",
                 path,
+                reason="unreadable",
             ) from exc
         # Safe by default: arbitrary pickled objects load only when the caller opts in.
         safe = True if weights_only is None else weights_only

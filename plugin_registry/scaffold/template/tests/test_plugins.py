@@ -11,8 +11,7 @@ import pytest
 import torch
 
 import plugin_registry as pr
-from plugin_registry.kinds.checkpoint_io import CheckpointError, CheckpointNotFoundError
-from plugin_registry.kinds.cluster_environment import MissingVariableError
+from plugin_registry.kinds.checkpoint_io import CheckpointError
 from plugin_registry.testing import assert_valid_package
 from plugin_registry.testing.reference_loop import train
 
@@ -64,8 +63,9 @@ def test_checkpoint_files_get_the_usual_mode_and_clear_errors(tmp_path: Path) ->
     finally:
         os.umask(umask)
     assert (tmp_path / "a.ckpt").stat().st_mode & 0o777 == 0o644  # as open() would give
-    with pytest.raises(CheckpointNotFoundError, match="does not exist"):  # a FileNotFoundError
+    with pytest.raises(FileNotFoundError, match="does not exist") as missing:
         io.load_checkpoint(tmp_path / "missing.ckpt")
+    assert isinstance(missing.value, CheckpointError) and missing.value.reason == "not-found"
     (tmp_path / "torn.ckpt").write_bytes((tmp_path / "a.ckpt").read_bytes()[:10])
     with pytest.raises(CheckpointError, match=r"torn\.ckpt"):
         io.load_checkpoint(tmp_path / "torn.ckpt")
@@ -88,6 +88,7 @@ def test_environment_reads_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ValueError, match=r"${PREFIX}_RANK='x' is not an integer"):
         env.global_rank()
     monkeypatch.delenv("${PREFIX}_WORLD_SIZE")
-    # MissingVariableError is a KeyError too, as Lightning's os.environ[...] raises.
-    with pytest.raises(MissingVariableError, match=r"${PREFIX}_WORLD_SIZE is not set"):
+    # A KeyError, as Lightning's os.environ[...] raises, and a ClusterEnvironmentError.
+    with pytest.raises(KeyError, match=r"${PREFIX}_WORLD_SIZE is not set") as unset:
         env.world_size()
+    assert isinstance(unset.value, pr.ClusterEnvironmentError)
