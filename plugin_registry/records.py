@@ -227,7 +227,13 @@ class PluginInfo:
 
     def names(self) -> list[str]:
         """Every concrete, normalised name the record answers to, in declaration order."""
-        return [e.name for e in self.expansions()]
+        # Computed once per record (it is frozen): listing, validation, the conflict check
+        # and visibility each ask, and a warm listing's budget is a few milliseconds.
+        names: tuple[str, ...] | None = self.__dict__.get("_names")
+        if names is None:
+            names = tuple(e.name for e in self.expansions())
+            object.__setattr__(self, "_names", names)
+        return list(names)
 
     def concrete_name(self, parameters: Mapping[str, Any]) -> str | None:
         """The concrete name of ``name`` (not of an alias) whose parameters are all in

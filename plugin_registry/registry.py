@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 
 from plugin_registry import cache as cache_mod
 from plugin_registry._snapshot import DiscoveryStats, Snapshot, discover
-from plugin_registry._text import join, printable
 from plugin_registry.control import Control
 from plugin_registry.errors import (
     ConfigurationError,
@@ -122,6 +121,9 @@ class Registry:
             if key in _warned:
                 continue
             _warned.add(key)
+            # _text loads here, not at import: a warm listing with nothing to say needs none.
+            from plugin_registry._text import printable
+
             warnings.warn(
                 f"plugin package {printable(problem.distribution or IN_PROCESS)} "
                 f"(entry point {printable(repr(problem.entry_point))}): "
@@ -198,6 +200,8 @@ class Registry:
             if group in seen:
                 continue
             seen.add(group)
+            from plugin_registry._text import join
+
             out.append(
                 Problem(
                     distribution=None,
@@ -248,6 +252,8 @@ class Registry:
 
     def _choose(self, spec: Spec, visible: Sequence[Match]) -> Match:
         """The one match among ``visible``: of one kind, from one provider or a pinned one."""
+        from plugin_registry._text import join
+
         kinds = sorted({m.record.kind for m in visible}, key=KINDS.index)
         if len(kinds) > 1:
             raise PluginNotFoundError(
@@ -407,6 +413,8 @@ class Registry:
                 {m.record.qualified_name for n in names for m in index.get((record.kind, n), [])}
             )
             if taken and not override:
+                from plugin_registry._text import join
+
                 raise ConfigurationError(
                     f"{record.kind} name(s) {names} already served by {join(taken)}; "
                     "pass override=True to let the in-process plugin win, or choose another name",
@@ -496,6 +504,8 @@ def _builtin_advice(name: str, providers: Iterable[str]) -> str:
     others = sorted(p for p in providers if p not in (BUILTIN, IN_PROCESS))
     if BUILTIN not in providers or not others:
         return ""
+    from plugin_registry._text import join
+
     return (
         f" {name!r} is a built-in name of plugin-registry: {join(others)} should give its "
         "plugin a name of its own (its package's prefix, e.g. 'acme-"
