@@ -186,40 +186,23 @@ class Registry:
         return self._index
 
     def _conflicts(self) -> list[Problem]:
-        out: list[Problem] = []
-        seen: set[tuple[str, frozenset[str]]] = set()
         # The lookup index only where a name has two providers: a listing builds none.
-        for key, providers in cache_mod.providers_of(self._all_records()).items():
-            if len(providers) < 2:
-                continue
-            kind_text, name = key.split("/", 1)
-            kind = normalize_kind(kind_text)
-            if self._pinned_match(kind, name, self._build_index()[(kind, name)]) is not None:
-                continue
-            group = (kind, frozenset(providers))
-            if group in seen:
-                continue
-            seen.add(group)
-            from plugin_registry._text import join
+        shared = {
+            key: providers
+            for key, providers in cache_mod.providers_of(self._all_records()).items()
+            if len(providers) > 1
+        }
+        if not shared:
+            return []
+        from plugin_registry._shared_names import problems
 
-            out.append(
-                Problem(
-                    distribution=None,
-                    entry_point=f"{kind}/{name}",
-                    reason=(
-                        f"{kind} name {name!r} is registered by {join(sorted(providers))}; "
-                        f"a bare lookup fails until one is chosen: use "
-                        f"{join(sorted(f'{p}:{name}' for p in providers), 'or')}, "
-                        f"or pin one with PLUGIN_REGISTRY_PIN={name}=<distribution>."
-                        + self._former(kind, name)
-                        + _builtin_advice(name, providers)
-                    ),
-                    severity="warning",
-                    names=(name,),
-                    kind=kind,
-                )
-            )
-        return out
+        return problems(
+            shared,
+            self._snapshot().former,
+            lambda kind, name: (
+                self._pinned_match(kind, name, self._build_index()[(kind, name)]) is not None
+            ),
+        )
 
     # -- lookup ----------------------------------------------------------------
 
@@ -270,10 +253,12 @@ class Registry:
         if len(providers) > 1:
             pinned = self._pinned_match(kind_found, spec.name, visible)
             if pinned is None:
+                from plugin_registry._shared_names import meant_before
+
                 raise PluginNotFoundError(
                     f"{kind_found} plugin {spec.name!r} is provided by "
                     f"{join(providers)}; none is chosen."
-                    + self._former(kind_found, spec.name)
+                    + meant_before(self._snapshot().former, kind_found, spec.name)
                     + " Use a qualified name ("
                     + join([f"'{p}:{spec.name}'" for p in providers], "or")
                     + f") or pin one: PLUGIN_REGISTRY_PIN={spec.name}=<distribution> or "
@@ -286,16 +271,6 @@ class Registry:
                 )
             return pinned
         return visible[0]
-
-    def _former(self, kind: str, name: str) -> str:
-        """What the name meant before it became ambiguous, where the cache remembers."""
-        before = self._snapshot().former.get(f"{kind}/{name}")
-        if before is None:
-            return ""
-        return (
-            f" Until another package came to provide it too, {name!r} was {before}'s: "
-            f"'{before}:{name}' (or PLUGIN_REGISTRY_PIN={name}={before}) keeps that."
-        )
 
     def get(self, name: str, kind: str | None = None) -> PluginInfo:
         """The record a name stands for; nothing is imported."""
@@ -493,24 +468,6 @@ class Registry:
     def output(self) -> dict[str, str]:
         """What each registration module wrote to stdout/stderr while it was collected."""
         return dict(self._snapshot().output)
-
-
-#: The distribution of the built-in plugins.
-BUILTIN = "plugin-registry"
-
-
-def _builtin_advice(name: str, providers: Iterable[str]) -> str:
-    """A third party's name that the core also ships: the package should rename."""
-    others = sorted(p for p in providers if p not in (BUILTIN, IN_PROCESS))
-    if BUILTIN not in providers or not others:
-        return ""
-    from plugin_registry._text import join
-
-    return (
-        f" {name!r} is a built-in name of plugin-registry: {join(others)} should give its "
-        "plugin a name of its own (its package's prefix, e.g. 'acme-"
-        f"{name}'; see docs/plugin-authors.md, 'Names')"
-    )
 
 
 def _request_for(record: PluginInfo) -> str:
