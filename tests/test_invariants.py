@@ -125,10 +125,7 @@ def test_no_import_cycles_also_at_run_time() -> None:
             if graph.chain_exists(importer=b, imported=a)
         }
     )
-    # The old module names are aliases of the moved modules for one release.
-    moved = {f"plugin_registry.{m}" for m in ("settings", "hardware", "preferences",
-             "resolution", "detection", "lock", "reference_loop")}  # fmt: skip
-    assert [c for c in cycles if not set(c) & moved] == []
+    assert cycles == []
 
 
 def test_the_kinds_are_declared_once() -> None:
