@@ -83,7 +83,11 @@ class _ByReason:
 
 
 def _rebuild(cls: type, args: tuple[Any, ...], reason: str) -> BaseException:
-    error: BaseException = cls(*args, reason=reason)
+    try:
+        error: BaseException = cls(*args, reason=reason)
+    except TypeError:  # a subclass whose constructor takes other arguments
+        error = cls.__new__(cls, *args)  # its state (__dict__) is restored by pickle
+        error.args = args[:1]
     return error
 
 

@@ -74,6 +74,20 @@ def test_a_subclass_of_a_public_error_stays_itself() -> None:
     assert type(error) is ThirdPartyError and error.reason == "not-found"
 
 
+class _Quota(CheckpointError):
+    """A third party's error whose constructor takes other arguments."""
+
+    def __init__(self, used: int) -> None:
+        super().__init__(f"quota exceeded: {used} bytes", reason="failed")
+        self.used = used
+
+
+def test_a_subclass_with_its_own_constructor_pickles() -> None:
+    again = pickle.loads(pickle.dumps(_Quota(7)))
+    assert type(again) is _Quota and again.used == 7 and again.reason == "failed"
+    assert str(again) == "quota exceeded: 7 bytes"
+
+
 def test_fields_survive_pickling() -> None:
     lookup = PluginNotFoundError(
         "x", reason="conflict", name="slurm", kind="cluster_environment", providers=["a", "b"]
