@@ -67,7 +67,7 @@ class _ByReason:
     args: tuple[Any, ...]
 
     def __new__(cls, *args: Any, reason: str | None = None, **fields: Any) -> Any:
-        if reason is not None and cls is cls._variants.get("", cls):
+        if reason is not None and "_variants" in vars(cls):  # the public class, not a subclass
             cls = cls._variants.get(reason, cls)
         # The C base whose layout the instance has (an OSError's is not a RuntimeError's).
         solid: Any = OSError if issubclass(cls, OSError) else Exception
@@ -217,7 +217,6 @@ class _MissingFile(_WholeMessage, ClusterEnvironmentError, FileNotFoundError, Va
 
 ClusterEnvironmentError._variants.update(
     {
-        "": ClusterEnvironmentError,
         "missing-variable": _MissingVariable,
         "invalid-variable": _InvalidVariable,
         "settings-mismatch": _InvalidVariable,
@@ -282,7 +281,6 @@ class _RefusedCheckpoint(CheckpointError, UnpicklingError):
 
 CheckpointError._variants.update(
     {
-        "": CheckpointError,
         "not-found": _CheckpointNotFound,
         "incomplete": _CheckpointNotFound,
         "unreadable": _UnreadableCheckpoint,

@@ -148,10 +148,9 @@ class Hardware:
         data = dict(data) if isinstance(data, Mapping) else data
         found = data.pop("format", FORMAT) if isinstance(data, dict) else FORMAT
         if found != FORMAT:
-            raise ConfigurationError(
+            raise _error(
                 f"{where}: format {found!r} is not {FORMAT}; write it again "
                 "with `plugin-registry hardware --json` from this version",
-                subject="hardware",
             )
         hardware: Hardware = _schema.load(cls, data, _schema.Checker(where, _error))
         return hardware

@@ -235,10 +235,10 @@ class Registry:
 
     def _choose(self, spec: Spec, visible: Sequence[Match]) -> Match:
         """The one match among ``visible``: of one kind, from one provider or a pinned one."""
-        from plugin_registry._text import join
-
         kinds = sorted({m.record.kind for m in visible}, key=KINDS.index)
         if len(kinds) > 1:
+            from plugin_registry._text import join
+
             raise PluginNotFoundError(
                 f"{spec.name!r} names plugins of several kinds; say which: "
                 + join([f"'{k}/{spec.name}'" for k in kinds], "or")
@@ -254,6 +254,7 @@ class Registry:
             pinned = self._pinned_match(kind_found, spec.name, visible)
             if pinned is None:
                 from plugin_registry._shared_names import meant_before
+                from plugin_registry._text import join
 
                 raise PluginNotFoundError(
                     f"{kind_found} plugin {spec.name!r} is provided by "

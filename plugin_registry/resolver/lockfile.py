@@ -79,14 +79,11 @@ class Lock:
         """Inverse of :meth:`to_dict`; a ConfigurationError naming the bad field."""
         check = _schema.Checker(where, _error)
         if not isinstance(data, Mapping):
-            raise ConfigurationError(
-                f"{where}: a lock is a JSON object, got {type(data).__name__}", subject="lock"
-            )
+            raise _error(f"{where}: a lock is a JSON object, got {type(data).__name__}")
         data = dict(data)
         if check.field(data, "format", int) != FORMAT:
-            raise ConfigurationError(
+            raise _error(
                 f"{where}: lock format {data['format']!r} is not {FORMAT}; write the lock again",
-                subject="lock",
             )
         del data["format"]
         lock: Lock = _schema.load(cls, data, check)
@@ -109,9 +106,7 @@ class Lock:
                 if not os.path.isdir(parent)
                 else (exc.strerror or str(exc))
             )
-            raise ConfigurationError(
-                f"cannot write lock file {os.fspath(path)!r}: {why}", subject="lock"
-            ) from None
+            raise _error(f"cannot write lock file {os.fspath(path)!r}: {why}") from None
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Lock:

@@ -115,9 +115,7 @@ def _read_table(path: Path) -> Mapping[str, Any] | None:
     try:
         text = read_text(path, max_bytes=MAX_PYPROJECT_BYTES)
     except OSError as exc:
-        raise ConfigurationError(
-            f"cannot read {path}: {exc.strerror or exc}", subject="preferences"
-        ) from None
+        raise _error(f"cannot read {path}: {exc.strerror or exc}") from None
     if f"[tool.{TABLE}" not in text and f'[tool."{TABLE}"' not in text:
         return None  # most projects: no table, no TOML parse
     if sys.version_info >= (3, 11):
@@ -127,17 +125,13 @@ def _read_table(path: Path) -> Mapping[str, Any] | None:
     try:
         data = tomllib.loads(text)
     except RecursionError:
-        raise ConfigurationError(
-            f"{path}: nested too deeply to read", subject="preferences"
-        ) from None
+        raise _error(f"{path}: nested too deeply to read") from None
     except ValueError as exc:
-        raise ConfigurationError(
-            f"{path} is not valid TOML: {str(exc).splitlines()[0]}", subject="preferences"
-        ) from None
+        raise _error(f"{path} is not valid TOML: {str(exc).splitlines()[0]}") from None
     tool = data.get("tool", {})
     table = tool.get(TABLE) if isinstance(tool, Mapping) else None
     if table is not None and not isinstance(table, Mapping):
-        raise ConfigurationError(f"{path}: [tool.{TABLE}] must be a table", subject="preferences")
+        raise _error(f"{path}: [tool.{TABLE}] must be a table")
     return table
 
 
@@ -154,9 +148,7 @@ def _key(name: str) -> str:
 
 def _priorities(values: Any, where: str) -> dict[str, int]:
     if not isinstance(values, Mapping):
-        raise ConfigurationError(
-            f"{where}: 'priority' must map plugin names to integers", subject="preferences"
-        )
+        raise _error(f"{where}: 'priority' must map plugin names to integers")
     out: dict[str, int] = {}
     for name, value in values.items():
         try:
@@ -166,9 +158,8 @@ def _priorities(values: Any, where: str) -> dict[str, int]:
         if number is not None and not -(2**63) <= number < 2**63:
             number = None
         if number is None:
-            raise ConfigurationError(
+            raise _error(
                 f"{where}: priority of {name!r} must be an integer, got {value!r}",
-                subject="preferences",
             )
         out[_key(name)] = number
     return out
@@ -178,9 +169,7 @@ def _preferred(values: Any, where: str) -> dict[str, str]:
     if not isinstance(values, Mapping) or not all(
         isinstance(v, str) and v for v in values.values()
     ):
-        raise ConfigurationError(
-            f"{where}: 'prefer' must map plugin names to distribution names", subject="preferences"
-        )
+        raise _error(f"{where}: 'prefer' must map plugin names to distribution names")
     return {normalize_name(k): normalize_distribution(v) for k, v in values.items()}
 
 
@@ -204,10 +193,9 @@ def targets(preferences: Preferences, records: Sequence[PluginInfo]) -> dict[Tar
         if not providers:
             raise _unknown(name, "prefer", preferences, records)
         if dist not in providers:
-            raise ConfigurationError(
+            raise _error(
                 f"{_origin(preferences, name)}: prefer {name!r} from {dist!r}, which does not "
                 f"provide it; it is provided by {', '.join(providers)}",
-                subject="preferences",
             )
     return out
 
@@ -257,8 +245,7 @@ def _unknown(
     names = {n for r in records for n in (*r.names(), normalize_name(r.name))}
     close = suggestions(bare, names)
     hint = meant(close, "; did you mean")
-    return ConfigurationError(
+    return _error(
         f"{_origin(preferences, key)}: {table} key {key!r} names no installed plugin{hint} "
         "(keys are plugin names, aliases or dist:name; 'plugin-registry list' shows them)",
-        subject="preferences",
     )
