@@ -113,7 +113,7 @@ def discover(
         sys.modules["plugin_registry.requirements"].forget_versions()
     store = cache_mod.RecordCache(cache_dir, group) if use_cache else None
     stats.cache_file = str(store.path) if store else None
-    cached = cache_mod.Cached.parse(store.read()) if store else None
+    cached = store.load() if store else None
     refs, paths = _entry_points(group, cached, stats)
     results, skipped, manager, ended = _results(refs, cached, stats, control, cache_dir)
     former = dict(cached.former) if cached is not None else {}

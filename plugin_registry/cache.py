@@ -26,9 +26,11 @@ created owner-only (0700) and its files 0600; a directory or file that another
 user owns, or that group or others may write, is never read nor written
 (a :class:`~plugin_registry.errors.PluginRegistryWarning`; the listing is then built in
 memory). A file that is not a regular file, is larger than :data:`MAX_BYTES`,
-is not JSON or does not match the schema is a miss, and every record read back
-passes the same validation as a fresh one. The cache can therefore never grant
-more than the user's own site-packages already could.
+is not JSON or does not match the schema is a miss. Every record in it passed
+validation when it was collected; the file ends with a checksum of its content
+(:func:`_seal`), and a file whose checksum does not match (edited by hand or by
+another program) has every record validated again, as a fresh one. The cache can
+therefore never grant more than the user's own site-packages already could.
 
 Reading the cache needs no importlib-metadata, pluggy or plugin import.
 """
@@ -41,13 +43,14 @@ import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from plugin_registry import _environ, _files
+from plugin_registry import _files
 from plugin_registry.errors import PluginRegistryWarning
 from plugin_registry.records import KINDS, Collected, EntryPointRef, PluginInfo, validate_record
 
-FORMAT = 5
+FORMAT = 6
 RACY_SECONDS = 2.0
 #: A cache file larger than this is not read (a few hundred KiB is usual).
 MAX_BYTES = 64 * 1024 * 1024
@@ -85,22 +88,21 @@ def _file_name(key: str) -> str:
     return f"{number % _NAME_MODULUS:032x}"
 
 
-class _Constant(ValueError):
-    """NaN or Infinity, which json.loads reads and the cache never holds."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number the cache holds")
 
 
-class _ScannerContext:
-    """The settings json.loads gives CPython's C scanner (json.decoder.JSONDecoder's)."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-
-    @staticmethod
-    def parse_constant(name: str) -> Any:
-        raise _Constant(name)
+#: The settings json.loads gives CPython's C scanner (json.decoder.JSONDecoder's), NaN
+#: and Infinity refused. (An instance of a built-in type: a class of its own would cost
+#: every warm start its creation.)
+_SCANNER_CONTEXT = SimpleNamespace(
+    strict=True,
+    object_hook=None,
+    object_pairs_hook=None,
+    parse_float=float,
+    parse_int=int,
+    parse_constant=_refuse_constant,
+)
 
 
 def _loads(raw: bytes) -> Any:
@@ -116,7 +118,7 @@ def _loads(raw: bytes) -> Any:
         from _json import make_scanner
 
         text = raw.decode("utf-8")
-        value, end = make_scanner(_ScannerContext())(text, 0)  # type: ignore[arg-type]
+        value, end = make_scanner(_SCANNER_CONTEXT)(text, 0)  # type: ignore[arg-type]
         if end == len(text):
             return value
     except Exception:  # noqa: BLE001 - json.loads below gives the answer or the error
@@ -150,7 +152,11 @@ def default_dir() -> Path:
 
 
 def enabled_by_env() -> bool:
-    return not _environ.flag(os.environ, ENV_DISABLE)
+    if ENV_DISABLE not in os.environ:
+        return True  # the usual case, without loading the parser
+    from plugin_registry._environ import flag
+
+    return not flag(os.environ, ENV_DISABLE)
 
 
 def search_path() -> list[str]:
@@ -287,29 +293,38 @@ class RecordCache:
 
     def read(self) -> dict[str, Any] | None:
         """The cached data, or None for a miss (absent, untrusted or malformed)."""
+        return self._read()[0]
+
+    def load(self) -> Cached | None:
+        """The cached data, checked against its schema (:meth:`Cached.parse`), or None."""
+        data, sealed = self._read()
+        return Cached.parse(data, sealed=sealed)
+
+    def _read(self) -> tuple[dict[str, Any] | None, bool]:
+        """The data, and whether the file is as :meth:`write` left it (see :func:`_seal`)."""
         why = self._directory_problem()
         if why:
             self._refuse(why)
-            return None
+            return None, False
         try:
             raw = _files.read_regular(self.path, max_bytes=MAX_BYTES, check=_files.untrusted_reason)
         except _files.UntrustedFileError as exc:
             self._refuse(str(exc))
-            return None
+            return None, False
         except FileNotFoundError:
-            return None
+            return None, False
         except OSError:
-            return None  # a FIFO, a device, a directory, too large: a miss, rewritten
+            return None, False  # a FIFO, a device, a directory, too large: a miss, rewritten
         try:
             data = _loads(raw)
         except (ValueError, RecursionError) as exc:
             _warn_once(f"read:{self.path}", f"ignoring unreadable record cache {self.path}: {exc}")
-            return None
+            return None, False
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            return None
+            return None, False
         if data.get("key") != self.key:
-            return None  # another interpreter's or path's file under the same name
-        return data
+            return None, False  # another interpreter's or path's file under the same name
+        return data, _sealed(raw)
 
     def write(self, data: dict[str, Any]) -> None:
         """Replace the file atomically (owner-only), so a concurrent reader sees old or new."""
@@ -317,7 +332,7 @@ class RecordCache:
 
         data = {"format": FORMAT, "group": self.group, "key": self.key, **data}
         try:
-            text = json.dumps(data, separators=(",", ":"))
+            text = _seal(json.dumps(data, separators=(",", ":")))
         except (ValueError, TypeError, RecursionError):
             return  # records are validated; this is only a guard
         try:
@@ -334,6 +349,40 @@ class RecordCache:
                 f"listing will rescan. Set {ENV_DIR} to a writable directory, or "
                 f"{ENV_DISABLE}=1 to turn the cache off.",
             )
+
+
+_SEAL = b',"seal":'
+
+
+def _checksum(body: bytes) -> int:
+    """``body`` as a number, modulo the Mersenne prime of numeric hashing (2**61 - 1 on
+    64-bit builds): a checksum from built-ins alone, in ~40 us for a 40 KB file (hashlib,
+    zlib and binascii would each cost a warm start more to import)."""
+    return hash(int.from_bytes(body, "little"))
+
+
+def _seal(text: str) -> str:
+    """The JSON object ``text`` with a last member, ``"seal"``: the checksum of all before it.
+
+    A file whose seal matches holds what :meth:`RecordCache.write` wrote: records that
+    passed validation when they were collected, reused as they are
+    (:meth:`Cached.reusable`). A file edited afterwards, by hand or by another program,
+    no longer matches (a JSON writer puts spaces after the separators, or the content
+    changed), and every record in it is validated again. The checksum is no signature:
+    a same-user program could recompute it, but such a program could write
+    site-packages as well; what keeps the cache from other users is its owner and mode.
+    """
+    body = text[:-1].encode("utf-8")  # without the closing brace
+    return f"{text[:-1]}{_SEAL.decode()}{_checksum(body)}}}"
+
+
+def _sealed(raw: bytes) -> bool:
+    """Whether ``raw`` ends with the seal :func:`_seal` gave it."""
+    at = raw.rfind(_SEAL)
+    if at < 0 or not raw.endswith(b"}"):
+        return False
+    digits = raw[at + len(_SEAL) : -1]
+    return digits.isdigit() and len(digits) < 40 and int(digits) == _checksum(raw[:at])
 
 
 def _is_mtime(value: object) -> bool:
@@ -355,8 +404,9 @@ class Cached:
 
     ``paths`` and ``refs`` are checked when the file is parsed; each package's
     result only when it is reused (:meth:`reusable`), with every record passing
-    the validation a fresh record passes. (A plain class: a dataclass would cost every
-    warm start ~0.3 ms to create.)
+    the validation a fresh record passes, unless the file is ``sealed`` (as
+    :meth:`RecordCache.write` left it, see :func:`_seal`). (A plain class: a dataclass
+    would cost every warm start ~0.3 ms to create.)
     """
 
     def __init__(
@@ -365,17 +415,20 @@ class Cached:
         refs: list[EntryPointRef],
         results: Mapping[str, Any],
         former: Mapping[str, str] | None = None,
+        *,
+        sealed: bool = False,
     ) -> None:
         self.paths = paths
         self.refs = refs
         self.results = results
+        self.sealed = sealed
         #: ``kind/name`` -> the one package that served the name before another one came
         #: to provide it too (carried while the conflict lasts; see
         #: :func:`former_providers`).
         self.former: Mapping[str, str] = former if former is not None else {}
 
     @classmethod
-    def parse(cls, data: object) -> Cached | None:
+    def parse(cls, data: object, *, sealed: bool = False) -> Cached | None:
         """The content, or None when any part does not match the schema (a miss)."""
         if not isinstance(data, dict):
             return None
@@ -383,11 +436,15 @@ class Cached:
         former = data.get("former", {})
         if not (isinstance(paths, list) and isinstance(refs, list) and isinstance(results, dict)):
             return None
-        if not (all(map(_is_path_entry, paths)) and all(map(_is_ref, refs))):
+        if not sealed and not (
+            all(map(_is_path_entry, paths)) and all(map(_is_ref, refs)) and _is_former(former)
+        ):
             return None
-        if not _is_former(former):
+        try:
+            refs_read = [EntryPointRef.from_list(item) for item in refs]
+        except (TypeError, ValueError):
             return None
-        return cls(paths, [EntryPointRef.from_list(item) for item in refs], results, former)
+        return cls(paths, refs_read, results, former, sealed=sealed)
 
     def providers(self) -> dict[str, set[str]]:
         """``kind/name`` -> the packages whose cached records answer to it."""
@@ -402,11 +459,13 @@ class Cached:
         entry = self.results.get(ref.key)
         if not isinstance(entry, dict) or entry.get("ref") != ref.to_list():
             return None
-        if entry.get("trusted") is not True or not _is_deps(entry.get("deps")):
+        if entry.get("trusted") is not True:
             return None
-        if not deps_unchanged(entry["deps"]):
+        if not (self.sealed or _is_deps(entry.get("deps"))) or not deps_unchanged(entry["deps"]):
             return None
         try:
+            if self.sealed:  # validated when collected; the file is as it was written
+                return Collected.from_cache(entry)
             collected = Collected.from_dict(entry)
             if not _well_formed(collected, ref):
                 return None
@@ -500,11 +559,26 @@ def _is_former(former: object) -> bool:
 MAX_FORMER = 10_000
 
 
+def may_share_names(records: Iterable[PluginInfo]) -> bool:
+    """False when no two packages answer to one ``kind/name``: the usual answer, found
+    without building :func:`providers_of`'s map (True may still be two spellings of one
+    package's name)."""
+    first: dict[tuple[str, str], str | None] = {}
+    for record in records:
+        for name in record.names():
+            if first.setdefault((record.kind, name), record.distribution) != record.distribution:
+                return True
+    return False
+
+
 def providers_of(records: Iterable[PluginInfo]) -> dict[str, set[str]]:
     """``kind/name`` -> the packages (qualifiers) whose ``records`` answer to it."""
     out: dict[str, set[str]] = {}
+    qualifiers: dict[str | None, str] = {}  # one normalisation per package, not per record
     for record in records:
-        qualifier = record.qualifier
+        qualifier = qualifiers.get(record.distribution)
+        if qualifier is None:
+            qualifier = qualifiers[record.distribution] = record.qualifier
         for name in record.names():
             out.setdefault(f"{record.kind}/{name}", set()).add(qualifier)
     return out

@@ -26,7 +26,6 @@ import fnmatch
 import os
 from collections.abc import Iterable, Mapping
 
-from plugin_registry import _environ
 from plugin_registry.errors import ConfigurationError
 from plugin_registry.names import normalize_distribution, normalize_kind, normalize_name
 
@@ -35,6 +34,7 @@ ENV_ENABLE = "PLUGIN_REGISTRY_ENABLE"
 ENV_ALLOW = "PLUGIN_REGISTRY_ALLOW"
 ENV_BLOCK = "PLUGIN_REGISTRY_BLOCK"
 ENV_PIN = "PLUGIN_REGISTRY_PIN"
+_VARIABLES = (ENV_DISABLE_AUTOLOAD, ENV_ENABLE, ENV_ALLOW, ENV_BLOCK, ENV_PIN)
 
 #: The distribution that ships the core and the built-in plugins. With autoload
 #: off it is still loaded unless ``enable`` says otherwise: turning off
@@ -144,23 +144,26 @@ class Control:
     ) -> Control:
         """Arguments win; each one left as None is read from the environment."""
         env = os.environ if environ is None else environ
-        if autoload is None:
-            autoload = not _environ.flag(env, ENV_DISABLE_AUTOLOAD)
-        if enable is None:
-            if ENV_ENABLE in env:
+        if any(variable in env for variable in _VARIABLES):
+            # The parsers load only when there is something to parse: most programs set
+            # none of these, and every warm listing builds a Control.
+            from plugin_registry._environ import flag, items, pairs
+
+            if autoload is None:
+                autoload = not flag(env, ENV_DISABLE_AUTOLOAD)
+            if enable is None and ENV_ENABLE in env:
                 # Set but empty means "nothing besides the switch": not even the core.
-                enable = _environ.items(env, ENV_ENABLE) or []
-            else:
-                enable = [CORE_DISTRIBUTION]
-        if allow is None:
-            allow = _environ.items(env, ENV_ALLOW)
-        if block is None:
-            block = _environ.items(env, ENV_BLOCK) or []
-        if pins is None:
-            pins = (
-                _environ.pairs(env, ENV_PIN, "xla=acme-xla", "name=distribution", subject="name")
-                or {}
-            )
+                enable = items(env, ENV_ENABLE) or []
+            if allow is None:
+                allow = items(env, ENV_ALLOW)
+            if block is None:
+                block = items(env, ENV_BLOCK)
+            if pins is None:
+                pins = pairs(env, ENV_PIN, "xla=acme-xla", "name=distribution", subject="name")
+        autoload = True if autoload is None else autoload
+        enable = [CORE_DISTRIBUTION] if enable is None else enable
+        block = block or []
+        pins = pins or {}
         parsed_pins: dict[tuple[str | None, str], str] = {}
         for name, dist in pins.items():
             kind: str | None = None

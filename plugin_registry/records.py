@@ -8,6 +8,7 @@ and only :meth:`plugin_registry.Registry.load` imports ``target``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -209,7 +210,7 @@ class PluginInfo:
             "name_parameters",
             _freeze({k: tuple(v) for k, v in self.name_parameters.items()}),
         )
-        for field_name in ("aliases", "requires", "accelerators", "provides", "strategies"):
+        for field_name in _TUPLE_FIELDS:
             value = getattr(self, field_name)
             if isinstance(value, str):
                 object.__setattr__(self, field_name, (value,))
@@ -276,6 +277,30 @@ class PluginInfo:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PluginInfo:
         return cls(**data)
+
+    @classmethod
+    def from_cache(cls, data: Mapping[str, Any], names: Iterable[str]) -> PluginInfo:
+        """:meth:`from_dict` of what :meth:`to_dict` wrote for a record already validated,
+        and its :meth:`names`: the same record, built without the 20 assignments of a
+        frozen dataclass's ``__init__`` (a warm listing rebuilds every cached record)."""
+        if data.keys() != _FIELD_NAMES:
+            raise ValueError(f"not a record's fields: {sorted(data)}")
+        values = dict(data)
+        for key in _TUPLE_FIELDS:
+            values[key] = tuple(values[key])
+        values["parameters"] = _freeze(values["parameters"])
+        values["constraints"] = _freeze(values["constraints"])
+        values["name_parameters"] = _freeze(
+            {k: tuple(v) for k, v in values["name_parameters"].items()}
+        )
+        values["_names"] = tuple(names)
+        record = object.__new__(cls)
+        record.__dict__.update(values)
+        return record
+
+
+_TUPLE_FIELDS = ("aliases", "requires", "accelerators", "provides", "strategies")
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(PluginInfo))
 
 
 def _check_text(value: object, where: str, label: str, limit: int = MAX_TEXT_LENGTH) -> None:
@@ -593,8 +618,8 @@ class EntryPointRef:
     value: str
     metadata_dir: str | None
 
-    @property
-    def key(self) -> str:
+    @functools.cached_property
+    def key(self) -> str:  # asked several times per package by each discovery
         return f"{self.distribution}:{self.name}"
 
     def to_list(self) -> list[Any]:
@@ -602,7 +627,15 @@ class EntryPointRef:
 
     @classmethod
     def from_list(cls, data: list[Any]) -> EntryPointRef:
-        return cls(*data)
+        """What :meth:`to_list` wrote (``cache.Cached.parse`` has checked its shape)."""
+        if len(data) != 5:
+            raise ValueError(f"an entry point is 5 values, not {len(data)}")
+        ref = object.__new__(cls)  # the 5 assignments of a frozen __init__, in one
+        ref.__dict__.update(zip(_REF_FIELDS, data, strict=True))
+        return ref
+
+
+_REF_FIELDS = tuple(f.name for f in dataclasses.fields(EntryPointRef))
 
 
 @dataclasses.dataclass
@@ -621,12 +654,29 @@ class Collected:
     def to_dict(self) -> dict[str, Any]:
         return {
             "records": [r.to_dict() for r in self.records],
+            "names": [r.names() for r in self.records],
             "problems": [p.to_dict() for p in self.problems],
             "deps": self.deps,
             "collected_at": self.collected_at,
             "hooks": list(self.hooks),
             "output": self.output,
         }
+
+    @classmethod
+    def from_cache(cls, data: Mapping[str, Any]) -> Collected:
+        """:meth:`from_dict` of what :meth:`to_dict` wrote (with the records' names) when
+        its records had passed validation: see :meth:`PluginInfo.from_cache`."""
+        records, names = data["records"], data["names"]
+        if len(records) != len(names):
+            raise ValueError("a name list per record")
+        return cls(
+            records=[PluginInfo.from_cache(r, n) for r, n in zip(records, names, strict=True)],
+            problems=[Problem.from_dict(p) for p in data["problems"]],
+            deps=dict(data["deps"]),
+            collected_at=data["collected_at"],
+            hooks=list(data["hooks"]),
+            output=data.get("output", ""),
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Collected:

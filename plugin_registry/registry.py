@@ -15,7 +15,7 @@ import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from plugin_registry import cache as cache_mod
 from plugin_registry._snapshot import DiscoveryStats, Snapshot, discover
@@ -41,14 +41,57 @@ from plugin_registry.records import (
 _warned: set[tuple[Any, ...]] = set()
 
 
-class Match(NamedTuple):
-    """A record found for a request, and the parameters its spelling implies."""
+class Match(tuple[PluginInfo, dict[str, str], bool, "Spec | None"]):
+    """A record found for a request, and the parameters its spelling implies.
 
-    record: PluginInfo
-    parameters: dict[str, str]
-    is_alias: bool
-    #: The request as parsed (set by :meth:`Registry.find`).
-    spec: Spec | None = None
+    A named tuple written out: ``typing.NamedTuple`` generates and execs its methods
+    when the class is made (~0.2 ms), and this module is imported by every listing.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        record: PluginInfo,
+        parameters: dict[str, str],
+        is_alias: bool,
+        spec: Spec | None = None,
+    ) -> Match:
+        return tuple.__new__(cls, (record, parameters, is_alias, spec))
+
+    @property
+    def record(self) -> PluginInfo:
+        return self[0]
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        return self[1]
+
+    @property
+    def is_alias(self) -> bool:
+        return self[2]
+
+    @property
+    def spec(self) -> Spec | None:
+        """The request as parsed (set by :meth:`Registry.find`)."""
+        return self[3]
+
+    _fields = ("record", "parameters", "is_alias", "spec")
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self, strict=True))
+
+    def _replace(self, **changes: Any) -> Match:
+        unknown = set(changes) - set(self._fields)
+        if unknown:
+            raise ValueError(f"Match has no field(s) {sorted(unknown)}")
+        return Match(**{**self._asdict(), **changes})
+
+    def __repr__(self) -> str:
+        return (
+            f"Match(record={self[0]!r}, parameters={self[1]!r}, is_alias={self[2]!r}, "
+            f"spec={self[3]!r})"
+        )
 
 
 class Registry:
@@ -187,9 +230,12 @@ class Registry:
 
     def _conflicts(self) -> list[Problem]:
         # The lookup index only where a name has two providers: a listing builds none.
+        records = self._all_records()
+        if not cache_mod.may_share_names(records):
+            return []
         shared = {
             key: providers
-            for key, providers in cache_mod.providers_of(self._all_records()).items()
+            for key, providers in cache_mod.providers_of(records).items()
             if len(providers) > 1
         }
         if not shared:

@@ -264,3 +264,43 @@ def test_load_names_what_was_asked_then_the_record(registry: Registry) -> None:
     with pytest.raises(pr.PluginUnavailableError) as info:
         registry.load("zstd-3")
     assert "plugin 'zstd-3' ('zstd-{level}')" in str(info.value)
+
+
+def test_find_gives_a_named_tuple(registry: Registry) -> None:
+    registry.register(StaticEnvironment, name="static-env", kind="cluster_environment")
+    match = registry.find("static_env")
+    record, parameters, is_alias, spec = match
+    assert match.record is record and record.name == "static-env"
+    assert (match.parameters, match.is_alias) == (parameters, is_alias) == ({}, False)
+    assert spec is not None and spec.name == "static-env" and match.spec == spec
+    assert match == (record, {}, False, spec) and isinstance(match, tuple)
+    assert match._fields == ("record", "parameters", "is_alias", "spec")
+    assert match._asdict() == dict(zip(match._fields, match, strict=True))
+    assert match._replace(is_alias=True) == (record, {}, True, spec)
+    with pytest.raises(ValueError, match="no field"):
+        match._replace(score=1)
+    assert repr(match).startswith("Match(record=PluginInfo(")
+
+
+def test_entry_point_ref_from_its_list() -> None:
+    from plugin_registry.records import EntryPointRef
+
+    ref = EntryPointRef("acme", "1.0", "acme", "acme.registration", None)
+    again = EntryPointRef.from_list(ref.to_list())
+    assert again == ref and hash(again) == hash(ref) and again.key == ref.key == "acme:acme"
+    with pytest.raises(ValueError, match="5 values"):
+        EntryPointRef.from_list(["acme", "1.0"])
+
+
+def test_names_two_packages_share_are_found_whatever_the_records_order() -> None:
+    from plugin_registry.cache import may_share_names, providers_of
+
+    def record(name: str, dist: str | None, kind: str = "precision") -> PluginInfo:
+        return PluginInfo(name=name, kind=kind, target="m:f", distribution=dist)  # type: ignore[arg-type]
+
+    alone = [record("a", "one"), record("b", "two"), record("a", "two", "checkpoint_io")]
+    assert not may_share_names(alone)
+    assert all(len(who) == 1 for who in providers_of(alone).values())
+    shared = [record("x", "one"), record("a", "one"), record("a", None)]
+    assert may_share_names(shared) and may_share_names(shared[::-1])
+    assert providers_of(shared)["precision/a"] == {"one", "<in-process>"}

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import plugin_registry as pr
 from plugin_registry import _capture, cli, errors
@@ -120,6 +122,77 @@ def test_record_from_the_cache_is_validated_like_a_fresh_one(tmp_path: Path) -> 
     record = registry.get("checkpoint_io/torch")
     assert record.target == "builtin_plugins.checkpoint_io.torch_io:TorchCheckpointIO"
     assert registry.stats.collected == 1, "the bad entry is collected afresh"
+
+
+def _careful_edit(cache_file: Path, edit: Any) -> None:
+    """Edit the cache as a careful program would: the same compact separators, the seal
+    left in place and the mtime put back, so neither layout nor mtime gives it away."""
+    info = cache_file.stat()
+    data = json.loads(cache_file.read_text())
+    edit(data)
+    cache_file.write_text(json.dumps(data, separators=(",", ":")))
+    os.utime(cache_file, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def test_cache_the_registry_wrote_is_sealed_and_gives_back_the_same_records(
+    tmp_path: Path,
+) -> None:
+    cache_dir = tmp_path / "cache"
+    fresh = Registry(cache_dir=cache_dir)
+    records = fresh.list_plugins()
+    cached = RecordCache(cache_dir, fresh.group).load()
+    assert cached is not None and cached.sealed
+    again = Registry(cache_dir=cache_dir)
+    reused = again.list_plugins()
+    assert again.stats.reused and not again.stats.collected and not again.stats.scanned
+    assert reused == records
+    assert [r.names() for r in reused] == [r.names() for r in records]
+    assert [r.to_dict() for r in reused] == [r.to_dict() for r in records]
+    torch_io = again.get("checkpoint_io/torch")
+    assert type(torch_io.aliases) is tuple and type(torch_io.accelerators) is tuple
+    with pytest.raises(TypeError):
+        torch_io.parameters["planted"] = 1  # type: ignore[index]  # frozen, as a fresh one
+
+
+@pytest.mark.parametrize("seal", ["kept", "removed"])
+def test_cache_edited_with_its_layout_and_mtime_kept_is_validated_again(
+    tmp_path: Path, seal: str
+) -> None:
+    cache_dir = tmp_path / "cache"
+    cache_file = _warm_cache(cache_dir)
+
+    def edit(data: dict[str, Any]) -> None:
+        for result in data["results"].values():
+            for record in result["records"]:
+                if record["name"] == "torch" and record["kind"] == "checkpoint_io":
+                    record["target"] = "not a target"
+                    record["summary"] = 5
+        if seal == "removed":
+            del data["seal"]
+
+    _careful_edit(cache_file, edit)
+    cached = RecordCache(cache_dir, "plugin_registry").load()
+    assert cached is not None and not cached.sealed
+    registry = Registry(cache_dir=cache_dir)
+    assert registry.get("checkpoint_io/torch").target.startswith("builtin_plugins.")
+    assert registry.stats.collected == 1, "the edited entry is collected afresh"
+
+
+@given(st.binary(min_size=2, max_size=300), st.integers(min_value=0), st.integers(1, 255))
+def test_seal_matches_its_own_text_and_no_text_with_one_byte_changed(
+    body: bytes, where: int, delta: int
+) -> None:
+    from plugin_registry.cache import _seal, _sealed
+
+    text = "{" + body.decode("latin-1") + "}"
+    sealed = _seal(text).encode("utf-8")
+    assert _sealed(sealed)
+    at = where % (len(sealed) - 1)  # any byte but the closing brace
+    changed = bytearray(sealed)
+    changed[at] = (changed[at] + delta) % 256
+    assert not _sealed(bytes(changed)) or bytes(changed).rfind(b',"seal":') != sealed.rfind(
+        b',"seal":'
+    )
 
 
 # -- 4. malformed cache files ---------------------------------------------------
