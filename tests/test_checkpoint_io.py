@@ -670,3 +670,27 @@ def test_removing_a_link_removes_the_link_not_its_target(tmp_path: Path) -> None
     folder_link.symlink_to(tmp_path, target_is_directory=True)
     io.remove_checkpoint(folder_link)
     assert not os.path.lexists(folder_link) and real.exists()
+
+
+def test_snapshot_reuses_its_tensors_over_reused_buffers_and_only_them() -> None:
+    from builtin_plugins.checkpoint_io.async_io import snapshot
+
+    weights = torch.arange(12.0)
+    state = {"w": weights, "view": weights[2:8].view(2, 3), "p": torch.nn.Parameter(torch.ones(3))}
+    first, staged = snapshot(state)
+    weights.add_(100)
+    second, staged = snapshot(state, staged)
+    # Same buffers, same tensors over them, new content; a view still views its copy.
+    assert second["w"] is first["w"] and second["view"] is first["view"]
+    assert torch.equal(second["w"], torch.arange(12.0) + 100)
+    assert torch.equal(second["view"], (torch.arange(12.0) + 100)[2:8].view(2, 3))
+    assert second["view"].untyped_storage().data_ptr() == second["w"].untyped_storage().data_ptr()
+    assert type(second["p"]) is torch.nn.Parameter and second["p"].requires_grad
+    # Another shape at the same key: a new tensor over a new buffer.
+    state["view"] = weights[2:8].view(3, 2)
+    third, staged = snapshot(state, staged)
+    assert third["view"] is not second["view"] and third["view"].shape == (3, 2)
+    assert torch.equal(third["view"], weights[2:8].view(3, 2))
+    state["w"] = torch.zeros(12)  # a new storage: copied into the reused buffer, a new view
+    fourth, _ = snapshot(state, staged)
+    assert torch.equal(fourth["w"], torch.zeros(12)) and torch.equal(third["w"], torch.zeros(12))

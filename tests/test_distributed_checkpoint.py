@@ -761,3 +761,74 @@ def test_async_distributed_under_torchrun(io: DistributedCheckpointIO, tmp_path:
     two = io.load_checkpoint(root / "step-2")
     saved2 = next(ln["digest"] for ln in lines if ln.get("saved") == 2)
     assert digest({"model": two["model"], "optim": two["optim"]}) == saved2
+
+
+# -- saves in a row (plan caching, data names) ----------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+def test_saves_of_other_structures_in_turn_each_load_their_own(tmp_path: Path) -> None:
+    """DCP reuses a plan while a state keeps its structure: states that change in turn, on
+    one IO and on two, never get another's plan (a wrong plan would drop or misplace
+    entries)."""
+    first, second = pr.load("distributed"), pr.load("distributed")
+    small = {"w": torch.arange(4.0), "step": 1}
+    large = {"w": torch.arange(6.0), "b": {"x": torch.ones(2)}, "step": 2}
+    saves = [(first, small), (first, large), (second, small), (first, small), (first, large)]
+    for i, (io, state) in enumerate(saves):
+        io.save_checkpoint(state, tmp_path / f"ck-{i}")
+    for i, (io, state) in enumerate(saves):
+        assert _same(io.load_checkpoint(tmp_path / f"ck-{i}"), state), i
+    first.teardown()
+    second.teardown()
+    from torch.distributed.checkpoint.planner import SavePlanner
+
+    assert not [k for k in SavePlanner._cached_global_plan if "DistributedCheckpointIO" in k]
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+def test_each_save_writes_a_data_directory_of_its_own_and_a_failure_draws_a_new_prefix(
+    io: DistributedCheckpointIO, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ck"
+    names = []
+    for step in range(3):
+        io.save_checkpoint({"w": torch.full((3,), float(step))}, path)
+        names.append(json.loads((path / MARKER).read_text())["data"])
+    assert len(set(names)) == 3 and len({n[:-6] for n in names}) == 1  # one prefix, counted
+    from builtin_plugins.checkpoint_io import distributed_io
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(distributed_io, "write_marker", broken)
+        with raises(CheckpointError, "failed", match="No space left"):
+            io.save_checkpoint({"w": torch.zeros(3)}, path)
+    io.save_checkpoint({"w": torch.ones(3)}, path)
+    after = json.loads((path / MARKER).read_text())["data"]
+    assert after[:-6] != names[0][:-6], "the ranks agree on a new prefix after a failure"
+    assert torch.equal(io.load_checkpoint(path)["w"], torch.ones(3))
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+def test_async_takes_a_statefuls_state_when_asked(tmp_path: Path) -> None:
+    class Counter:
+        def __init__(self) -> None:
+            self.value = torch.zeros(3)
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"value": self.value}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            self.value = state["value"]
+
+    aio = pr.load("async-distributed")
+    counter = Counter()
+    counter.value.fill_(1)
+    aio.save_checkpoint({"counter": counter, "step": 1}, tmp_path / "ck")
+    counter.value.fill_(2)  # after the call: not in the checkpoint
+    aio.wait()
+    loaded = aio.load_checkpoint(tmp_path / "ck")
+    assert torch.equal(loaded["counter"]["value"], torch.ones(3)) and loaded["step"] == 1
+    aio.teardown()

@@ -368,3 +368,50 @@ def test_closed_stdout_is_one_error_line_not_a_traceback(command: list[str]) -> 
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("plugin-registry: error: standard output is closed")
+
+
+def test_open_writeback_writes_every_byte_and_starts_the_disk_on_each_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugin_registry import _files
+    from plugin_registry.files import atomic_write, open_writeback
+
+    started: list[tuple[int, int]] = []
+    real = _files._start_writeback
+    monkeypatch.setattr(_files, "WRITEBACK_STEP", 1000)
+    monkeypatch.setattr(
+        _files, "_start_writeback", lambda fd, off, n: (started.append((off, n)), real(fd, off, n))
+    )
+    chunks = [os.urandom(n) for n in (300, 900, 50, 2500, 10)]
+    with open_writeback(tmp_path / "a.bin", "xb") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+        fh.flush()
+        os.fsync(fh.fileno())
+    assert (tmp_path / "a.bin").read_bytes() == b"".join(chunks)
+    # Contiguous ranges from 0, each at least a step, the last bytes left to the fsync.
+    assert started == [(0, 1200), (1200, 2550)]
+    started.clear()
+    atomic_write(tmp_path / "b.bin", lambda fh: [fh.write(c) for c in chunks])
+    assert (tmp_path / "b.bin").read_bytes() == b"".join(chunks) and started
+    started.clear()
+    atomic_write(tmp_path / "c.bin", lambda fh: fh.write(b"x" * 5000), durable=False)
+    assert started == []  # not durable: nothing waits for the disk, nothing to start early
+    with pytest.raises(FileExistsError):
+        open_writeback(tmp_path / "a.bin", "xb")
+    with pytest.raises(ValueError, match="mode 'wb'"):
+        open_writeback(tmp_path / "d.bin", "w")
+
+
+def test_open_writeback_with_the_real_system_call(tmp_path: Path) -> None:
+    from plugin_registry import _files
+    from plugin_registry.files import open_writeback
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("sync_file_range is Linux's; elsewhere the file is a plain buffered one")
+    assert _files._sync_file_range() is not None
+    data = os.urandom(1 << 20) * 40  # 40 MB: two steps started before the fsync
+    with open_writeback(tmp_path / "big.bin") as fh:
+        fh.write(data)
+        os.fsync(fh.fileno())
+    assert (tmp_path / "big.bin").read_bytes() == data

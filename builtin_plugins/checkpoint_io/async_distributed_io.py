@@ -1,22 +1,15 @@
-"""AsyncDistributedCheckpointIO: DCP's asynchronous save, with our guarantees."""
+"""AsyncDistributedCheckpointIO: DCP's save in a background thread, with our guarantees."""
 
 from __future__ import annotations
 
 import os
 import threading
-import uuid
 import warnings
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from builtin_plugins.checkpoint_io import async_io
-from builtin_plugins.checkpoint_io.distributed_io import (
-    DATA_PREFIX,
-    DistributedCheckpointIO,
-    discard,
-    marker_shape,
-    single_process_quiet,
-)
+from builtin_plugins.checkpoint_io.distributed_io import DistributedCheckpointIO, marker_shape
 from builtin_plugins.checkpoint_io.torch_io import (
     checked_path,
     filesystem,
@@ -27,15 +20,13 @@ from plugin_registry.kinds.checkpoint_io import CheckpointError, PathLike
 
 
 class _Stager:
-    """DCP's ``AsyncStager`` over :func:`~builtin_plugins.checkpoint_io.async_io.snapshot`.
+    """The copy a save writes: :func:`~builtin_plugins.checkpoint_io.async_io.snapshot`.
 
     The copy is made before ``save_checkpoint`` returns (the caller may then change
     its tensors), into the buffers of the previous save: free again, since a save
     waits for the one before it. DCP's own stager took 55-130 ms for the 50 MB
     shards of a rank where this takes a memory copy's time.
     """
-
-    should_synchronize_after_execute = False
 
     def __init__(self) -> None:
         self._buffers: async_io.Staging | None = None
@@ -45,9 +36,6 @@ class _Stager:
         staged: dict[str, Any] = frozen
         return staged
 
-    def synchronize_staging(self) -> None:
-        pass
-
     def close(self) -> None:
         self._buffers = None
 
@@ -55,13 +43,23 @@ class _Stager:
 _ONE_PROCESS_NOTICE = "torch.distributed is disabled, unavailable or uninitialized"
 
 
+def _state_dicts_of_stateful(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``checkpoint`` with each top-level ``Stateful`` (a model, an optimizer wrapper)
+    replaced by its ``state_dict()``, as DCP's save does: taken now, before the copy,
+    so the background write never reads live tensors."""
+    from torch.distributed.checkpoint.stateful import Stateful
+
+    return {k: v.state_dict() if isinstance(v, Stateful) else v for k, v in checkpoint.items()}
+
+
 class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
-    """Sharded checkpoints saved in the background with ``torch.distributed.checkpoint.async_save``.
+    """Sharded checkpoints saved in the background: the ``distributed`` IO's save, in a thread.
 
     * ``save_checkpoint`` (collective, like the synchronous plugin) returns once
-      DCP has staged this rank's shards: copied into CPU buffers kept from the
-      previous save, so the training loop may change its tensors at once. A
-      background thread writes the files; the coordinator then commits the
+      this rank's shards are staged: copied into CPU buffers kept from the
+      previous save, so the training loop may change its tensors at once. It
+      needs no collective of its own (the first save makes the upload group). A
+      background thread writes the files with DCP; the coordinator then commits the
       marker, so a checkpoint is visible only once every rank's shards are on disk.
     * **Bounded and ordered**: one save is written at a time (two in flight would
       interleave their collectives); a save waits for the one before it.
@@ -93,6 +91,7 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         self._stager: Any | None = None
         self._upload_group: Any | None = None
         self._upload_group_of: Any | None = None
+        self._executor: ThreadPoolExecutor | None = None
         async_io._live.add(self)
         async_io._install_exit_guards()
 
@@ -108,6 +107,7 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         self._lock = threading.Lock()
         self._done = None
         self._errors = []
+        self._executor = None  # its thread is the parent's
 
     def _unreported(self) -> list[tuple[str, BaseException]]:
         with self._lock:
@@ -154,74 +154,67 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None
     ) -> None:
         """Stage this rank's shards and start writing them; see the class for the rules."""
-        from torch.distributed.checkpoint.state_dict_saver import async_save
+        import torch.distributed as dist
 
-        path = checked_path(path)
-        options = dict(storage_options or {})
         group = self._group()
         self._drain()
-        # Every rank raises the same earlier failure, so the loop stays in step; the
-        # same broadcast names the new data directory.
-        proposal = (self._failure(), f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}")
-        failure, name = self._from_coordinator(group, proposal)
-        self._unreported()
+        # The last save ended alike on every rank (DCP's collectives and the commit's
+        # broadcast carry a failure to all of them), so every rank raises the same
+        # failure here without a collective of its own, and the loop stays in step.
+        failure = self._failure()
         if failure is not None:
-            raise CheckpointError(failure, path)
-        shape = marker_shape(checkpoint)
-        fs, root = filesystem(path, options)
-        refuse_bucket(fs, root, path, "saved")
-        if is_local(fs) and os.path.isfile(root):
-            raise CheckpointError(
-                f"cannot save checkpoint to {path!r}: it is a file, and a distributed "
-                "checkpoint is a directory; the file is untouched",
-                path,
-            )
-        uploads = self._group_for_uploads(group)
-        # Until it is committed or discarded, the last save's tidying leaves this data alone.
-        self._writing_data(name)
-        if group is None:
-            # DCP's save warns, from the writing thread, that it assumes one process:
-            # that is what was asked for. A filter there would not reach that thread.
-            warnings.filterwarnings("ignore", message=_ONE_PROCESS_NOTICE, category=UserWarning)
-        done: Future[None] = Future()
-        try:
-            with single_process_quiet(group):
-                response = async_save(
-                    checkpoint,
-                    storage_writer=self._writer(fs, f"{root}/{name}", options),
-                    process_group=uploads,
-                    async_stager=self._staging(),
-                    no_dist=group is None,
+            raise CheckpointError(failure, checked_path(path))
+        with self._names_agreed_afresh_after_a_failure(group):
+            path = checked_path(path)
+            options = dict(storage_options or {})
+            shape = marker_shape(checkpoint)
+            fs, root = filesystem(path, options)
+            refuse_bucket(fs, root, path, "saved")
+            if is_local(fs) and os.path.isfile(root):
+                raise CheckpointError(
+                    f"cannot save checkpoint to {path!r}: it is a file, and a distributed "
+                    "checkpoint is a directory; the file is untouched",
+                    path,
                 )
-        except Exception as exc:
-            self._written(name)
-            raise CheckpointError(self._save_failure(path, exc), path) from exc
-        # Staged synchronously, DCP answers with the upload's future itself.
-        upload = response if isinstance(response, Future) else response.upload_completion
-        coordinator = self._is_coordinator(group)
-
-        def finish(upload: Future[Any]) -> None:
+            uploads = self._group_for_uploads(group)
+            if group is None:
+                # DCP's save warns, from the writing thread, that it assumes one process:
+                # that is what was asked for. A filter there would not reach that thread.
+                warnings.filterwarnings("ignore", message=_ONE_PROCESS_NOTICE, category=UserWarning)
             try:
-                error = upload.exception()
-                if error is not None:
-                    if coordinator:
-                        discard(fs, root, f"{root}/{name}")
-                    failure = CheckpointError(self._save_failure(path, error), path)
-                    failure.__cause__ = error
-                    raise failure
-                if coordinator:
-                    message = self._commit(fs, root, name, shape, group, path)
-                    if message is not None:
-                        raise CheckpointError(message, path)
+                staged = self._staging().stage(_state_dicts_of_stateful(checkpoint))
+            except Exception as exc:
+                raise CheckpointError(self._save_failure(path, exc), path) from exc
+        done: Future[None] = Future()
+
+        def write() -> None:
+            try:
+                if uploads is not None:
+                    # Every rank has its copy before any rank starts writing: planning
+                    # and serializing on a rank done early would slow the copy of a
+                    # rank still making it (ranks share cores), and hold its caller.
+                    dist.barrier(group=uploads)
+                self._save(staged, path, options, uploads, shape, fs, root)
             except BaseException as exc:  # noqa: BLE001 - raised in the caller later
+                self._names.pop(self._group_key(uploads), None)
                 with self._lock:
                     self._errors.append((path, exc))
             finally:
-                self._written(name)
                 done.set_result(None)
 
         self._done = done
-        upload.add_done_callback(finish)
+        self._writer_thread().submit(write)
+
+    def _writer_thread(self) -> ThreadPoolExecutor:
+        """The one thread that writes this IO's saves, kept between them: starting a
+        thread per save held the caller ~1.5 ms while it started. Its thread is joined
+        at interpreter exit once its queue is done, so a save asked for by a script's
+        last line is committed before the interpreter exits."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="AsyncDistributedCheckpointIO"
+            )
+        return self._executor
 
     def wait(self) -> None:
         """Block until the save in flight is committed; raise the first failure."""
@@ -248,5 +241,8 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         if self._stager is not None:
             self._stager.close()
             self._stager = None
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
         super().teardown()
         self._raise_errors()

@@ -52,7 +52,7 @@ from builtin_plugins.checkpoint_io.torch_io import (
     without_crc32,
 )
 from plugin_registry.errors import PluginRegistryWarning
-from plugin_registry.files import atomic_write, fsync_directory
+from plugin_registry.files import atomic_write, fsync_directory, open_writeback
 from plugin_registry.kinds.checkpoint_io import (
     CheckpointError,
     CheckpointIO,
@@ -423,6 +423,27 @@ def _planner_classes() -> tuple[type[Any], type[Any]]:
 # -- the plugin ------------------------------------------------------------------------------
 
 
+@functools.cache
+def _writeback_file_system() -> type[Any]:
+    from torch.distributed.checkpoint.filesystem import FileSystem
+
+    class WritebackFileSystem(FileSystem):
+        """DCP's local file system, its files written with :func:`open_writeback`: the
+        disk writes while DCP serializes the rest, and each fsync waits for the last
+        16 MB (a 2-rank save of 200 MB: ~25 ms less)."""
+
+        @contextlib.contextmanager
+        def create_stream(self, path: str | os.PathLike[str], mode: str) -> Iterator[Any]:
+            if mode != "wb":
+                with super().create_stream(path, mode) as stream:
+                    yield stream
+                return
+            with open_writeback(path, mode) as stream:
+                yield stream
+
+    return WritebackFileSystem
+
+
 class DistributedCheckpointIO(CheckpointIO):
     """Sharded checkpoints: each rank writes its shards, loads reshard.
 
@@ -456,6 +477,10 @@ class DistributedCheckpointIO(CheckpointIO):
         self._writing: set[str] = set()
         self._latest: dict[str, str] = {}
         self._writing_lock = threading.Lock()
+        # Per group (its ranks): the prefix of this IO's data directory names and how
+        # many saves used it; the keys of the plans DCP caches for this IO.
+        self._names: dict[tuple[int, ...], tuple[str | None, int]] = {}
+        self._plan_keys: set[str] = set()
 
     # -- process group ---------------------------------------------------------------
 
@@ -493,9 +518,12 @@ class DistributedCheckpointIO(CheckpointIO):
         from torch.distributed.checkpoint.filesystem import FileSystemWriter
 
         if is_local(fs):
-            return FileSystemWriter(
+            writer = FileSystemWriter(
                 data, sync_files=self.durable, thread_count=self.thread_count, overwrite=True
             )
+            if self.durable:
+                writer.fs = _writeback_file_system()()
+            return writer
         return FsspecWriter(
             fs.unstrip_protocol(data),
             sync_files=False,
@@ -514,21 +542,45 @@ class DistributedCheckpointIO(CheckpointIO):
         rank raises :class:`CheckpointError` on every rank and leaves the previous
         checkpoint at ``path`` as it was.
         """
+        group = self._group()
+        with self._names_agreed_afresh_after_a_failure(group):
+            path = checked_path(path)
+            options = dict(storage_options or {})
+            shape = marker_shape(checkpoint)
+            fs, root = filesystem(path, options)
+            refuse_bucket(fs, root, path, "saved")
+            self._save(checkpoint, path, options, group, shape, fs, root)
+
+    @contextlib.contextmanager
+    def _names_agreed_afresh_after_a_failure(self, group: Any | None) -> Iterator[None]:
+        """After a failed save the ranks may have counted differently (one failed before
+        its count, the others in a collective): the next save agrees on a new prefix."""
+        try:
+            yield
+        except BaseException:
+            self._names.pop(self._group_key(group), None)
+            raise
+
+    def _save(
+        self,
+        checkpoint: dict[str, Any],
+        path: str,
+        options: dict[str, Any],
+        group: Any | None,
+        shape: dict[str, Any],
+        fs: Any,
+        root: str,
+    ) -> None:
+        """The collective part of a save, on ``group``: write, commit, and agree on the
+        outcome (every rank raises the same :class:`CheckpointError`, or none does)."""
         from torch.distributed.checkpoint.api import CheckpointException
         from torch.distributed.checkpoint.state_dict_saver import save
 
-        path = checked_path(path)
-        options = dict(storage_options or {})
-        group = self._group()
-        shape = marker_shape(checkpoint)
-        fs, root = filesystem(path, options)
-        refuse_bucket(fs, root, path, "saved")
         # Not waiting for the last save's tidying: it removes neither this save's data
         # (registered first) nor what the latest commit named.
-        proposed = f"{DATA_PREFIX}{uuid.uuid4().hex[:16]}"
-        self._writing_data(proposed)
+        name = self._next_data_name(group)
+        self._writing_data(name)
         try:
-            name = self._from_coordinator(group, proposed)
             data = f"{root}/{name}"
             try:
                 if is_local(fs) and os.path.isfile(root):
@@ -537,6 +589,7 @@ class DistributedCheckpointIO(CheckpointIO):
                     save(
                         checkpoint,
                         storage_writer=self._writer(fs, data, options),
+                        planner=self._planner(group),
                         process_group=group,
                         no_dist=group is None,
                     )
@@ -551,7 +604,60 @@ class DistributedCheckpointIO(CheckpointIO):
             if error is not None:
                 raise CheckpointError(error, path)
         finally:
-            self._written(proposed)
+            self._written(name)
+
+    def _next_data_name(self, group: Any | None) -> str:
+        """A data directory name no earlier save used, the same on every rank.
+
+        The coordinator draws a random prefix at the first save on a group (one
+        broadcast); each save after it counts on. Every rank of the group calls each
+        save in the same order, so the counts agree without a collective per save
+        (a broadcast on 2 ranks over gloo costs 1-5 ms, waiting for the slowest rank).
+        """
+        key = self._group_key(group)
+        prefix, count = self._names.get(key, (None, 0))
+        if prefix is None:
+            prefix = self._from_coordinator(group, uuid.uuid4().hex[:10])
+        self._names[key] = (prefix, count + 1)
+        return f"{DATA_PREFIX}{prefix}{count:06x}"
+
+    @staticmethod
+    def _group_key(group: Any | None) -> tuple[int, ...]:
+        import torch.distributed as dist
+
+        return () if group is None else tuple(dist.get_process_group_ranks(group))
+
+    def _planner(self, group: Any | None) -> Any:
+        """DCP's save planner, reusing the global plan of the last save of the same
+        structure (DCP's plan caching: the coordinator skips planning and validating,
+        the plans exchanged are empty; ~12 of a 2-rank save's 145 ms)."""
+        from torch.distributed.checkpoint.default_planner import DefaultSavePlanner
+
+        planner = DefaultSavePlanner(enable_plan_caching=True)
+        # DCP keys its cache on the planner class: one key per IO and group here, so
+        # another IO (another state) or another group (another world) never meets it.
+        planner._cached_plans_key = self._plan_key(group)
+        self._plan_keys.add(planner._cached_plans_key)
+        return planner
+
+    def _plan_key(self, group: Any | None) -> str:
+        ranks = ",".join(map(str, self._group_key(group)))
+        return f"plugin_registry.{type(self).__name__}:{id(self)}:{ranks}"
+
+    def _forget_plans(self) -> None:
+        """Drop this IO's cached plans from DCP's class-level cache."""
+        from torch.distributed.checkpoint.planner import SavePlanner
+
+        for key in self._plan_keys:
+            for cache in (
+                SavePlanner._cached_save_plan,
+                SavePlanner._cached_final_save_plan,
+                SavePlanner._cached_all_plans,
+                SavePlanner._cached_global_plan,
+                SavePlanner._cached_metadata,
+            ):
+                cache.pop(key, None)
+        self._plan_keys.clear()
 
     def _writing_data(self, name: str) -> None:
         """A save writes ``name`` now: tidying leaves it alone until :meth:`_written`."""
@@ -634,8 +740,9 @@ class DistributedCheckpointIO(CheckpointIO):
             thread.join()
 
     def teardown(self) -> None:
-        """Finish removing the data that the last save replaced."""
+        """Finish removing the data that the last save replaced; forget cached plans."""
         self._join_tidying()
+        self._forget_plans()
 
     @staticmethod
     def _save_failure(path: str, exc: BaseException) -> str:
