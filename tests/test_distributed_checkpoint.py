@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import pickle
@@ -779,11 +780,18 @@ def test_saves_of_other_structures_in_turn_each_load_their_own(tmp_path: Path) -
         io.save_checkpoint(state, tmp_path / f"ck-{i}")
     for i, (io, state) in enumerate(saves):
         assert _same(io.load_checkpoint(tmp_path / f"ck-{i}"), state), i
-    first.teardown()
-    second.teardown()
     from torch.distributed.checkpoint.planner import SavePlanner
 
-    assert not [k for k in SavePlanner._cached_global_plan if "DistributedCheckpointIO" in k]
+    def cached(io: Any) -> list[str]:
+        return [k for k in SavePlanner._cached_global_plan if f":{id(io)}:" in k]
+
+    assert cached(first) and cached(second)
+    first.teardown()
+    assert not cached(first) and cached(second)
+    key = cached(second)[0]
+    del second, io, saves  # an IO nobody tears down forgets its plans when it is collected
+    gc.collect()
+    assert key not in SavePlanner._cached_global_plan
 
 
 @pytest.mark.filterwarnings("ignore:torch.distributed is disabled")

@@ -36,6 +36,7 @@ import pickle
 import threading
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -444,6 +445,26 @@ def _writeback_file_system() -> type[Any]:
     return WritebackFileSystem
 
 
+def _forget_plans(keys: set[str]) -> None:
+    """Drop the plans DCP caches (in class-level dicts) under ``keys``."""
+    import sys
+
+    dcp_planner = sys.modules.get("torch.distributed.checkpoint.planner")
+    if dcp_planner is None:  # never saved: nothing cached
+        return
+    saver = dcp_planner.SavePlanner
+    for key in keys:
+        for cache in (
+            saver._cached_save_plan,
+            saver._cached_final_save_plan,
+            saver._cached_all_plans,
+            saver._cached_global_plan,
+            saver._cached_metadata,
+        ):
+            cache.pop(key, None)
+    keys.clear()
+
+
 class DistributedCheckpointIO(CheckpointIO):
     """Sharded checkpoints: each rank writes its shards, loads reshard.
 
@@ -481,6 +502,9 @@ class DistributedCheckpointIO(CheckpointIO):
         # many saves used it; the keys of the plans DCP caches for this IO.
         self._names: dict[tuple[int, ...], tuple[str | None, int]] = {}
         self._plan_keys: set[str] = set()
+        # DCP keeps cached plans for the life of the process: an IO that is collected
+        # without a teardown drops its own.
+        weakref.finalize(self, _forget_plans, self._plan_keys)
 
     # -- process group ---------------------------------------------------------------
 
@@ -645,19 +669,7 @@ class DistributedCheckpointIO(CheckpointIO):
         return f"plugin_registry.{type(self).__name__}:{id(self)}:{ranks}"
 
     def _forget_plans(self) -> None:
-        """Drop this IO's cached plans from DCP's class-level cache."""
-        from torch.distributed.checkpoint.planner import SavePlanner
-
-        for key in self._plan_keys:
-            for cache in (
-                SavePlanner._cached_save_plan,
-                SavePlanner._cached_final_save_plan,
-                SavePlanner._cached_all_plans,
-                SavePlanner._cached_global_plan,
-                SavePlanner._cached_metadata,
-            ):
-                cache.pop(key, None)
-        self._plan_keys.clear()
+        _forget_plans(self._plan_keys)
 
     def _writing_data(self, name: str) -> None:
         """A save writes ``name`` now: tidying leaves it alone until :meth:`_written`."""
