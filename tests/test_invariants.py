@@ -76,14 +76,19 @@ def test_a_warm_listing_imports_its_own_few_modules_only(tmp_path: Path) -> None
         time.sleep(2.1)  # a path changed under two seconds ago is not trusted yet
     else:
         pytest.fail(f"the cache never became warm: {run}")
-    assert set(run["new"]) <= {
-        "_json",
+    ours = {m for m in run["new"] if m.split(".")[0] in ("plugin_registry", "builtin_plugins")}
+    assert ours <= {
         "plugin_registry._files",
         "plugin_registry._snapshot",
         "plugin_registry.cache",
         "plugin_registry.control",
         "plugin_registry.registry",
     }, run["new"]
+    # The standard modules it needs (pathlib, fnmatch) may be imported already (by site, an
+    # editable install's finder) or not; none of the heavy ones a listing never needs.
+    heavy = {"json", "tempfile", "platformdirs", "inspect", "importlib_metadata", "pluggy",
+             "packaging", "hashlib", "zlib", "socket", "torch"}  # fmt: skip
+    assert not heavy & set(run["new"]), run["new"]
 
 
 def test_registration_modules_of_the_builtins_import_no_torch() -> None:

@@ -9,12 +9,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from builtin_plugins.checkpoint_io import async_io
-from builtin_plugins.checkpoint_io.distributed_io import DistributedCheckpointIO, marker_shape
+from builtin_plugins.checkpoint_io.distributed_io import DistributedCheckpointIO
 from builtin_plugins.checkpoint_io.torch_io import (
     checked_path,
-    filesystem,
     is_local,
-    refuse_bucket,
 )
 from plugin_registry.kinds.checkpoint_io import CheckpointError, PathLike
 
@@ -165,11 +163,7 @@ class AsyncDistributedCheckpointIO(DistributedCheckpointIO):
         if failure is not None:
             raise CheckpointError(failure, checked_path(path))
         with self._names_agreed_afresh_after_a_failure(group):
-            path = checked_path(path)
-            options = dict(storage_options or {})
-            shape = marker_shape(checkpoint)
-            fs, root = filesystem(path, options)
-            refuse_bucket(fs, root, path, "saved")
+            path, options, shape, fs, root = self._prepare(checkpoint, path, storage_options)
             if is_local(fs) and os.path.isfile(root):
                 raise CheckpointError(
                     f"cannot save checkpoint to {path!r}: it is a file, and a distributed "

@@ -568,12 +568,21 @@ class DistributedCheckpointIO(CheckpointIO):
         """
         group = self._group()
         with self._names_agreed_afresh_after_a_failure(group):
-            path = checked_path(path)
-            options = dict(storage_options or {})
-            shape = marker_shape(checkpoint)
-            fs, root = filesystem(path, options)
-            refuse_bucket(fs, root, path, "saved")
+            path, options, shape, fs, root = self._prepare(checkpoint, path, storage_options)
             self._save(checkpoint, path, options, group, shape, fs, root)
+
+    @staticmethod
+    def _prepare(
+        checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None
+    ) -> tuple[str, dict[str, Any], dict[str, Any], Any, str]:
+        """The local checks and parts of a save: the path, the store's options, the marker's
+        key shape, the file system and the root (an error before any collective)."""
+        shown = checked_path(path)
+        options = dict(storage_options or {})
+        shape = marker_shape(checkpoint)
+        fs, root = filesystem(shown, options)
+        refuse_bucket(fs, root, shown, "saved")
+        return shown, options, shape, fs, root
 
     @contextlib.contextmanager
     def _names_agreed_afresh_after_a_failure(self, group: Any | None) -> Iterator[None]:
