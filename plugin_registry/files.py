@@ -17,6 +17,10 @@ built-in checkpoint IOs, the lock files and the record cache use the same code.
   every 16 MB (Linux ``sync_file_range``), so the ``fsync`` at the end waits for
   the last few MB instead of the whole file; for a writer that opens its own
   files (DCP's, in the ``distributed`` checkpoint IO).
+* :func:`release_cached_pages` drops the page cache of a file about to be replaced (a
+  durable :func:`atomic_write` does it for the file it replaces): the new file's
+  writes then get the memory just freed, which on a virtual machine that reports free
+  memory to its host is much faster to write than memory freed seconds before.
 * :func:`read_bytes` and :func:`read_text` read a file someone else may have put
   there: a regular file only (a FIFO fails at once instead of blocking, a device
   is refused), at most ``max_bytes``; anything else is an
@@ -39,6 +43,7 @@ from plugin_registry._files import fsync_directory as fsync_directory
 from plugin_registry._files import open_writeback as open_writeback
 from plugin_registry._files import read_regular as _read_regular
 from plugin_registry._files import read_text as read_text
+from plugin_registry._files import release_cached_pages as release_cached_pages
 
 __all__ = [
     "UnreadableFileError",
@@ -49,6 +54,7 @@ __all__ = [
     "open_writeback",
     "read_bytes",
     "read_text",
+    "release_cached_pages",
 ]
 
 

@@ -178,6 +178,35 @@ def test_a_new_save_replaces_the_old_and_leaves_one_data_directory(
     assert len(_data_dirs(path)) == 1
 
 
+def test_a_save_drops_the_cached_pages_of_the_data_it_replaces(
+    io: DistributedCheckpointIO, tmp_path: Path
+) -> None:
+    from tests._support.pagecache import require_droppable_page_cache, resident_fraction
+
+    require_droppable_page_cache(tmp_path)
+    path = tmp_path / "ck"
+    first = {"w": torch.randn(10 << 20)}  # 40 MB
+    io.save_checkpoint(first, path)
+    # The first save's data files, watched past their removal by the next save.
+    kept = []
+    for i, file in enumerate(sorted((path / _data_dirs(path)[0]).glob("*.distcp"))):
+        os.link(file, tmp_path / f"kept-{i}")
+        kept.append(tmp_path / f"kept-{i}")
+    assert kept and max(map(resident_fraction, kept)) > 0.9
+    other = tmp_path / "other"
+    io.save_checkpoint({"w": torch.zeros(10 << 20)}, other)  # another checkpoint: not these
+    assert max(map(resident_fraction, kept)) > 0.9
+    second = {"w": torch.randn(10 << 20)}
+    io.save_checkpoint(second, path)
+    # The second save's writes got their memory; the data is on disk, and the first
+    # checkpoint was whole until the second one's commit.
+    assert max(map(resident_fraction, kept)) < 0.1
+    assert _same(io.load_checkpoint(path), second)
+    assert _same(io.load_checkpoint(other), {"w": torch.zeros(10 << 20)})
+    io.teardown()
+    assert len(_data_dirs(path)) == 1
+
+
 def test_a_save_does_not_wait_for_the_last_ones_tidying(
     io: DistributedCheckpointIO, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

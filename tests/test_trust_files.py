@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -415,3 +416,62 @@ def test_open_writeback_with_the_real_system_call(tmp_path: Path) -> None:
         fh.write(data)
         os.fsync(fh.fileno())
     assert (tmp_path / "big.bin").read_bytes() == data
+
+
+def _cached_file(path: Path, megabytes: int) -> bytes:
+    """A file of ``megabytes`` written, fsynced and in the page cache; its bytes."""
+    data = os.urandom(1 << 20) * megabytes
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return data
+
+
+def test_release_cached_pages_drops_the_cache_and_keeps_the_data(tmp_path: Path) -> None:
+    from plugin_registry.files import release_cached_pages
+    from tests._support.pagecache import require_droppable_page_cache, resident_fraction
+
+    require_droppable_page_cache(tmp_path)
+    data = _cached_file(tmp_path / "big.bin", 40)
+    small = _cached_file(tmp_path / "small.bin", 2)
+    assert resident_fraction(tmp_path / "big.bin") > 0.9
+    release_cached_pages(tmp_path / "big.bin", min_bytes=32 << 20)
+    release_cached_pages(tmp_path / "small.bin", min_bytes=32 << 20)  # below min_bytes
+    assert resident_fraction(tmp_path / "big.bin") < 0.1
+    assert resident_fraction(tmp_path / "small.bin") > 0.9
+    assert (tmp_path / "big.bin").read_bytes() == data
+    assert (tmp_path / "small.bin").read_bytes() == small
+    # A link is not followed, a FIFO does not block, a missing file is no error.
+    _cached_file(tmp_path / "target.bin", 4)
+    (tmp_path / "link.bin").symlink_to(tmp_path / "target.bin")
+    release_cached_pages(tmp_path / "link.bin")
+    assert resident_fraction(tmp_path / "target.bin") > 0.9
+    os.mkfifo(tmp_path / "fifo")
+    release_cached_pages(tmp_path / "fifo")
+    release_cached_pages(tmp_path / "missing.bin")
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_durable_atomic_write_drops_the_replaced_files_cache_before_writing(
+    tmp_path: Path, durable: bool
+) -> None:
+    from plugin_registry.files import atomic_write
+    from tests._support.pagecache import require_droppable_page_cache, resident_fraction
+
+    require_droppable_page_cache(tmp_path)
+    target = tmp_path / "ck.bin"
+    old = _cached_file(target, 40)
+    os.link(target, tmp_path / "old.bin")  # the replaced file, watched past the rename
+    seen: list[float] = []
+    new = os.urandom(1 << 20) * 40
+
+    def write(fh: Any) -> None:
+        seen.append(resident_fraction(tmp_path / "old.bin"))
+        fh.write(new)
+
+    atomic_write(target, write, durable=durable)
+    assert target.read_bytes() == new and (tmp_path / "old.bin").read_bytes() == old
+    # Durable: the new file's writes get the old one's memory. Not durable: the old
+    # file's pages may be dirty, and dropping them would write them first.
+    assert (seen[0] < 0.1) if durable else (seen[0] > 0.9), seen

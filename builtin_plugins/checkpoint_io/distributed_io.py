@@ -53,7 +53,12 @@ from builtin_plugins.checkpoint_io.torch_io import (
     without_crc32,
 )
 from plugin_registry.errors import PluginRegistryWarning
-from plugin_registry.files import atomic_write, fsync_directory, open_writeback
+from plugin_registry.files import (
+    atomic_write,
+    fsync_directory,
+    open_writeback,
+    release_cached_pages,
+)
 from plugin_registry.kinds.checkpoint_io import (
     CheckpointError,
     CheckpointIO,
@@ -431,7 +436,11 @@ def _writeback_file_system() -> type[Any]:
     class WritebackFileSystem(FileSystem):
         """DCP's local file system, its files written with :func:`open_writeback`: the
         disk writes while DCP serializes the rest, and each fsync waits for the last
-        16 MB (a 2-rank save of 200 MB: ~25 ms less)."""
+        16 MB (a 2-rank save of 200 MB: ~25 ms less). ``written`` lists them."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.written: list[str] = []
 
         @contextlib.contextmanager
         def create_stream(self, path: str | os.PathLike[str], mode: str) -> Iterator[Any]:
@@ -439,6 +448,7 @@ def _writeback_file_system() -> type[Any]:
                 with super().create_stream(path, mode) as stream:
                     yield stream
                 return
+            self.written.append(os.fspath(path))
             with open_writeback(path, mode) as stream:
                 yield stream
 
@@ -502,6 +512,9 @@ class DistributedCheckpointIO(CheckpointIO):
         # many saves used it; the keys of the plans DCP caches for this IO.
         self._names: dict[tuple[int, ...], tuple[str | None, int]] = {}
         self._plan_keys: set[str] = set()
+        # Per checkpoint directory: the files this rank wrote in its last save there,
+        # whose cached pages the next save there drops (see _release_last_save).
+        self._last_files: dict[str, list[str]] = {}
         # DCP keeps cached plans for the life of the process: an IO that is collected
         # without a teardown drops its own.
         weakref.finalize(self, _forget_plans, self._plan_keys)
@@ -618,14 +631,17 @@ class DistributedCheckpointIO(CheckpointIO):
             try:
                 if is_local(fs) and os.path.isfile(root):
                     raise NotADirectoryError(20, "Not a directory", root)
+                self._release_last_save(root)
+                writer = self._writer(fs, data, options)
                 with single_process_quiet(group), without_crc32():
                     save(
                         checkpoint,
-                        storage_writer=self._writer(fs, data, options),
+                        storage_writer=writer,
                         planner=self._planner(group),
                         process_group=group,
                         no_dist=group is None,
                     )
+                self._last_files[root] = getattr(writer.fs, "written", [])
             except (Exception, CheckpointException) as exc:  # every failure: not committed
                 if self._is_coordinator(group):
                     discard(fs, root, data)
@@ -638,6 +654,17 @@ class DistributedCheckpointIO(CheckpointIO):
                 raise CheckpointError(error, path)
         finally:
             self._written(name)
+
+    def _release_last_save(self, root: str) -> None:
+        """Drop the cached pages of the files this rank wrote in its last save to
+        ``root``: this save replaces them, and its own writes then get that memory,
+        just freed (see :func:`~plugin_registry.files.release_cached_pages`: on the
+        team's virtual machines, memory freed seconds before is 2-4x slower to write;
+        2-rank saves of 200 MB 1-2 s apart took 102-136 ms with this, 117-153 without).
+        They are clean (fsynced), and stay on disk, committed, until this save's commit
+        replaces them."""
+        for path in self._last_files.pop(root, []):
+            release_cached_pages(path)
 
     def _next_data_name(self, group: Any | None) -> str:
         """A data directory name no earlier save used, the same on every rank.
