@@ -20,7 +20,8 @@ What a capture promises the host process (docs/safety.md):
   a host thread writes straight to fd 1 or 2 during the capture (C code, a child
   process) cannot be told apart at the descriptor, and are captured.
 * Everything is put back on every path. The saved descriptors sit above the
-  numbers a plugin's ``os.closerange(3, 1024)`` reaches; if captured code closes
+  numbers a plugin's ``os.closerange(3, 1024)`` reaches (unless that would grow the
+  descriptor table of a multithreaded process: ~20 ms); if captured code closes
   them anyway, fd 1 and 2 are reopened from their path where they had one, else
   pointed at ``os.devnull``, never left on the capture buffer, and
   :attr:`Output.lost` names them.
@@ -37,6 +38,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,16 +176,39 @@ def _flush_python_streams() -> None:
 
 
 def _high_fd_base() -> int:
-    """A descriptor number above the common ``closerange(3, 1024)``, where allowed."""
+    """A descriptor number above the common ``closerange(3, 1024)``, where allowed and
+    cheap; else 3 (the copies stay low, and a plugin that closes them is reported).
+
+    A descriptor above the process's descriptor table grows the table, and growing the
+    table of a multithreaded process (torch imported) waits for an RCU grace period:
+    the first capture of a ``resolve()`` after ``import torch`` spent 20 ms there, 40%
+    of its budget (benchmarks/bench_resolve.py). So the copies go high only where the
+    table already reaches that far or the process has one thread.
+    """
     try:
         import resource
 
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     except (ImportError, OSError, ValueError):
         return 3
-    if soft < 0 or soft >= 1024 + 64:  # RLIM_INFINITY is -1
-        return 1024
-    return max(3, soft - 64)
+    base = 1024 if soft < 0 or soft >= 1024 + 64 else max(3, soft - 64)  # -1: unlimited
+    table, threads = _descriptor_table()
+    if threads > 1 and table <= base:
+        return 3
+    return base
+
+
+def _descriptor_table() -> tuple[int, int]:
+    """The size of this process's descriptor table and its number of threads, from
+    ``/proc/self/status`` (Linux); where unknown, a table that reaches any number."""
+    table, threads = 1 << 30, 1
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"FDSize:"):
+                table = int(line.split()[1])
+            elif line.startswith(b"Threads:"):
+                threads = int(line.split()[1])
+    return table, threads
 
 
 def _move_high(fd: int) -> int:
@@ -377,16 +402,67 @@ def write_stderr(message: str) -> None:
         os.write(fd, data)
 
 
+class _Watchdog:
+    """The one thread behind every :func:`slow_warning`: a thread started per block
+    cost each environment's ``detect()`` in a ``resolve()`` 0.3-1 ms (8 of them), and
+    each registration module of a cold listing as much."""
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            # The parent's thread is gone in a child, and it may have held the lock.
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._due: dict[int, tuple[float, str]] = {}
+        self._count = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, seconds: float, message: str) -> int:
+        """Have ``message`` written to the real stderr in ``seconds``; a token for
+        :meth:`cancel`."""
+        with self._changed:
+            self._count += 1
+            self._due[self._count] = (time.monotonic() + seconds, message)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="plugin-registry-slow-warning", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+            return self._count
+
+    def cancel(self, token: int) -> None:
+        with self._changed:
+            self._due.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while True:
+                    now = time.monotonic()
+                    due = sorted(t for t, (when, _) in self._due.items() if when <= now)
+                    if due:
+                        messages = [self._due.pop(t)[1] for t in due]
+                        break
+                    soonest = min((when for when, _ in self._due.values()), default=None)
+                    self._changed.wait(None if soonest is None else soonest - now)
+            for message in messages:
+                write_stderr(message)
+
+
+_watchdog = _Watchdog()
+
+
 @contextlib.contextmanager
 def slow_warning(message: str, seconds: float | None = None) -> Iterator[None]:
     """Print ``message`` on the real stderr if the block is still running after ``seconds``."""
-    timer = threading.Timer(SLOW_SECONDS if seconds is None else seconds, write_stderr, [message])
-    timer.daemon = True
-    timer.start()
+    token = _watchdog.add(SLOW_SECONDS if seconds is None else seconds, message)
     try:
         yield
     finally:
-        timer.cancel()
+        _watchdog.cancel(token)
 
 
 class Interrupts:

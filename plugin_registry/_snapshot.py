@@ -12,11 +12,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugin_registry import cache as cache_mod
-from plugin_registry.control import Control
 from plugin_registry.records import Collected, EntryPointRef, PluginInfo, Problem
+
+if TYPE_CHECKING:
+    from plugin_registry.control import Control
 
 # Plain classes, not dataclasses: creating a dataclass costs ~0.3 ms (its methods are
 # generated and exec'd), and these two are created on every warm start, whose whole
@@ -102,7 +104,7 @@ class Snapshot:
 
 
 def discover(
-    group: str, control: Control, cache_dir: Path, use_cache: bool
+    group: str, control: Control | None, cache_dir: Path, use_cache: bool
 ) -> tuple[Snapshot, DiscoveryStats]:
     """Cache or scan, then reuse or collect each package: one new snapshot, and how it
     went. ``cache_dir`` holds the record cache (read and written when ``use_cache``)
@@ -145,7 +147,7 @@ def _results(
     refs: list[EntryPointRef],
     cached: cache_mod.Cached | None,
     stats: DiscoveryStats,
-    control: Control,
+    control: Control | None,
     cache_dir: Path,
 ) -> tuple[dict[str, Collected], dict[str, str], Any, list[Problem]]:
     """Each package's records: reused from the cache where valid, else collected;
@@ -156,7 +158,7 @@ def _results(
     skipped: dict[str, str] = {}
     ended: list[Problem] | None = None
     for ref in refs:
-        why = control.loads_distribution(ref.distribution)
+        why = control.loads_distribution(ref.distribution) if control is not None else ""
         if why:
             skipped[ref.key] = why
         reused = cached.reusable(ref) if cached is not None else None

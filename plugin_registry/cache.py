@@ -57,6 +57,8 @@ MAX_BYTES = 64 * 1024 * 1024
 _DIST_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".pth")
 ENV_DIR = "PLUGIN_REGISTRY_CACHE_DIR"
 ENV_DISABLE = "PLUGIN_REGISTRY_NO_CACHE"
+#: The cache's own variables: any other PLUGIN_REGISTRY_* one may be a policy's.
+VARIABLES = frozenset({ENV_DIR, ENV_DISABLE})
 
 _warned: set[str] = set()
 

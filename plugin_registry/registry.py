@@ -11,15 +11,15 @@ why a lookup failed in ``_lookup_failure``, importing and building in
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugin_registry import cache as cache_mod
 from plugin_registry._snapshot import DiscoveryStats, Snapshot, discover
-from plugin_registry.control import Control
 from plugin_registry.errors import (
     ConfigurationError,
     PluginNotFoundError,
@@ -37,6 +37,9 @@ from plugin_registry.records import (
     Problem,
     validate_record,
 )
+
+if TYPE_CHECKING:
+    from plugin_registry.control import Control
 
 _warned: set[tuple[Any, ...]] = set()
 
@@ -115,9 +118,17 @@ class Registry:
         cache_dir: str | Path | None = None,
     ) -> None:
         self.group = group
-        self.control = Control.build(
-            autoload=autoload, enable=enable, allow=allow, block=block, pins=pins
-        )
+        # No policy (no argument, no variable): no Control, and control.py is not even
+        # imported (~0.2 ms of a warm listing's ~3); `control` builds the default one.
+        self._control: Control | None = None
+        if any(v is not None for v in (autoload, enable, allow, block, pins)) or any(
+            k.startswith("PLUGIN_REGISTRY_") and k not in cache_mod.VARIABLES for k in os.environ
+        ):
+            from plugin_registry.control import Control
+
+            self._control = Control.build(
+                autoload=autoload, enable=enable, allow=allow, block=block, pins=pins
+            )
         self.cache_enabled = cache_mod.enabled_by_env() if cache is None else cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_mod.default_dir()
         self.stats = DiscoveryStats()
@@ -129,6 +140,15 @@ class Registry:
         self._objects: dict[PluginInfo, Any] = {}
         self._overrides: set[tuple[str, str]] = set()
         self._index: dict[tuple[Kind, str], list[Match]] | None = None
+
+    @property
+    def control(self) -> Control:
+        """The policy this registry applies (see :mod:`plugin_registry.control`)."""
+        if self._control is None:
+            from plugin_registry.control import Control
+
+            self._control = Control()
+        return self._control
 
     # -- discovery -------------------------------------------------------------
 
@@ -149,7 +169,7 @@ class Registry:
         with self._lock:
             if self._state is None:
                 self._state, self.stats = discover(
-                    self.group, self.control, self.cache_dir, self.cache_enabled
+                    self.group, self._control, self.cache_dir, self.cache_enabled
                 )
                 self._index = None
                 self._warn_problems()
@@ -213,7 +233,7 @@ class Registry:
         return list(self._snapshot().refs)
 
     def _visible(self, record: PluginInfo) -> bool:
-        if record.distribution is None or self.control.hides_nothing:
+        if record.distribution is None or self._control is None or self.control.hides_nothing:
             return True  # registered in-process (an explicit act of the host), or no rule
         return any(not self.control.hides(record.distribution, n) for n in record.names())
 
@@ -324,13 +344,15 @@ class Registry:
         return self.find(name, kind).record
 
     def _name_visible(self, record: PluginInfo, name: str) -> bool:
-        return record.distribution is None or not self.control.hides(record.distribution, name)
+        if record.distribution is None or self._control is None:
+            return True
+        return not self._control.hides(record.distribution, name)
 
     def _pinned_match(self, kind: str, name: str, matches: Sequence[Match]) -> Match | None:
         if (kind, name) in self._overrides:
             chosen: str | None = IN_PROCESS
         else:
-            chosen = self.control.pinned(kind, name)
+            chosen = self._control.pinned(kind, name) if self._control is not None else None
         for m in matches:
             if m.record.qualifier == chosen:
                 return m
