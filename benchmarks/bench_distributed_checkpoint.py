@@ -6,11 +6,11 @@ the ranks (as FSDP2 holds it):
 * limit: rank 0 writes the same number of bytes raw to a new file and fsyncs it,
   the other ranks idle: what the disk allows (measured in the N-rank and in the
   N/2-rank run). The fastest of those writes counts: the disk's best, and the
-  hardest yardstick. (The median once counted; on the team's virtual machine a raw
-  write into memory freed seconds before ran 2-4x slower than its best, so the
-  median raw write was slower than the sharded saves, which write into memory just
-  freed, and said nothing of the disk.) The previous file is deleted before the
-  timing: inside it, the timed fsync paid for releasing its blocks.
+  hardest yardstick. (The median once counted; on the team's virtual machine these
+  raw writes varied 116-842 ms within one run, their median slower than the sharded
+  saves beside them, and said little of the disk: memory free for seconds is slow
+  to write there, see docs/checkpoint-io.md.) The previous file is deleted before
+  the timing: inside it, the timed fsync paid for releasing its blocks.
 * distributed: every rank writes its shards through the `distributed` checkpoint
   IO (and the coordinator commits), replacing the last save's. Aggregate throughput
   = MB / wall time. A process's first save (DCP's imports, a plan made from

@@ -332,6 +332,8 @@ class RecordCache:
         """Replace the file atomically (owner-only), so a concurrent reader sees old or new."""
         import json  # the writing path only: a warm listing reads with _loads
 
+        from plugin_registry._atomic_write import atomic_write_text
+
         data = {"format": FORMAT, "group": self.group, "key": self.key, **data}
         try:
             text = _seal(json.dumps(data, separators=(",", ":")))
@@ -343,7 +345,7 @@ class RecordCache:
             if why:
                 self._refuse(why)
                 return
-            _files.atomic_write_text(self.path, text, mode=0o600, durable=False)
+            atomic_write_text(self.path, text, mode=0o600, durable=False)
         except OSError as exc:
             _warn_once(
                 f"write:{self.directory}",

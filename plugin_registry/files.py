@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import os
 
+from plugin_registry._atomic_write import atomic_write as atomic_write
+from plugin_registry._atomic_write import atomic_write_text as atomic_write_text
+from plugin_registry._atomic_write import fsync_directory as fsync_directory
+from plugin_registry._atomic_write import open_writeback as open_writeback
+from plugin_registry._atomic_write import release_cached_pages as release_cached_pages
 from plugin_registry._files import UnreadableFileError as UnreadableFileError
-from plugin_registry._files import atomic_write as atomic_write
-from plugin_registry._files import atomic_write_text as atomic_write_text
-from plugin_registry._files import fsync_directory as fsync_directory
-from plugin_registry._files import open_writeback as open_writeback
 from plugin_registry._files import read_regular as _read_regular
 from plugin_registry._files import read_text as read_text
-from plugin_registry._files import release_cached_pages as release_cached_pages
 
 __all__ = [
     "UnreadableFileError",

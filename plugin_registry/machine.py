@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from plugin_registry import _schema
-from plugin_registry._files import atomic_write_text
+from plugin_registry._atomic_write import atomic_write_text
 from plugin_registry.errors import ConfigurationError
 from plugin_registry.names import normalize_distribution
 

@@ -160,7 +160,7 @@ def test_temporaries_of_dead_writers_are_removed_by_the_next_save(
 
 
 def test_a_replaced_large_file_is_released_after_the_save_returns(tmp_path: Path) -> None:
-    from plugin_registry import _files
+    from plugin_registry import _atomic_write, _files
 
     path = tmp_path / "big.pt"
     path.write_bytes(b"old" * (12 * 2**20))  # 36 MB: released by the helper thread
@@ -177,7 +177,7 @@ def test_a_replaced_large_file_is_released_after_the_save_returns(tmp_path: Path
     tmp = tmp_path / f".big.pt.{_files._host()}.{int(dead.stdout)}.x1y2z3.tmp"
     tmp.write_bytes(b"")
     path.write_bytes(b"old" * (12 * 2**20))
-    left = _files._keep_old(str(path), str(tmp))
+    left = _atomic_write._keep_old(str(path), str(tmp))
     assert left is not None and os.path.samefile(left, path)
     tmp.unlink()
     pr.load("torch").save_checkpoint({"w": torch.zeros(4)}, path)

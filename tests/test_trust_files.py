@@ -374,14 +374,16 @@ def test_closed_stdout_is_one_error_line_not_a_traceback(command: list[str]) -> 
 def test_open_writeback_writes_every_byte_and_starts_the_disk_on_each_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from plugin_registry import _files
+    from plugin_registry import _atomic_write
     from plugin_registry.files import atomic_write, open_writeback
 
     started: list[tuple[int, int]] = []
-    real = _files._start_writeback
-    monkeypatch.setattr(_files, "WRITEBACK_STEP", 1000)
+    real = _atomic_write._start_writeback
+    monkeypatch.setattr(_atomic_write, "WRITEBACK_STEP", 1000)
     monkeypatch.setattr(
-        _files, "_start_writeback", lambda fd, off, n: (started.append((off, n)), real(fd, off, n))
+        _atomic_write,
+        "_start_writeback",
+        lambda fd, off, n: (started.append((off, n)), real(fd, off, n)),
     )
     chunks = [os.urandom(n) for n in (300, 900, 50, 2500, 10)]
     with open_writeback(tmp_path / "a.bin", "xb") as fh:
@@ -405,12 +407,12 @@ def test_open_writeback_writes_every_byte_and_starts_the_disk_on_each_step(
 
 
 def test_open_writeback_with_the_real_system_call(tmp_path: Path) -> None:
-    from plugin_registry import _files
+    from plugin_registry import _atomic_write
     from plugin_registry.files import open_writeback
 
     if not sys.platform.startswith("linux"):
         pytest.skip("sync_file_range is Linux's; elsewhere the file is a plain buffered one")
-    assert _files._sync_file_range() is not None
+    assert _atomic_write._sync_file_range() is not None
     data = os.urandom(1 << 20) * 40  # 40 MB: two steps started before the fsync
     with open_writeback(tmp_path / "big.bin") as fh:
         fh.write(data)

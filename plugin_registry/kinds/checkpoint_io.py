@@ -95,7 +95,7 @@ def write_checkpoint(
     previous checkpoint is intact; anything else ``write`` raises propagates, with
     the previous checkpoint equally intact.
     """
-    from plugin_registry._files import atomic_write
+    from plugin_registry._atomic_write import atomic_write
 
     shown = os.fspath(path)
     if not shown.strip() or "\0" in shown:

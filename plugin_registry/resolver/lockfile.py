@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from plugin_registry import _schema
-from plugin_registry._files import atomic_write_text
+from plugin_registry._atomic_write import atomic_write_text
 from plugin_registry.errors import ConfigurationError
 from plugin_registry.names import Spec
 from plugin_registry.records import KINDS
